@@ -1,0 +1,30 @@
+"""headstart: transfer learning in one command.
+
+    import headstart
+    run = headstart.fit("data/", model="efficientnet_lite0", out="runs/first")
+    headstart.evaluate(run, "test/")
+    headstart.load("runs/first").predict(["photo.jpg"])
+"""
+
+__version__ = "0.1.0"
+
+from .api import evaluate, fit, predict  # noqa: E402
+from .errors import HeadstartError  # noqa: E402
+from .run import Run, load  # noqa: E402
+from .zoo import ModelCard, get_card, list_cards, load_network  # noqa: E402
+
+list_models = list_cards
+
+__all__ = [
+    "HeadstartError",
+    "ModelCard",
+    "Run",
+    "evaluate",
+    "fit",
+    "get_card",
+    "list_cards",
+    "list_models",
+    "load",
+    "load_network",
+    "predict",
+]

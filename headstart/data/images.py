@@ -1,0 +1,215 @@
+"""Image DATA: a folder of class subfolders, or a CSV with `path,label` columns.
+
+Everything about the user's files is checked before any work starts: the folder or CSV
+exists, there are at least two classes, no class is empty, every path exists and every
+file is a readable image (all bad files are listed at once; skip_bad_files drops them).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import HeadstartError, plural
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+PATH_COLUMN, LABEL_COLUMN = "path", "label"
+
+
+@dataclass(frozen=True)
+class ImageSamples:
+    """Labelled image files: paths[i] has class classes[labels[i]]."""
+
+    paths: tuple[Path, ...]
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(self.labels.tolist())
+        return {name: c.get(i, 0) for i, name in enumerate(self.classes)}
+
+    def subset(self, idx: Sequence[int] | np.ndarray) -> "ImageSamples":
+        idx = np.asarray(idx, dtype=np.int64)
+        return replace(self, paths=tuple(self.paths[i] for i in idx), labels=self.labels[idx])
+
+    def fingerprint(self) -> str:
+        """Identity of the file list: path, size and modification time of each file, in order."""
+        return files_fingerprint(self.paths)
+
+
+def files_fingerprint(paths: Sequence[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        st = os.stat(p)
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def is_image_file(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+
+
+def read_image_data(data: str | os.PathLike, *, min_classes: int = 2) -> ImageSamples:
+    """Read DATA (folder of class subfolders, or CSV of path,label); labels sorted by class name."""
+    root = Path(data).expanduser()
+    if not root.exists():
+        raise HeadstartError(
+            f"DATA '{data}' does not exist; give a folder with one subfolder of images per class, "
+            "or a CSV file with path,label columns"
+        )
+    if root.is_dir():
+        paths, names = _read_folder(root)
+    elif root.suffix.lower() in (".csv", ".tsv"):
+        paths, names = _read_csv(root)
+    else:
+        raise HeadstartError(
+            f"DATA '{data}' is a file but not a CSV; give a folder of class subfolders or a .csv with path,label columns"
+        )
+    classes = tuple(sorted(set(names)))
+    if len(classes) < min_classes:
+        only = f" ('{classes[0]}')" if classes else ""
+        raise HeadstartError(
+            f"DATA '{data}' has {plural(len(classes), 'class', 'classes')}{only}; a classifier needs at least "
+            f"{min_classes}: add a subfolder (or CSV label) per class"
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index[n] for n in names], dtype=np.int64)
+    return ImageSamples(paths=tuple(paths), labels=labels, classes=classes, source=str(root))
+
+
+def _read_folder(root: Path) -> tuple[list[Path], list[str]]:
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subdirs:
+        loose = [p for p in root.iterdir() if p.is_file() and is_image_file(p)]
+        what = f"has {plural(len(loose), 'image')} but no class subfolders" if loose else "is empty"
+        raise HeadstartError(
+            f"DATA folder '{root}' {what}; put each class's images in a subfolder named after the class "
+            f"(e.g. {root}/cat/1.jpg, {root}/dog/2.jpg)"
+        )
+    paths: list[Path] = []
+    names: list[str] = []
+    empty: list[str] = []
+    for d in subdirs:
+        files = sorted(p for p in d.rglob("*") if p.is_file() and is_image_file(p)
+                       and not any(part.startswith(".") for part in p.relative_to(d).parts))
+        if not files:
+            empty.append(d.name)
+        paths += files
+        names += [d.name] * len(files)
+    if empty:
+        raise HeadstartError(
+            f"DATA folder '{root}': class {'folder' if len(empty) == 1 else 'folders'} "
+            f"{', '.join(repr(e) for e in empty)} {'has' if len(empty) == 1 else 'have'} no images "
+            f"(extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}); add images or remove the folder"
+        )
+    return paths, names
+
+
+def _read_csv(path: Path) -> tuple[list[Path], list[str]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
+            reader = csv.DictReader(f, dialect=dialect)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            if PATH_COLUMN not in columns or LABEL_COLUMN not in columns:
+                raise HeadstartError(
+                    f"CSV '{path}' needs columns '{PATH_COLUMN}' and '{LABEL_COLUMN}'; "
+                    f"found {', '.join(repr(c) for c in columns) or 'no header'}"
+                )
+            reader.fieldnames = columns
+            rows = [(r[PATH_COLUMN], r[LABEL_COLUMN]) for r in reader]
+    except UnicodeDecodeError as e:
+        raise HeadstartError(f"CSV '{path}' is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    base = path.parent
+    paths: list[Path] = []
+    names: list[str] = []
+    missing: list[str] = []
+    blank: list[int] = []
+    for i, (p, label) in enumerate(rows, start=2):
+        p, label = (p or "").strip(), (label or "").strip()
+        if not p or not label:
+            blank.append(i)
+            continue
+        full = (base / p) if not os.path.isabs(p) else Path(p)
+        if not full.is_file():
+            missing.append(p)
+        paths.append(full)
+        names.append(label)
+    if blank:
+        raise HeadstartError(f"CSV '{path}': rows {_first(blank)} have an empty path or label; fill or remove them")
+    if not rows:
+        raise HeadstartError(f"CSV '{path}' has a header but no rows")
+    if missing:
+        raise HeadstartError(
+            f"CSV '{path}': {plural(len(missing), 'path')} do not exist (relative paths are read from "
+            f"{base}): {_first(missing)}"
+        )
+    return paths, names
+
+
+def _first(items: Sequence[object], n: int = 10) -> str:
+    shown = ", ".join(str(x) for x in items[:n])
+    return shown + (f", … and {len(items) - n} more" if len(items) > n else "")
+
+
+def check_image(path: Path) -> str | None:
+    """Why `path` is not a readable image, or None when it is.
+
+    PNG: verify() walks every chunk and checks its CRC. JPEG: decoded at 1/8 scale
+    (cheap with draft mode), which still reads every entropy-coded block. Other
+    formats: decoded fully.
+    """
+    try:
+        with Image.open(path) as im:
+            if im.format == "PNG":
+                im.verify()
+            else:
+                if im.format == "JPEG":
+                    im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+                im.load()
+        return None
+    except UnidentifiedImageError:
+        return "not an image"
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        return str(e).split("\n")[0][:80] or type(e).__name__
+
+
+def find_bad_images(paths: Sequence[Path]) -> list[tuple[Path, str]]:
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        reasons = list(pool.map(check_image, paths, chunksize=64))
+    return [(p, r) for p, r in zip(paths, reasons) if r is not None]
+
+
+def drop_bad_images(samples: ImageSamples, skip_bad_files: bool, log=None) -> ImageSamples:
+    """Check every file; refuse (listing all bad files) or drop them with skip_bad_files."""
+    bad = find_bad_images(samples.paths)
+    if not bad:
+        return samples
+    listing = "; ".join(f"{p} ({why})" for p, why in bad)
+    if not skip_bad_files:
+        raise HeadstartError(
+            f"{plural(len(bad), 'file')} in DATA {'is' if len(bad) == 1 else 'are'} not readable "
+            f"{'an image' if len(bad) == 1 else 'images'}: {listing}; fix or remove "
+            f"{'it' if len(bad) == 1 else 'them'}, or pass --skip-bad-files to proceed without"
+        )
+    bad_set = {p for p, _ in bad}
+    keep = [i for i, p in enumerate(samples.paths) if p not in bad_set]
+    if log:
+        log(f"skipping {plural(len(bad), 'unreadable file')}: {listing}")
+    out = samples.subset(keep)
+    if len(set(out.labels.tolist())) < 2:
+        raise HeadstartError("after skipping unreadable files fewer than 2 classes remain; fix the files")
+    return out

@@ -1,0 +1,218 @@
+"""Running a frozen body once over a dataset, and keeping the result on disk.
+
+A frozen body is a pure function of (weights, preprocessing, input file), so its output
+is computed once and reused by every later fit, evaluate or rank on the same files.
+Entries live under the cache folder as <key>/features.npy + meta.json, where the key
+hashes the body's identity, the preprocessing and the data fingerprint (paths, sizes,
+mtimes). An entry is built in a temporary folder and renamed into place only when
+complete; on every read its shape, dtype and sha256 are checked, and a damaged entry
+is deleted and recomputed, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .console import progress, warn
+from .errors import HeadstartError, plural
+from .fileio import atomic_dir, atomic_write_json
+from .fuse import fold_batchnorm
+from .data.images import files_fingerprint
+from .data.transforms import ImageFiles, normalize
+from .runtime import default_batch_size, default_workers
+from .surgery import pool_features
+from .zoo.card import Preprocessing
+
+CACHE_FORMAT = 1
+FEATURES_FILE, META_FILE = "features.npy", "meta.json"
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("HEADSTART_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "headstart"
+
+
+@dataclass
+class Features:
+    """Rows of `array` follow the order of the files they came from."""
+
+    array: np.ndarray
+    cache_hit: bool
+    seconds: float
+    key: str
+    images_per_second: float = 0.0
+
+
+class FeatureCache:
+    """On-disk feature store; root=None disables it (--no-cache)."""
+
+    def __init__(self, root: str | os.PathLike | None) -> None:
+        self.root = Path(root).expanduser() if root is not None else None
+
+    @classmethod
+    def from_options(cls, cache_dir: str | os.PathLike | None = None, no_cache: bool = False) -> "FeatureCache":
+        return cls(None if no_cache else (cache_dir or default_cache_dir()))
+
+    @property
+    def enabled(self) -> bool:
+        return self.root is not None
+
+    def entry(self, key: str) -> Path:
+        assert self.root is not None
+        return self.root / "features" / key[:2] / key
+
+    def load(self, key: str, rows: int) -> np.ndarray | None:
+        """The entry's features, memory-mapped, or None when absent or damaged (then removed)."""
+        if self.root is None:
+            return None
+        d = self.entry(key)
+        if not d.is_dir():
+            return None
+        reason = None
+        try:
+            meta = json.loads((d / META_FILE).read_text())
+            arr = np.load(d / FEATURES_FILE, mmap_mode="r")
+            if meta.get("format") != CACHE_FORMAT or meta.get("key") != key:
+                reason = "written by another format"
+            elif list(arr.shape) != meta["shape"] or arr.shape[0] != rows or str(arr.dtype) != meta["dtype"]:
+                reason = f"shape {arr.shape} does not match its record"
+            elif _digest(arr) != meta["sha256"]:
+                reason = "checksum mismatch"
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+            reason = f"unreadable ({type(e).__name__})"
+        if reason:
+            warn(f"feature cache entry {d} is damaged ({reason}); recomputing it")
+            shutil.rmtree(d, ignore_errors=True)
+            return None
+        return arr
+
+
+def _digest(arr: np.ndarray, h: "hashlib._Hash | None" = None) -> str:
+    h = h or hashlib.sha256()
+    step = max(1, (64 << 20) // max(1, arr[0].nbytes if len(arr) else 1))
+    for i in range(0, len(arr), step):
+        h.update(np.ascontiguousarray(arr[i : i + step]).data)
+    return h.hexdigest()
+
+
+def feature_key(body_id: str, pre: Preprocessing, paths: Sequence[Path]) -> str:
+    blob = json.dumps(
+        {"format": CACHE_FORMAT, "body": body_id, "pre": pre.to_dict(), "data": files_fingerprint(paths)},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@torch.inference_mode()
+def run_body(
+    body: nn.Module,
+    pre: Preprocessing,
+    paths: Sequence[Path],
+    out: np.ndarray,
+    device: torch.device,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    on_batch: Callable[[np.ndarray], None] | None = None,
+) -> float:
+    """Fill out[i] with the body's features of paths[i]; returns images per second.
+
+    Decoding and resizing run in DataLoader workers; the body runs in eval mode under
+    inference_mode, channels_last, with BatchNorm folded into the convolutions, one batch
+    at a time, and each batch goes straight into `out` (a memory map when caching), so
+    memory stays flat whatever the size.
+    """
+    body.eval().to(device, memory_format=torch.channels_last)
+    example = torch.randn(2, 3, pre.crop, pre.crop, generator=torch.Generator().manual_seed(0))
+    body = fold_batchnorm(body, example.to(device).contiguous(memory_format=torch.channels_last))
+    batch_size = batch_size or default_batch_size(device)
+    workers = default_workers(device) if num_workers is None else num_workers
+    loader = torch.utils.data.DataLoader(
+        ImageFiles(list(paths), pre),
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers else None,
+    )
+    failed: list[str] = []
+    row = 0
+    t0 = time.perf_counter()
+    with progress("extracting features", len(paths)) as advance:
+        for images, ok in loader:
+            if not bool(ok.all()):
+                failed += [str(paths[row + i]) for i in torch.nonzero(~ok).flatten().tolist()]
+            f = pool_features(body(normalize(images, pre, device))).float().cpu().numpy()
+            if not np.isfinite(f).all():
+                raise HeadstartError(
+                    f"the model produced NaN or infinite features for {paths[row]} and nearby files; "
+                    "its weights are probably damaged"
+                )
+            out[row : row + len(f)] = f
+            if on_batch:
+                on_batch(f)
+            row += len(f)
+            advance(len(f))
+    if failed:
+        raise HeadstartError(
+            f"{plural(len(failed), 'file')} could not be decoded (changed since they were checked?): "
+            f"{'; '.join(failed)}; fix or remove them"
+        )
+    return len(paths) / max(time.perf_counter() - t0, 1e-9)
+
+
+def extract(
+    body_factory: Callable[[], nn.Module],
+    body_id: str,
+    pre: Preprocessing,
+    paths: Sequence[Path],
+    num_features: int,
+    cache: FeatureCache,
+    device: torch.device,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    model_name: str = "",
+) -> Features:
+    """Features of `paths` from the cache, or computed by the body (built only on a miss)."""
+    t0 = time.perf_counter()
+    key = feature_key(body_id, pre, paths)
+    hit = cache.load(key, len(paths))
+    if hit is not None:
+        return Features(hit, cache_hit=True, seconds=time.perf_counter() - t0, key=key)
+    body = body_factory()
+    if not cache.enabled:
+        arr = np.empty((len(paths), num_features), dtype=np.float32)
+        ips = run_body(body, pre, paths, arr, device, batch_size, num_workers)
+        return Features(arr, False, time.perf_counter() - t0, key, ips)
+    dest = cache.entry(key)
+    h = hashlib.sha256()
+    with atomic_dir(dest) as tmp:
+        arr = np.lib.format.open_memmap(tmp / FEATURES_FILE, mode="w+", dtype=np.float32,
+                                        shape=(len(paths), num_features))
+        ips = run_body(body, pre, paths, arr, device, batch_size, num_workers,
+                       on_batch=lambda f: h.update(np.ascontiguousarray(f, dtype=np.float32).data))
+        arr.flush()
+        del arr
+        atomic_write_json(tmp / META_FILE, {
+            "format": CACHE_FORMAT, "key": key, "shape": [len(paths), num_features], "dtype": "float32",
+            "sha256": h.hexdigest(), "body": body_id, "model": model_name, "preprocessing": pre.to_dict(),
+            "n_files": len(paths), "first_file": str(paths[0]) if paths else "",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "headstart": __version__,
+        })
+    loaded = cache.load(key, len(paths))
+    if loaded is None:  # the entry we just wrote must read back; anything else is a bug or a full disk
+        raise HeadstartError(f"could not read back the feature cache entry just written to {dest}; is the disk full?")
+    return Features(loaded, False, time.perf_counter() - t0, key, ips)

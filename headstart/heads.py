@@ -1,0 +1,67 @@
+"""New heads for a transferred body: `linear`, or `mlp` with a hidden layer and dropout."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .errors import HeadstartError
+
+HEAD_KINDS = ("linear", "mlp")
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    kind: Literal["linear", "mlp"] = "linear"
+    hidden: int = 512
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in HEAD_KINDS:
+            raise HeadstartError(f"--head must be one of {', '.join(HEAD_KINDS)}; got '{self.kind}'")
+        if self.hidden < 1:
+            raise HeadstartError(f"--hidden must be >= 1; got {self.hidden}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise HeadstartError(f"--dropout must be in [0, 1); got {self.dropout}")
+
+    def build(self, in_features: int, num_classes: int) -> nn.Sequential:
+        layers: list[tuple[str, nn.Module]] = []
+        if self.kind == "linear":
+            if self.dropout:
+                layers.append(("dropout", nn.Dropout(self.dropout)))
+            layers.append(("fc", nn.Linear(in_features, num_classes)))
+        else:
+            layers += [
+                ("fc1", nn.Linear(in_features, self.hidden)),
+                ("act", nn.ReLU()),
+                ("dropout", nn.Dropout(self.dropout)),
+                ("fc2", nn.Linear(self.hidden, num_classes)),
+            ]
+        return nn.Sequential(OrderedDict(layers))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "HeadSpec":
+        return cls(kind=d.get("kind", "linear"), hidden=int(d.get("hidden", 512)), dropout=float(d.get("dropout", 0.0)))
+
+
+def first_linear(head: nn.Module) -> nn.Linear:
+    return next(m for m in head.modules() if isinstance(m, nn.Linear))
+
+
+@torch.no_grad()
+def fold_standardization(head: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Make a head trained on (x - mean) / std take raw x: rescale its first Linear.
+
+    W (x - m)/s + b  ==  (W / s) x + (b - (W / s) m)
+    """
+    lin = first_linear(head)
+    w = lin.weight / std
+    lin.bias.sub_(w @ mean)
+    lin.weight.copy_(w)

@@ -1,0 +1,189 @@
+"""A run folder: everything needed to use a trained model, and what happened while training it.
+
+  RUN_DIR/model.safetensors   body.* and head.* tensors of the whole network
+  RUN_DIR/headstart.json      card, head, class names, preprocessing, body identity
+  RUN_DIR/metrics.json        what training measured
+
+Written atomically (built beside RUN_DIR, then renamed), loaded without pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .data.images import find_bad_images, is_image_file
+from .errors import HeadstartError, plural
+from .features import run_body
+from .fileio import atomic_dir, atomic_write_json
+from .heads import HeadSpec
+from .runtime import pick_device
+from .surgery import TransferModel, split
+from .zoo.build import build_architecture
+from .zoo.card import ModelCard, Preprocessing
+from .zoo.weights import match_state_dict
+
+RUN_FILE, METRICS_FILE, WEIGHTS_FILE = "headstart.json", "metrics.json", "model.safetensors"
+RUN_FORMAT = "headstart-run/1"
+
+
+def is_run_dir(path: str | Path) -> bool:
+    try:
+        return json.loads((Path(path) / RUN_FILE).read_text()).get("format") == RUN_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_out_dir(out: str | Path, overwrite: bool) -> Path:
+    """Refuse, before any work, to write over something that is not a headstart run."""
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise HeadstartError(f"--out '{out}' is a file; give a folder path for the run")
+    if out.is_dir() and any(out.iterdir()) and not is_run_dir(out) and not overwrite:
+        raise HeadstartError(
+            f"--out '{out}' exists and is not a headstart run; choose another folder, "
+            "or pass --overwrite to replace its contents"
+        )
+    return out
+
+
+def assemble(card: ModelCard, head: HeadSpec, num_classes: int) -> TransferModel:
+    """The run's network with random weights: the card's architecture cut at its classifier, plus the head."""
+    body, _ = split(build_architecture(card.architecture, num_classes=card.source_classes or 1000), card.classifier)
+    return TransferModel(body, head.build(card.num_features, num_classes))
+
+
+@dataclass
+class Run:
+    """A trained model and its record; what headstart.fit returns and headstart.load reads."""
+
+    dir: Path
+    card: ModelCard
+    head: HeadSpec
+    classes: tuple[str, ...]
+    body_id: str
+    model: TransferModel
+    info: dict[str, Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.card.preprocessing
+
+    def save(self, replace: bool = True) -> None:
+        self.info.update(
+            format=RUN_FORMAT, headstart=__version__, card=self.card.to_dict(), head=self.head.to_dict(),
+            classes=list(self.classes), preprocessing=self.card.preprocessing.to_dict(), body_id=self.body_id,
+            saved=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        )
+        state = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
+        with atomic_dir(self.dir, replace=replace) as tmp:
+            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": RUN_FORMAT})
+            atomic_write_json(tmp / RUN_FILE, self.info)
+            atomic_write_json(tmp / METRICS_FILE, self.metrics)
+
+    def predict(
+        self,
+        files: list[str | Path],
+        top_k: int = 5,
+        batch_size: int | None = None,
+        skip_bad_files: bool = False,
+        device: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Label, score and top-k classes for each image file (folders are searched for images)."""
+        if top_k < 1:
+            raise HeadstartError(f"--top-k must be >= 1; got {top_k}")
+        paths = expand_files(files)
+        bad = find_bad_images(paths)
+        if bad:
+            listing = "; ".join(f"{p} ({why})" for p, why in bad)
+            if not skip_bad_files:
+                raise HeadstartError(
+                    f"{plural(len(bad), 'file')} not readable as images: {listing}; "
+                    "fix them or pass --skip-bad-files"
+                )
+            bad_set = {p for p, _ in bad}
+            paths = [p for p in paths if p not in bad_set]
+        dev = pick_device(device)
+        feats = np.empty((len(paths), self.card.num_features), dtype=np.float32)
+        if paths:
+            run_body(self.model.body, self.preprocessing, paths, feats, dev, batch_size)
+        probs = self.head_probabilities(feats)
+        k = min(top_k, len(self.classes))
+        out = []
+        for p, row in zip(paths, probs):
+            order = np.argsort(-row)[:k]
+            out.append({
+                "file": str(p),
+                "label": self.classes[order[0]],
+                "score": float(row[order[0]]),
+                "top_k": [{"label": self.classes[i], "score": float(row[i])} for i in order],
+            })
+        return out
+
+    @torch.inference_mode()
+    def head_probabilities(self, features: np.ndarray, batch: int = 4096) -> np.ndarray:
+        head = self.model.head.cpu().eval()
+        out = [torch.softmax(head(torch.from_numpy(np.array(features[i : i + batch], dtype=np.float32))), dim=1).numpy()
+               for i in range(0, len(features), batch)]
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
+
+
+def expand_files(files: list[str | Path]) -> list[Path]:
+    paths: list[Path] = []
+    missing: list[str] = []
+    for f in files:
+        p = Path(f).expanduser()
+        if p.is_dir():
+            paths += sorted(q for q in p.rglob("*") if q.is_file() and is_image_file(q))
+        elif p.is_file():
+            paths.append(p)
+        else:
+            missing.append(str(f))
+    if missing:
+        raise HeadstartError(f"{plural(len(missing), 'file')} not found: {', '.join(missing)}")
+    if not paths:
+        raise HeadstartError("no image files to predict; give image files or folders holding images")
+    return paths
+
+
+def load(run_dir: str | Path, device: str | None = None) -> Run:
+    """Load a run folder written by `headstart fit`.
+
+    The network is a plain nn.Module (`run.model`, images in, logits out) and
+    `run.preprocessing` says how to prepare its input; `run.predict(files)` does both.
+    """
+    d = Path(run_dir).expanduser()
+    if not d.is_dir():
+        raise HeadstartError(f"run folder '{d}' does not exist")
+    if not is_run_dir(d):
+        raise HeadstartError(f"'{d}' is not a headstart run (no valid {RUN_FILE}); give a folder written by `headstart fit`")
+    info = json.loads((d / RUN_FILE).read_text())
+    try:
+        metrics = json.loads((d / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        metrics = {}
+    card = ModelCard.from_dict(info["card"])
+    head = HeadSpec.from_dict(info["head"])
+    classes = tuple(info["classes"])
+    model = assemble(card, head, len(classes))
+    weights = d / WEIGHTS_FILE
+    if not weights.is_file():
+        raise HeadstartError(f"run '{d}' has no {WEIGHTS_FILE}; the run did not finish, run `headstart fit` again")
+    try:
+        sd = load_file(str(weights))
+    except Exception as e:  # safetensors raises its own error types for damaged files
+        raise HeadstartError(f"run '{d}': {WEIGHTS_FILE} is damaged ({str(e)[:120]}); run `headstart fit` again") from None
+    mapped, _ = match_state_dict(model, sd, "name", "", f"run '{d}'")
+    model.load_state_dict(mapped, strict=True)
+    model.eval().to(pick_device(device))
+    return Run(dir=d, card=card, head=head, classes=classes, body_id=info["body_id"], model=model, info=info,
+               metrics=metrics)

@@ -1,0 +1,46 @@
+"""Where models run: device choice and CPU thread settings."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .errors import HeadstartError
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """The given device, else CUDA when present, else Apple's MPS, else the CPU."""
+    if name:
+        try:
+            dev = torch.device(name)
+        except RuntimeError:
+            raise HeadstartError(f"--device '{name}' is not a device name (cpu, cuda, cuda:1, mps)") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise HeadstartError(f"--device {name}: no CUDA GPU is visible here; use --device cpu")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def default_workers(device: torch.device) -> int:
+    """DataLoader workers for decoding: leave the cores to the model on a small CPU machine."""
+    n = cpu_count()
+    if device.type == "cpu":
+        return 1 if n <= 4 else min(4, n // 4)
+    return min(8, max(1, n - 1))
+
+
+def default_batch_size(device: torch.device) -> int:
+    # On CPUs small batches stay in cache and run faster per image; GPUs want them large.
+    return 16 if device.type == "cpu" else 128
