@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from .console import log
 from .data.images import ImageSamples, drop_bad_images, read_image_data
 from .data.splits import stratified_split
 from .errors import HeadstartError
-from .features import FeatureCache, Features, extract
+from .features import FeatureCache, Features, extract, feature_key
 from .heads import HeadSpec
 from .probe import HeadTraining, train_head
 from .run import Run, check_out_dir, load
@@ -39,16 +40,18 @@ def _features(
     cache: FeatureCache,
     device: torch.device,
     skip_bad_files: bool,
-    body_factory,
+    body_factory: Callable[[], torch.nn.Module],
     batch_size: int | None,
     num_workers: int | None,
 ) -> tuple[ImageSamples, Features]:
-    """Features for every sample: a cache hit skips the file checks (the entry proves them),
-    a miss checks every file first, then runs the body."""
-    from .features import feature_key
-
-    if cache.load(feature_key(body_id, card.preprocessing, samples.paths), len(samples)) is None:
-        samples = drop_bad_images(samples, skip_bad_files, log=log)
+    """Features for every sample. A cache hit needs no file checks (the entry exists only if
+    every file decoded); a miss checks every file first, then runs the body."""
+    t0 = time.perf_counter()
+    key = feature_key(body_id, card.preprocessing, samples.paths)
+    cached = cache.load(key, len(samples))
+    if cached is not None:
+        return samples, Features(cached, cache_hit=True, seconds=time.perf_counter() - t0, key=key)
+    samples = drop_bad_images(samples, skip_bad_files, log=log)
     feats = extract(body_factory, body_id, card.preprocessing, samples.paths, card.num_features, cache, device,
                     batch_size=batch_size, num_workers=num_workers, model_name=card.name)
     return samples, feats
@@ -61,13 +64,13 @@ def fit(
     *,
     strategy: str = "linear-probe",
     head: str = "linear",
-    hidden: int = 512,
-    dropout: float = 0.0,
-    epochs: int = 200,
-    lr: float = 3e-3,
-    weight_decay: float = 1e-4,
-    batch_size: int = 256,
-    patience: int = 20,
+    hidden: int = HeadSpec.hidden,
+    dropout: float = HeadSpec.dropout,
+    epochs: int = HeadTraining.epochs,
+    lr: float = HeadTraining.lr,
+    weight_decay: float = HeadTraining.weight_decay,
+    batch_size: int = HeadTraining.batch_size,
+    patience: int = HeadTraining.patience,
     seed: int = 0,
     val_split: float = 0.2,
     class_balance: bool = True,
@@ -100,16 +103,18 @@ def fit(
         raise HeadstartError(f"model '{card.name}' is a {card.modality} model; DATA here is images")
     locate(card, allow_download=allow_download)  # a missing weight package is reported before any work
     samples = read_image_data(data)
+    if Path(data).is_dir() and out_dir.resolve().is_relative_to(Path(data).resolve()):
+        raise HeadstartError(f"--out '{out}' is inside DATA '{data}', where it would become a class; put the run elsewhere")
     dev = pick_device(device)
     cache = FeatureCache.from_options(cache_dir, no_cache)
     body_id = card.fingerprint()
 
-    network: dict[str, Any] = {}
+    built: list[torch.nn.Module] = []
 
-    def body_factory() -> torch.nn.Module:
-        if "body" not in network:
-            network["body"], network["old_head"] = split(load_network(card, allow_download), card.classifier)
-        return network["body"]
+    def body_factory() -> torch.nn.Module:  # built once: for extraction on a cache miss, and for the saved run
+        if not built:
+            built.append(split(load_network(card, allow_download), card.classifier)[0])
+        return built[0]
 
     samples, feats = _features(card, body_id, samples, cache, dev, skip_bad_files, body_factory,
                                extract_batch_size, num_workers)
@@ -169,8 +174,8 @@ def evaluate(
     num_workers: int | None = None,
 ) -> dict[str, Any]:
     """Accuracy, balanced accuracy, macro F1, per-class scores and the confusion matrix on labelled `data`."""
-    from sklearn.metrics import (  # imported here: scipy's start-up is a second that fit does not need
-        accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support)
+    # imported here: scikit-learn's start-up costs a second that fit does not need
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
     t0 = time.perf_counter()
     r = _as_run(run, device)
@@ -187,14 +192,15 @@ def evaluate(
                                extract_batch_size, num_workers)
     index = {c: i for i, c in enumerate(r.classes)}
     y = np.array([index[samples.classes[i]] for i in samples.labels], dtype=np.int64)
-    probs = r.head_probabilities(feats.array)
-    pred = probs.argmax(1)
+    pred = r.head_probabilities(feats.array).argmax(1)
     labels = list(range(len(r.classes)))
-    p, rec, f1, support = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
-    present = sorted(set(y.tolist()) | set(pred.tolist()))
+    confusion = confusion_matrix(y, pred, labels=labels)
+    support = confusion.sum(1)
+    p, rec, f1, _ = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    present = sorted(set(y.tolist()) | set(pred.tolist()))  # macro F1 over classes seen in truth or prediction
     return {
-        "accuracy": float(accuracy_score(y, pred)),
-        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if len(set(y.tolist())) > 0 else None,
+        "accuracy": float(np.trace(confusion) / len(y)),
+        "balanced_accuracy": float(np.mean([rec[i] for i in labels if support[i] > 0])),
         "macro_f1": float(f1_score(y, pred, labels=present, average="macro", zero_division=0)),
         "n": int(len(y)),
         "per_class": {
@@ -202,7 +208,7 @@ def evaluate(
             for i, c in enumerate(r.classes)
         },
         "classes": list(r.classes),
-        "confusion": confusion_matrix(y, pred, labels=labels).tolist(),
+        "confusion": confusion.tolist(),
         "extract_seconds": round(feats.seconds, 3),
         "cache_hit": feats.cache_hit,
         "seconds": round(time.perf_counter() - t0, 3),

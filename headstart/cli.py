@@ -13,6 +13,8 @@ from typing import Any
 import click
 
 from .errors import HeadstartError
+from .heads import HeadSpec
+from .probe import HeadTraining
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -106,13 +108,14 @@ def models(as_json: bool) -> None:
 @click.option("--strategy", default="linear-probe", show_default=True,
               help="linear-probe: frozen body, new head trained on cached features.")
 @click.option("--head", "head", default="linear", show_default=True, type=click.Choice(["linear", "mlp"]))
-@click.option("--hidden", default=512, show_default=True, type=int, help="Hidden units of the mlp head.")
-@click.option("--dropout", default=0.0, show_default=True, type=float, help="Dropout in the head.")
-@click.option("--epochs", default=200, show_default=True, type=int, help="Most epochs of head training.")
-@click.option("--lr", default=3e-3, show_default=True, type=float)
-@click.option("--weight-decay", default=1e-4, show_default=True, type=float)
-@click.option("--batch-size", default=256, show_default=True, type=int, help="Head-training batch size.")
-@click.option("--patience", default=20, show_default=True, type=int, help="Epochs without a better val loss before stopping.")
+@click.option("--hidden", default=HeadSpec.hidden, show_default=True, type=int, help="Hidden units of the mlp head.")
+@click.option("--dropout", default=HeadSpec.dropout, show_default=True, type=float, help="Dropout in the head.")
+@click.option("--epochs", default=HeadTraining.epochs, show_default=True, type=int, help="Most epochs of head training.")
+@click.option("--lr", default=HeadTraining.lr, show_default=True, type=float)
+@click.option("--weight-decay", default=HeadTraining.weight_decay, show_default=True, type=float)
+@click.option("--batch-size", default=HeadTraining.batch_size, show_default=True, type=int, help="Head-training batch size.")
+@click.option("--patience", default=HeadTraining.patience, show_default=True, type=int,
+              help="Epochs without better validation accuracy before stopping.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--val-split", default=0.2, show_default=True, type=float, help="Stratified validation fraction.")
 @click.option("--no-class-balance", is_flag=True, help="Weigh examples equally instead of classes.")
@@ -212,7 +215,8 @@ def predict(run_dir: str, files: tuple[str, ...], top_k: int, skip_bad_files: bo
 
 
 @cli.command()
-@click.option("--out", "-o", default="runs/demo", show_default=True, type=click.Path(), help="Run folder to write.")
+@click.option("--dir", "folder", default="headstart-demo", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the digits (DIR/digits-*/train, test) and the run (DIR/run).")
 @click.option("--model", "-m", default="efficientnet_lite0", show_default=True)
 @click.option("--shots", default=10, show_default=True, type=int, help="Labelled images per digit.")
 @click.option("--test-per-class", default=100, show_default=True, type=int, help="Held-out images per digit.")
@@ -221,13 +225,13 @@ def predict(run_dir: str, files: tuple[str, ...], top_k: int, skip_bad_files: bo
 @click.option("--no-cache", is_flag=True)
 @json_option
 @quiet_option
-def demo(out: str, model: str, shots: int, test_per_class: int, seed: int, cache_dir: str | None, no_cache: bool,
+def demo(folder: str, model: str, shots: int, test_per_class: int, seed: int, cache_dir: str | None, no_cache: bool,
          as_json: bool, quiet: bool) -> None:
     """Few-shot transfer of an ImageNet model to MNIST digits, end to end."""
     _quiet(quiet or as_json)
     from .demo import run_demo
 
-    r = run_demo(out=out, model=model, shots=shots, test_per_class=test_per_class, seed=seed,
+    r = run_demo(folder=folder, model=model, shots=shots, test_per_class=test_per_class, seed=seed,
                  cache_dir=cache_dir, no_cache=no_cache)
     if as_json:
         _emit_json(r)
@@ -243,7 +247,8 @@ def demo(out: str, model: str, shots: int, test_per_class: int, seed: int, cache
                f"head {r['fit_train_seconds']:.2f}s; evaluate {r['evaluate_seconds']:.1f}s "
                f"({hit(r['evaluate_cache_hit'])}); total {r['total_seconds']:.1f}s")
     click.echo(f"  run directory       {r['run_dir']}")
-    click.echo(f"next: headstart predict {r['run_dir']} {r['data_dir']}/test/7 --top-k 3")
+    click.echo(f"next: headstart evaluate {r['run_dir']} {r['test_dir']}")
+    click.echo(f"      headstart predict {r['run_dir']} {r['test_dir']}/7 --top-k 3")
 
 
 _NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())

@@ -14,7 +14,6 @@ import numpy as np
 from PIL import Image
 
 from .console import log
-from .features import default_cache_dir
 from .fileio import atomic_dir
 
 
@@ -61,7 +60,7 @@ def pixel_baseline(train: Path, test: Path, val_split: float, seed: int) -> floa
 
 
 def run_demo(
-    out: str | Path = "runs/demo",
+    folder: str | Path = "headstart-demo",
     model: str = "efficientnet_lite0",
     shots: int = 10,
     test_per_class: int = 100,
@@ -77,11 +76,13 @@ def run_demo(
     if not 1 <= test_per_class <= 500 - shots:
         raise HeadstartError(f"--test-per-class must be in [1, {500 - shots}]; got {test_per_class}")
     t0 = time.perf_counter()
-    root = Path(cache_dir or default_cache_dir()) / "demo" / f"mnist-{shots}shot-{test_per_class}test-seed{seed}"
+    folder = Path(folder).expanduser()
+    root = folder / f"digits-{shots}shot-{test_per_class}test-seed{seed}"
     train, test = write_digit_folders(root, shots, test_per_class, seed)
+    out = folder / "run"
     t_data = time.perf_counter() - t0
     log(f"headstart demo: {shots}-shot transfer of {model} (ImageNet) to MNIST digits")
-    log(f"data: {shots} labelled images per class in {train}, {10 * test_per_class} held-out in {test}")
+    log(f"data: {shots} labelled images per class in {train}/, {10 * test_per_class} held-out in {test}/")
     run = fit(train, model=model, out=out, seed=seed, cache_dir=cache_dir, no_cache=no_cache)
     ev = evaluate(run, test, cache_dir=cache_dir, no_cache=no_cache)
     baseline = pixel_baseline(train, test, run.info["training"]["val_split"], seed)
@@ -105,5 +106,6 @@ def run_demo(
         "evaluate_cache_hit": ev["cache_hit"],
         "total_seconds": round(time.perf_counter() - t0, 2),
         "run_dir": str(run.dir),
-        "data_dir": str(root),
+        "train_dir": str(train),
+        "test_dir": str(test),
     }

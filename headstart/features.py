@@ -102,8 +102,9 @@ class FeatureCache:
         return arr
 
 
-def _digest(arr: np.ndarray, h: "hashlib._Hash | None" = None) -> str:
-    h = h or hashlib.sha256()
+def _digest(arr: np.ndarray) -> str:
+    """sha256 of the array's bytes, read in 64 MB slices (the same bytes extraction hashed as it wrote)."""
+    h = hashlib.sha256()
     step = max(1, (64 << 20) // max(1, arr[0].nbytes if len(arr) else 1))
     for i in range(0, len(arr), step):
         h.update(np.ascontiguousarray(arr[i : i + step]).data)

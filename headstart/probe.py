@@ -72,8 +72,8 @@ def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def _balanced_accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
-    recalls = [float((pred[y == c] == c).float().mean()) for c in torch.unique(y)]
-    return float(np.mean(recalls))
+    recalls = [(pred[y == c] == c).sum().item() / (y == c).sum().item() for c in torch.unique(y)]
+    return sum(recalls) / len(recalls)
 
 
 def train_head(
@@ -136,7 +136,7 @@ def train_head(
                     logits = head(xv)
                     vloss = float(loss_fn(logits, yv))
                     pred = logits.argmax(1)
-                record.update(val_loss=vloss, val_accuracy=float((pred == yv).float().mean()),
+                record.update(val_loss=vloss, val_accuracy=(pred == yv).sum().item() / len(yv),
                               val_balanced_accuracy=_balanced_accuracy(pred, yv))
                 # Monitor validation accuracy (balanced when classes are), and let a tie count as
                 # progress, keeping the later, better-fitted epoch: with few examples the validation

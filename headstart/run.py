@@ -20,7 +20,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .data.images import find_bad_images, is_image_file
+from .console import log
+from .data.images import is_image_file, readable
 from .errors import HeadstartError, plural
 from .features import run_body
 from .fileio import atomic_dir, atomic_write_json
@@ -102,16 +103,7 @@ class Run:
         if top_k < 1:
             raise HeadstartError(f"--top-k must be >= 1; got {top_k}")
         paths = expand_files(files)
-        bad = find_bad_images(paths)
-        if bad:
-            listing = "; ".join(f"{p} ({why})" for p, why in bad)
-            if not skip_bad_files:
-                raise HeadstartError(
-                    f"{plural(len(bad), 'file')} not readable as images: {listing}; "
-                    "fix them or pass --skip-bad-files"
-                )
-            bad_set = {p for p, _ in bad}
-            paths = [p for p in paths if p not in bad_set]
+        paths = [paths[i] for i in readable(paths, skip_bad_files, log=log)]
         dev = pick_device(device)
         feats = np.empty((len(paths), self.card.num_features), dtype=np.float32)
         if paths:
@@ -131,8 +123,11 @@ class Run:
 
     @torch.inference_mode()
     def head_probabilities(self, features: np.ndarray, batch: int = 4096) -> np.ndarray:
-        head = self.model.head.cpu().eval()
-        out = [torch.softmax(head(torch.from_numpy(np.array(features[i : i + batch], dtype=np.float32))), dim=1).numpy()
+        """Class probabilities from body features, on whatever device the head lives."""
+        head = self.model.head.eval()
+        dev = next(head.parameters()).device
+        out = [torch.softmax(head(torch.from_numpy(np.array(features[i : i + batch], dtype=np.float32)).to(dev)),
+                             dim=1).cpu().numpy()
                for i in range(0, len(features), batch)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
 

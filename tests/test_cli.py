@@ -175,6 +175,11 @@ def test_out_dir_that_is_not_a_run_is_refused_unless_overwrite(capsys, tmp_path,
     assert code == 0
 
 
+def test_out_inside_data_is_refused(capsys, shapes_dir):
+    assert "inside DATA" in _error(capsys, "fit", shapes_dir, "--out", shapes_dir / "run")
+    assert not (shapes_dir / "run").exists()
+
+
 def test_usage_and_option_errors_are_one_line(capsys, tmp_path, shapes_dir):
     assert "Missing argument 'DATA'" in _error(capsys, "fit")
     assert "--val-split must be in [0, 1)" in _error(capsys, "fit", shapes_dir, "--out", tmp_path / "r",
@@ -210,9 +215,10 @@ def test_console_script_exit_code_and_stderr():
 
 
 def test_demo_runs_end_to_end_small(capsys, tmp_path):
-    code, out, err = cli(capsys, "demo", "--shots", "3", "--test-per-class", "3", "--out", tmp_path / "demo",
+    code, out, err = cli(capsys, "demo", "--shots", "3", "--test-per-class", "3", "--dir", tmp_path / "demo",
                          "--json")
     assert code == 0, err
     r = json.loads(out)
     assert r["n_test"] == 30 and r["n_train"] + r["n_val"] == 30
-    assert 0.0 <= r["test_accuracy"] <= 1.0 and Path(r["run_dir"]).is_dir()
+    assert 0.0 <= r["test_accuracy"] <= 1.0 and Path(r["run_dir"]) == tmp_path / "demo" / "run"
+    assert len(list(Path(r["test_dir"]).glob("*/*.png"))) == 30

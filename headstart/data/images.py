@@ -193,22 +193,31 @@ def find_bad_images(paths: Sequence[Path]) -> list[tuple[Path, str]]:
     return [(p, r) for p, r in zip(paths, reasons) if r is not None]
 
 
-def drop_bad_images(samples: ImageSamples, skip_bad_files: bool, log=None) -> ImageSamples:
-    """Check every file; refuse (listing all bad files) or drop them with skip_bad_files."""
-    bad = find_bad_images(samples.paths)
+def readable(paths: Sequence[Path], skip_bad_files: bool, where: str = "", log=None) -> list[int]:
+    """Indices of the readable images in `paths`; any bad file stops with all of them listed,
+    unless skip_bad_files, which drops them (and says so)."""
+    bad = find_bad_images(paths)
     if not bad:
-        return samples
+        return list(range(len(paths)))
     listing = "; ".join(f"{p} ({why})" for p, why in bad)
+    one = len(bad) == 1
     if not skip_bad_files:
         raise HeadstartError(
-            f"{plural(len(bad), 'file')} in DATA {'is' if len(bad) == 1 else 'are'} not readable "
-            f"{'an image' if len(bad) == 1 else 'images'}: {listing}; fix or remove "
-            f"{'it' if len(bad) == 1 else 'them'}, or pass --skip-bad-files to proceed without"
+            f"{plural(len(bad), 'file')}{' in ' + where if where else ''} {'is' if one else 'are'} not readable "
+            f"{'an image' if one else 'images'}: {listing}; fix or remove {'it' if one else 'them'}, "
+            "or pass --skip-bad-files to proceed without"
         )
-    bad_set = {p for p, _ in bad}
-    keep = [i for i, p in enumerate(samples.paths) if p not in bad_set]
     if log:
         log(f"skipping {plural(len(bad), 'unreadable file')}: {listing}")
+    bad_set = {p for p, _ in bad}
+    return [i for i, p in enumerate(paths) if p not in bad_set]
+
+
+def drop_bad_images(samples: ImageSamples, skip_bad_files: bool, log=None) -> ImageSamples:
+    """Check every file of DATA; refuse (listing all bad files) or drop them with skip_bad_files."""
+    keep = readable(samples.paths, skip_bad_files, where="DATA", log=log)
+    if len(keep) == len(samples):
+        return samples
     out = samples.subset(keep)
     if len(set(out.labels.tolist())) < 2:
         raise HeadstartError("after skipping unreadable files fewer than 2 classes remain; fix the files")

@@ -21,7 +21,7 @@ from ..errors import HeadstartError
 from ..fileio import sha256_file
 from .build import meta_model, normalize_architecture
 from .builtin import BUILTIN_CARDS
-from .card import ModelCard, Preprocessing, WeightSource
+from .card import ModelCard, Preprocessing, WeightKind, WeightSource
 from .weights import locate, read_state_dict
 
 PREFIXES = ("file:", "timm:", "torchvision:", "hf:")
@@ -177,22 +177,7 @@ def _timm_card(spec: str) -> ModelCard:
     location = f"hf:{cfg['hf_hub_id']}" if cfg.get("hf_hub_id") else cfg.get("url", "")
     if not location:
         raise HeadstartError(f"timm does not say where the weights of '{full}' live")
-    n_classes = int(cfg.get("num_classes") or 0)
-    model = meta_model(arch, n_classes or 1000)
-    classifier, num_features = _classifier_of(model, cfg.get("classifier"))
-    return ModelCard(
-        name=spec,
-        modality="image",
-        architecture=arch,
-        weights=WeightSource(kind="timm-cache", location=location, key_map="name", source_head=n_classes > 0),
-        preprocessing=_preproc_from_timm_cfg(cfg),
-        num_features=num_features,
-        classifier=classifier,
-        source_dataset=str(cfg.get("tag") or ""),
-        source_classes=n_classes,
-        license=str(cfg.get("license") or "see timm"),
-        description=f"timm {full}",
-    )
+    return _timm_style_card(spec, arch, cfg, "timm-cache", location, f"timm {full}", str(cfg.get("tag") or ""))
 
 
 def _torchvision_card(spec: str) -> ModelCard:
@@ -246,20 +231,29 @@ def _hf_card(spec: str) -> ModelCard:
         arch = normalize_architecture(f"timm:{cfg['architecture']}")
     except (json.JSONDecodeError, KeyError):
         raise HeadstartError(f"{cfg_path} is not a timm model config (no 'architecture' key)") from None
-    pcfg = cfg.get("pretrained_cfg") or {}
-    n_classes = int(cfg.get("num_classes") or pcfg.get("num_classes") or 0)
+    pcfg = dict(cfg.get("pretrained_cfg") or {})
+    pcfg["num_classes"] = cfg.get("num_classes") or pcfg.get("num_classes")
+    pcfg.setdefault("license", cfg.get("license"))
+    location = str(local.resolve()) if local.is_dir() else repo
+    return _timm_style_card(spec, arch, pcfg, "hf-cache", location, f"timm model {repo}", "")
+
+
+def _timm_style_card(spec: str, arch: str, cfg: dict[str, Any], kind: WeightKind, location: str,
+                     description: str, source: str) -> ModelCard:
+    """A card from a timm pretrained_cfg: preprocessing, classifier and class count come from it."""
+    n_classes = int(cfg.get("num_classes") or 0)
     model = meta_model(arch, n_classes or 1000)
-    classifier, num_features = _classifier_of(model, pcfg.get("classifier"))
+    classifier, num_features = _classifier_of(model, cfg.get("classifier"))
     return ModelCard(
         name=spec,
         modality="image",
         architecture=arch,
-        weights=WeightSource(kind="hf-cache", location=str(local.resolve()) if local.is_dir() else repo,
-                             key_map="name", source_head=n_classes > 0),
-        preprocessing=_preproc_from_timm_cfg(pcfg),
+        weights=WeightSource(kind=kind, location=location, key_map="name", source_head=n_classes > 0),
+        preprocessing=_preproc_from_timm_cfg(cfg),
         num_features=num_features,
         classifier=classifier,
+        source_dataset=source,
         source_classes=n_classes,
-        license=str(pcfg.get("license") or cfg.get("license") or "see model"),
-        description=f"timm model {repo}",
+        license=str(cfg.get("license") or "see the model's page"),
+        description=description,
     )
