@@ -1,4 +1,5 @@
-"""Run every benchmark of the core issue, in an order where each reuses the last one's data.
+"""Run every CPU benchmark, in an order where each reuses the last one's data (benchmarks/gpu.py
+runs on a CUDA machine, by hand).
 
     make bench      (or: .venv/bin/python benchmarks/run_all.py)
 """
@@ -10,7 +11,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["bench_extract.py", "bench_cache.py", "bench_memory.py", "bench_head.py"]
+ORDER = ["bench_extract.py", "bench_cache.py", "bench_memory.py", "bench_head.py",  # the core issue
+         "bench_finetune.py", "bench_strategies.py"]  # fine-tuning
 
 
 def main() -> int:

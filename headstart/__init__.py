@@ -4,11 +4,13 @@
     run = headstart.fit("data/", model="efficientnet_lite0", out="runs/first")
     headstart.evaluate(run, "test/")
     headstart.load("runs/first").predict(["photo.jpg"])
+    headstart.resume("runs/killed")      # a stopped run goes on where it stopped
 """
 
 __version__ = "0.1.0"
 
-from .api import evaluate, fit, predict  # noqa: E402
+from .api import evaluate, fit, predict, resume  # noqa: E402
+from .lr_find import lr_find  # noqa: E402
 from .errors import HeadstartError  # noqa: E402
 from .run import Run, load  # noqa: E402
 from .zoo import ModelCard, get_card, list_cards, load_network  # noqa: E402
@@ -26,5 +28,7 @@ __all__ = [
     "list_models",
     "load",
     "load_network",
+    "lr_find",
     "predict",
+    "resume",
 ]

@@ -2,14 +2,17 @@
 
     import headstart
     run = headstart.fit("data/pets", model="efficientnet_lite0", out="runs/pets")
-    run.metrics["val_accuracy"]
+    run.metrics["val_accuracy"], run.metrics["strategy"], run.metrics["strategy_reason"]
     headstart.evaluate(run, "data/pets-test")["accuracy"]
     headstart.load("runs/pets").predict(["cat.jpg"])
+    headstart.resume("runs/pets")          # a run that was killed goes on where it stopped
 """
 
 from __future__ import annotations
 
+import shutil
 import time
+from dataclasses import dataclass
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,14 +26,14 @@ from .data.images import ImageSamples, drop_bad_images, read_image_data
 from .data.splits import stratified_split
 from .errors import HeadstartError
 from .features import FeatureCache, Features, extract, feature_key
+from .fileio import atomic_write_json
 from .heads import HeadSpec
 from .probe import HeadTraining, train_head
-from .run import Run, check_out_dir, load
-from .runtime import pick_device
-from .surgery import TransferModel, split
+from .run import RUN_FILE, Run, check_out_dir, load, run_info
+from .runtime import default_batch_size, pick_device
+from .strategies import (BODY_EPOCHS, BODY_PATIENCE, BODY_PHASE_LR, HEAD_EPOCHS, HEAD_LR, HEAD_PATIENCE, Strategy, choose)
+from .surgery import TransferModel, depth_groups, split
 from .zoo import ModelCard, get_card, load_network, locate
-
-STRATEGIES = ("linear-probe",)
 
 
 def _features(
@@ -57,20 +60,103 @@ def _features(
     return samples, feats
 
 
+def _resolve_strategy(strategy: str, samples: ImageSamples, train_idx: np.ndarray, card: ModelCard,
+                      n_params: int, device: torch.device) -> tuple[Strategy, str]:
+    if strategy.strip().lower() != "auto":
+        return Strategy.parse(strategy), f"chosen with --strategy {strategy}"
+    counts = np.bincount(samples.labels[train_idx], minlength=len(samples.classes))
+    return choose(int(counts.min()), n_params, device, len(train_idx))
+
+
+@dataclass
+class Prepared:
+    """What every training command starts from: the card, the checked data and its split, a body
+    built on first use, and the body's features (from the cache, or extracted on first use)."""
+
+    card: ModelCard
+    samples: ImageSamples
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    device: torch.device
+    body: Callable[[], torch.nn.Module]
+    features: Callable[[], Features]
+
+
+def prepare(
+    data: str | Path,
+    model: str | ModelCard,
+    *,
+    arch: str | None = None,
+    allow_download: bool = False,
+    val_split: float = 0.2,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    no_cache: bool = False,
+    skip_bad_files: bool = False,
+    device: str | None = None,
+    extract_batch_size: int | None = None,
+    num_workers: int | None = None,
+) -> Prepared:
+    if not 0.0 <= val_split < 1.0:
+        raise HeadstartError(f"--val-split must be in [0, 1); got {val_split}")
+    card = model if isinstance(model, ModelCard) else get_card(model, arch=arch, allow_download=allow_download)
+    if card.modality != "image":
+        raise HeadstartError(f"model '{card.name}' is a {card.modality} model; DATA here is images")
+    locate(card, allow_download=allow_download)  # a missing weight package is reported before any work
+    samples = read_image_data(data)
+    dev = pick_device(device)
+    cache = FeatureCache.from_options(cache_dir, no_cache)
+    built: list[torch.nn.Module] = []
+
+    def body() -> torch.nn.Module:  # built once: for extraction on a cache miss, and for the run
+        if not built:
+            built.append(split(load_network(card, allow_download), card.classifier)[0])
+        return built[0]
+
+    t0 = time.perf_counter()
+    key = feature_key(card.fingerprint(), card.preprocessing, samples.paths)
+    cached = cache.load(key, len(samples))
+    if cached is None:  # every file is checked before any work starts (a cache entry proves them)
+        samples = drop_bad_images(samples, skip_bad_files, log=log)
+    hit_seconds = time.perf_counter() - t0
+    memo: list[Features] = []
+
+    def features() -> Features:
+        if not memo:
+            memo.append(Features(cached, cache_hit=True, seconds=hit_seconds, key=key) if cached is not None else
+                        _features(card, card.fingerprint(), samples, cache, dev, False, body, extract_batch_size,
+                                  num_workers)[1])
+        return memo[0]
+
+    train_idx, val_idx = stratified_split(samples.labels, val_split, seed)
+    return Prepared(card, samples, train_idx, val_idx, dev, body, features)
+
+
 def fit(
     data: str | Path,
     model: str = "efficientnet_lite0",
     out: str | Path = "runs/latest",
     *,
-    strategy: str = "linear-probe",
+    strategy: str = "auto",
     head: str = "linear",
     hidden: int = HeadSpec.hidden,
     dropout: float = HeadSpec.dropout,
-    epochs: int = HeadTraining.epochs,
-    lr: float = HeadTraining.lr,
+    epochs: int | None = None,
+    head_epochs: int = HEAD_EPOCHS,
+    lr: float | None = None,
+    head_lr: float = HEAD_LR,
+    body_lr_mult: float = 0.1,
+    layer_decay: float = 1.0,
+    l2sp: float = 0.0,
+    unfreeze_every: int = 1,
     weight_decay: float = HeadTraining.weight_decay,
-    batch_size: int = HeadTraining.batch_size,
-    patience: int = HeadTraining.patience,
+    batch_size: int | None = None,
+    accumulate: int = 1,
+    warmup: float = 0.1,
+    patience: int | None = None,
+    augment: str = "crop-flip",
+    bn: str = "frozen",
+    precision: str = "auto",
     seed: int = 0,
     val_split: float = 0.2,
     class_balance: bool = True,
@@ -83,42 +169,51 @@ def fit(
     device: str | None = None,
     extract_batch_size: int | None = None,
     num_workers: int | None = None,
+    tracker: str | None = None,
 ) -> Run:
-    """Transfer `model` to the images in `data` and write the result to `out`.
+    """Transfer `model` to the labelled images in `data` and write the run to `out`.
 
-    linear-probe: the body stays frozen, its features are computed once (and cached),
-    and a new head trains on them with early stopping on a stratified validation split.
+    The strategy decides what trains when (see headstart.strategies); `auto` picks one from
+    the examples per class, the model's size and the device, and says why in
+    metrics["strategy_reason"]. Phases with a frozen body train the head on cached
+    features; phases that train the body run the training loop (headstart.train).
+    `epochs`, `lr`, `patience` and `batch_size` default per strategy: for linear-probe they
+    are the head's (200 epochs, lr 3e-3, patience 20, batch 256), otherwise those of the
+    phases that train the body (15 epochs, head lr 1e-3 with the body at lr * body_lr_mult,
+    patience 5, 16 images per batch on a CPU).
     """
     t_start = time.perf_counter()
-    if strategy not in STRATEGIES:
-        raise HeadstartError(f"--strategy must be one of {', '.join(STRATEGIES)}; got '{strategy}'")
+    Strategy.parse(strategy) if strategy.strip().lower() != "auto" else None  # a typo fails before any work
     spec = HeadSpec(kind=head, hidden=hidden, dropout=dropout)  # type: ignore[arg-type]
-    training = HeadTraining(epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
-                            patience=patience, class_balance=class_balance, seed=seed)
-    if not 0.0 <= val_split < 1.0:
-        raise HeadstartError(f"--val-split must be in [0, 1); got {val_split}")
     out_dir = check_out_dir(out, overwrite)
-    card = get_card(model, arch=arch, allow_download=allow_download)
-    if card.modality != "image":
-        raise HeadstartError(f"model '{card.name}' is a {card.modality} model; DATA here is images")
-    locate(card, allow_download=allow_download)  # a missing weight package is reported before any work
-    samples = read_image_data(data)
-    if Path(data).is_dir() and out_dir.resolve().is_relative_to(Path(data).resolve()):
+    if Path(data).is_dir() and out_dir.resolve().is_relative_to(Path(data).expanduser().resolve()):
         raise HeadstartError(f"--out '{out}' is inside DATA '{data}', where it would become a class; put the run elsewhere")
-    dev = pick_device(device)
-    cache = FeatureCache.from_options(cache_dir, no_cache)
-    body_id = card.fingerprint()
+    p = prepare(data, model, arch=arch, allow_download=allow_download, val_split=val_split, seed=seed,
+                cache_dir=cache_dir, no_cache=no_cache, skip_bad_files=skip_bad_files, device=device,
+                extract_batch_size=extract_batch_size, num_workers=num_workers)
+    card, samples, train_idx, val_idx, dev = p.card, p.samples, p.train_idx, p.val_idx, p.device
+    body_factory, features = p.body, p.features
+    n_params = sum(t.numel() for t in body_factory().parameters())
+    chosen, reason = _resolve_strategy(strategy, samples, train_idx, card, n_params, dev)
+    chosen.check(len(depth_groups(body_factory())), card.name)
+    log(f"strategy {chosen.name}: {reason}")
+    if chosen.trains_body:
+        from .train import TrainConfig
 
-    built: list[torch.nn.Module] = []
+        cfg = TrainConfig(
+            strategy=chosen.name, head=spec.to_dict(), epochs=epochs or BODY_EPOCHS, head_epochs=head_epochs,
+            unfreeze_every=unfreeze_every, lr=lr or BODY_PHASE_LR, head_lr=head_lr, body_lr_mult=body_lr_mult,
+            layer_decay=layer_decay, l2sp=l2sp, weight_decay=weight_decay,
+            batch_size=batch_size or default_batch_size(dev), accumulate=accumulate, warmup=warmup,
+            patience=patience or BODY_PATIENCE, head_patience=HEAD_PATIENCE, augment=augment, bn=bn,
+            precision=precision, seed=seed, val_split=val_split, class_balance=class_balance)
+        return _train_body(out_dir, card, samples, train_idx, val_idx, cfg, reason, features, dev, body_factory,
+                           num_workers, tracker, fresh=True, t_start=t_start)
 
-    def body_factory() -> torch.nn.Module:  # built once: for extraction on a cache miss, and for the saved run
-        if not built:
-            built.append(split(load_network(card, allow_download), card.classifier)[0])
-        return built[0]
-
-    samples, feats = _features(card, body_id, samples, cache, dev, skip_bad_files, body_factory,
-                               extract_batch_size, num_workers)
-    train_idx, val_idx = stratified_split(samples.labels, val_split, seed)
+    training = HeadTraining(epochs=epochs or HEAD_EPOCHS, lr=lr or HEAD_LR, weight_decay=weight_decay,
+                            batch_size=batch_size or HeadTraining.batch_size, patience=patience or HEAD_PATIENCE,
+                            class_balance=class_balance, seed=seed)
+    feats = features()
     x = feats.array
     result = train_head(spec, x[train_idx], samples.labels[train_idx],
                         x[val_idx] if len(val_idx) else None, samples.labels[val_idx] if len(val_idx) else None,
@@ -127,7 +222,8 @@ def fit(
     network_model = TransferModel(body.cpu().to(memory_format=torch.contiguous_format), result.head)
     metrics: dict[str, Any] = {
         "model": card.name,
-        "strategy": strategy,
+        "strategy": chosen.name,
+        "strategy_reason": reason,
         "head": spec.kind,
         "val_accuracy": result.val_accuracy,
         "val_balanced_accuracy": result.val_balanced_accuracy,
@@ -137,25 +233,156 @@ def fit(
         "n_classes": len(samples.classes),
         "class_counts": samples.counts(),
         "seed": seed,
-        "epochs": epochs,
+        "epochs": training.epochs,
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "extract_seconds": round(feats.seconds, 3),
         "train_seconds": round(result.seconds, 3),
         "cache_hit": feats.cache_hit,
         "extract_images_per_second": round(feats.images_per_second, 1) if not feats.cache_hit else None,
+        "best": {"phase": "head", "phase_epoch": result.best_epoch},
+        "phases": [{"phase": 0, "name": "head", "trainable_groups": 0, "groups": None, "from_cache": True,
+                    "epochs_planned": training.epochs, "epochs_run": result.epochs_run,
+                    "stopped_early": result.epochs_run < training.epochs, "body_forward_images": 0,
+                    "seconds": round(result.seconds, 3)}],
         "device": str(dev),
         "history": result.history,
         "headstart": __version__,
     }
-    run = Run(dir=out_dir, card=card, head=spec, classes=samples.classes, body_id=body_id, model=network_model,
-              info={"task": "classify", "data": samples.source, "strategy": strategy,
-                    "training": {"lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
-                                 "val_split": val_split, "class_balance": class_balance, "patience": patience}},
+    run = Run(dir=out_dir, card=card, head=spec, classes=samples.classes, body_id=card.fingerprint(), model=network_model,
+              info={"task": "classify", "data": samples.source, "strategy": chosen.name, "strategy_reason": reason,
+                    "training": training.__dict__ | {"val_split": val_split}},
               metrics=metrics)
     metrics["total_seconds"] = round(time.perf_counter() - t_start, 3)
-    run.save(replace=True)
+    run.save()
     return run
+
+
+def _train_body(out_dir: Path, card: ModelCard, samples: ImageSamples, train_idx: np.ndarray, val_idx: np.ndarray,
+                cfg, reason: str, get_features: Callable[[], Features], dev: torch.device,
+                body_factory: Callable[[], torch.nn.Module], num_workers: int | None, tracker: str | None,
+                fresh: bool, t_start: float) -> Run:
+    """Strategies that train the body: the loop in headstart.train, checkpointed in out_dir."""
+    from .train import Trainer, _seed_everything, finish, make_accelerator, start_record
+
+    acc = make_accelerator(cfg, out_dir, tracker, cpu=dev.type == "cpu")
+    if fresh and acc.is_main_process:
+        if out_dir.exists():
+            shutil.rmtree(out_dir)  # check_out_dir allowed it: a finished run, or --overwrite
+        out_dir.mkdir(parents=True)
+        atomic_write_json(out_dir / RUN_FILE, start_record(card, samples, cfg, reason))
+    acc.wait_for_everyone()
+    if tracker:
+        try:
+            acc.init_trackers("headstart", config={k: v for k, v in cfg.to_dict().items() if not isinstance(v, dict)})
+        except Exception as e:  # the tracker library's own error (its configuration, its server): one line
+            if fresh and acc.is_main_process:
+                shutil.rmtree(out_dir, ignore_errors=True)
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise HeadstartError(f"--tracker {tracker} could not start: {first}") from None
+    _seed_everything(cfg.seed)  # the new head's initial weights
+    model = TransferModel(body_factory(), HeadSpec.from_dict(cfg.head).build(card.num_features, len(samples.classes)))
+    feats: list[Features] = []
+
+    def features() -> Features:  # only head-only phases need them; the main process fills the cache first
+        if not feats:
+            with acc.main_process_first():
+                feats.append(get_features())
+        return feats[0]
+
+    trainer = Trainer(out_dir, card, samples, train_idx, val_idx, features, cfg, acc, model, num_workers)
+    if not fresh:
+        trainer.resume()
+    trainer.run()
+    s = trainer.state
+    best = next((h for h in s.history if h["epoch"] == s.best_epoch), s.history[-1] if s.history else {})
+    best_phase = s.phases[best["phase"]]["name"] if best and best.get("phase", 99) < len(s.phases) else None
+    extracted = feats[0] if feats else None
+    metrics: dict[str, Any] = {
+        "model": card.name,
+        "strategy": cfg.strategy,
+        "strategy_reason": reason,
+        "head": cfg.head["kind"],
+        "val_accuracy": best.get("val_accuracy"),
+        "val_balanced_accuracy": best.get("val_balanced_accuracy"),
+        "val_loss": best.get("val_loss"),
+        "n_train": int(len(train_idx)),
+        "n_val": int(len(val_idx)),
+        "n_classes": len(samples.classes),
+        "class_counts": samples.counts(),
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
+        "epochs_run": s.global_epoch,
+        "best_epoch": s.best_epoch,
+        "best": {"phase": best_phase, "phase_epoch": best.get("phase_epoch")} if best else None,
+        "stopped_early": s.stopped_early,
+        "extract_seconds": round(extracted.seconds, 3) if extracted else 0.0,
+        "train_seconds": round(sum(p["seconds"] for p in s.phases), 3),
+        "cache_hit": extracted.cache_hit if extracted else None,
+        "images_per_second": round(s.images / s.body_seconds, 2) if s.body_seconds else None,
+        "phases": s.phases,
+        "device": str(acc.device),
+        "processes": acc.num_processes,
+        "precision": acc.mixed_precision,
+        "history": s.history,
+        "config": cfg.to_dict(),
+        "headstart": __version__,
+        "total_seconds": round(time.perf_counter() - t_start, 3),
+    }
+    info = {k: v for k, v in (run_info(out_dir) or {}).items()}
+    info.update(strategy=cfg.strategy, strategy_reason=reason, data=samples.source)
+    return finish(out_dir, trainer, info, metrics)
+
+
+def resume(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    model: str | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+    no_cache: bool = False,
+    device: str | None = None,
+    num_workers: int | None = None,
+    tracker: str | None = None,
+    given: dict[str, Any] | None = None,
+) -> Run:
+    """Continue a run that was stopped, at the phase and epoch of its last checkpoint.
+
+    `data` and `model` default to the run's own; when given they must match it, as must
+    any training option in `given` (the settings a run was started with are its own)."""
+    from .train import TrainConfig
+
+    t_start = time.perf_counter()
+    d = Path(run_dir).expanduser()
+    info = run_info(d)
+    if info is None:
+        raise HeadstartError(f"--resume '{d}' is not a headstart run; give the --out folder of a fit that was stopped")
+    if info.get("status") != "training":
+        raise HeadstartError(f"--resume '{d}': the run already finished; evaluate it, or fit again with --out")
+    cfg = TrainConfig.from_dict(info["config"])
+    card = ModelCard.from_dict(info["card"])
+    differences = []
+    if model is not None and model != card.name:
+        differences.append(f"--model {model} (the run used {card.name})")
+    for key, value in (given or {}).items():
+        saved = info["config"].get(key)
+        if saved is not None and value is not None and value != saved:
+            differences.append(f"--{key.replace('_', '-')} {value} (the run used {saved})")
+    source = data if data is not None else info["data"]["source"]
+    samples = read_image_data(source)
+    if data is not None and Path(data).resolve() != Path(info["data"]["source"]).resolve():
+        differences.append(f"DATA {data} (the run used {info['data']['source']})")
+    elif samples.fingerprint() != info["data"]["fingerprint"]:
+        differences.append(f"the files in {source} changed since the run started "
+                           f"({len(samples)} files now, {info['data']['n']} then)")
+    if differences:
+        raise HeadstartError(f"--resume '{d}' refuses to continue with other inputs: {'; '.join(differences)}; "
+                             "drop those options, or start a new run with --out")
+    p = prepare(source, card, val_split=cfg.val_split, seed=cfg.seed, cache_dir=cache_dir, no_cache=no_cache,
+                device=device, num_workers=num_workers)
+    log(f"resuming {d} ({cfg.strategy})")
+    return _train_body(d, card, p.samples, p.train_idx, p.val_idx, cfg, info.get("strategy_reason", ""), p.features,
+                       p.device, p.body, num_workers, tracker, fresh=False, t_start=t_start)
 
 
 def _as_run(run: Run | str | Path, device: str | None = None) -> Run:

@@ -7,6 +7,7 @@ exits 2; --json prints the result as JSON on stdout and nothing else there.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -15,6 +16,7 @@ import click
 from .errors import HeadstartError
 from .heads import HeadSpec
 from .probe import HeadTraining
+from .strategies import HEAD_EPOCHS, HEAD_LR
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -59,7 +61,9 @@ def cli() -> None:
 
     \b
     headstart models                      the pretrained models on this machine
-    headstart fit DATA --model M --out R  a new head on M's features of DATA
+    headstart fit DATA --model M --out R  transfer M to the labelled images in DATA
+    headstart fit --resume R              continue a run that was stopped
+    headstart lr-find DATA --model M      the learning-rate range test
     headstart evaluate R DATA             accuracy and friends on labelled DATA
     headstart predict R FILE...           labels for images
     headstart demo                        few-shot MNIST from ImageNet, end to end
@@ -100,36 +104,77 @@ def models(as_json: bool) -> None:
                "(weights already on disk; --allow-download to fetch)")
 
 
+# Options shared by fit and lr-find: what trains, and how.
+training_options = [
+    click.option("--model", "-m", default="efficientnet_lite0", show_default=True,
+                 help="A card from `headstart models`, or file:PATH (with --arch), timm:NAME, torchvision:NAME, "
+                      "hf:REPO."),
+    click.option("--arch", default=None, help="Architecture of a file: model (timm or torchvision name)."),
+    click.option("--allow-download", is_flag=True, help="Allow fetching weights from the network."),
+    click.option("--head", "head", default="linear", show_default=True, type=click.Choice(["linear", "mlp"])),
+    click.option("--hidden", default=HeadSpec.hidden, show_default=True, type=int, help="Hidden units of the mlp head."),
+    click.option("--dropout", default=HeadSpec.dropout, show_default=True, type=float, help="Dropout in the head."),
+    click.option("--body-lr-mult", default=0.1, show_default=True, type=float,
+                 help="Body learning rate = --lr x this (phases that train the body)."),
+    click.option("--layer-decay", default=1.0, show_default=True, type=float,
+                 help="Each body group lower down learns at this fraction of the one above it."),
+    click.option("--bn", default="frozen", show_default=True, type=click.Choice(["frozen", "train"]),
+                 help="BatchNorm statistics of the layers that train: kept fixed, or updated from the batches "
+                      "(frozen layers always keep theirs)."),
+    click.option("--augment", default="crop-flip", show_default=True, type=click.Choice(["crop-flip", "crop", "none"]),
+                 help="Augmentation in phases that train the body (random resized crop, horizontal flip)."),
+    click.option("--seed", default=0, show_default=True, type=int),
+    click.option("--val-split", default=0.2, show_default=True, type=float, help="Stratified validation fraction."),
+    click.option("--no-class-balance", is_flag=True, help="Weigh examples equally instead of classes."),
+]
+
+STRATEGY_HELP = ("auto (chooses from the data, model and device), linear-probe, finetune, partial:N (top N depth "
+                 "groups), gradual (unfreeze one group at a time), lp-ft (linear probe, then fine-tune all).")
+
+
 @cli.command()
-@click.argument("data", type=click.Path())
-@click.option("--model", "-m", default="efficientnet_lite0", show_default=True,
-              help="A card name from `headstart models`, or file:PATH (with --arch), timm:NAME, torchvision:NAME, hf:REPO.")
-@click.option("--out", "-o", required=True, type=click.Path(), help="Run folder to write.")
-@click.option("--strategy", default="linear-probe", show_default=True,
-              help="linear-probe: frozen body, new head trained on cached features.")
-@click.option("--head", "head", default="linear", show_default=True, type=click.Choice(["linear", "mlp"]))
-@click.option("--hidden", default=HeadSpec.hidden, show_default=True, type=int, help="Hidden units of the mlp head.")
-@click.option("--dropout", default=HeadSpec.dropout, show_default=True, type=float, help="Dropout in the head.")
-@click.option("--epochs", default=HeadTraining.epochs, show_default=True, type=int, help="Most epochs of head training.")
-@click.option("--lr", default=HeadTraining.lr, show_default=True, type=float)
+@click.argument("data", type=click.Path(), required=False)
+@click.option("--out", "-o", type=click.Path(), help="Run folder to write.")
+@click.option("--strategy", default="auto", show_default=True, help=STRATEGY_HELP)
+@with_options(training_options)
+@click.option("--epochs", default=None, type=int,
+              help="Epochs (linear-probe: of the head, default 200; otherwise of phases that train the body, default 15).")
+@click.option("--head-epochs", default=HEAD_EPOCHS, show_default=True, type=int,
+              help="Most epochs of the head on cached features within lp-ft.")
+@click.option("--lr", default=None, type=float,
+              help="Learning rate of the head (linear-probe: default 3e-3; phases that train the body: 1e-3).")
+@click.option("--head-lr", default=HEAD_LR, show_default=True, type=float, help="Learning rate of lp-ft's linear probe.")
+@click.option("--l2sp", default=0.0, show_default=True, type=float, help="L2-SP: pull the body toward its pretrained weights.")
+@click.option("--unfreeze-every", default=1, show_default=True, type=int, help="gradual: epochs between unfreezing steps.")
 @click.option("--weight-decay", default=HeadTraining.weight_decay, show_default=True, type=float)
-@click.option("--batch-size", default=HeadTraining.batch_size, show_default=True, type=int, help="Head-training batch size.")
-@click.option("--patience", default=HeadTraining.patience, show_default=True, type=int,
-              help="Epochs without better validation accuracy before stopping.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--val-split", default=0.2, show_default=True, type=float, help="Stratified validation fraction.")
-@click.option("--no-class-balance", is_flag=True, help="Weigh examples equally instead of classes.")
-@click.option("--arch", default=None, help="Architecture of a file: model (timm or torchvision name).")
-@click.option("--allow-download", is_flag=True, help="Allow fetching weights from the network.")
+@click.option("--batch-size", default=None, type=int,
+              help="Batch size (linear-probe: of features, default 256; otherwise of images across all processes, "
+                   "default 16 on a CPU, 128 on a GPU).")
+@click.option("--accumulate", default=1, show_default=True, type=int, help="Gradient accumulation steps.")
+@click.option("--warmup", default=0.1, show_default=True, type=float, help="Share of each phase's steps spent warming up.")
+@click.option("--patience", default=None, type=int,
+              help="Epochs without better validation accuracy before stopping (linear-probe: 20; body: 5).")
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+              help="auto: bf16 (or fp16) on a GPU, fp32 on a CPU.")
+@click.option("--processes", default=1, show_default=True, type=int,
+              help="Local processes (DDP through torchrun; gloo on a CPU). Multi-node: see the README.")
+@click.option("--tracker", default=None, type=click.Choice(["tensorboard", "mlflow"]),
+              help="Also send metrics to a tracker (through Accelerate), logged under RUN_DIR/logs.")
+@click.option("--resume", "resume_dir", default=None, type=click.Path(),
+              help="Continue the stopped run in this folder (DATA and --model may be left out).")
 @click.option("--overwrite", is_flag=True, help="Replace --out even if it is not a headstart run.")
 @click.option("--extract-batch-size", default=None, type=int, help="Batch size of feature extraction.")
 @click.option("--workers", default=None, type=int, help="Image-decoding worker processes.")
 @with_options(cache_options)
 @json_option
 @quiet_option
-def fit(data: str, model: str, out: str, strategy: str, head: str, hidden: int, dropout: float, epochs: int,
-        lr: float, weight_decay: float, batch_size: int, patience: int, seed: int, val_split: float,
-        no_class_balance: bool, arch: str | None, allow_download: bool, overwrite: bool,
+@click.pass_context
+def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, model: str, arch: str | None,
+        allow_download: bool, head: str, hidden: int, dropout: float, body_lr_mult: float, layer_decay: float,
+        bn: str, augment: str, seed: int, val_split: float, no_class_balance: bool, epochs: int | None,
+        head_epochs: int, lr: float | None, head_lr: float, l2sp: float, unfreeze_every: int, weight_decay: float,
+        batch_size: int | None, accumulate: int, warmup: float, patience: int | None, precision: str,
+        processes: int, tracker: str | None, resume_dir: str | None, overwrite: bool,
         extract_batch_size: int | None, workers: int | None, cache_dir: str | None, no_cache: bool,
         skip_bad_files: bool, device: str | None, as_json: bool, quiet: bool) -> None:
     """Transfer a pretrained model to the labelled images in DATA.
@@ -137,26 +182,106 @@ def fit(data: str, model: str, out: str, strategy: str, head: str, hidden: int, 
     DATA is a folder with one subfolder of images per class, or a CSV with path,label
     columns (paths relative to the CSV).
     """
-    _quiet(quiet or as_json)
-    from .api import fit as api_fit
+    from .runtime import is_main_rank
 
-    run = api_fit(data, model=model, out=out, strategy=strategy, head=head, hidden=hidden, dropout=dropout,
-                  epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size, patience=patience,
-                  seed=seed, val_split=val_split, class_balance=not no_class_balance, arch=arch,
-                  cache_dir=cache_dir, no_cache=no_cache, skip_bad_files=skip_bad_files, overwrite=overwrite,
-                  allow_download=allow_download, device=device, extract_batch_size=extract_batch_size,
-                  num_workers=workers)
+    _quiet(quiet or as_json or not is_main_rank())
+    if processes < 1:
+        raise HeadstartError(f"--processes must be >= 1; got {processes}")
+    if processes > 1 and "WORLD_SIZE" not in os.environ:
+        from .launch import relaunch
+
+        ctx.exit(relaunch(processes, sys.argv[1:]))
+    from . import api
+
+    if resume_dir:
+        given_names = ("strategy", "head", "hidden", "dropout", "body_lr_mult", "layer_decay", "bn", "augment", "seed",
+                       "val_split", "epochs", "head_epochs", "lr", "head_lr", "l2sp", "unfreeze_every",
+                       "weight_decay", "batch_size", "accumulate", "warmup", "patience", "precision")
+        from click.core import ParameterSource
+
+        given = {n: ctx.params[n] for n in given_names
+                 if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE}
+        if ctx.get_parameter_source("no_class_balance") == ParameterSource.COMMANDLINE:
+            given["class_balance"] = not no_class_balance
+        explicit_model = model if ctx.get_parameter_source("model") == ParameterSource.COMMANDLINE else None
+        run = api.resume(resume_dir, data, explicit_model, cache_dir=cache_dir, no_cache=no_cache, device=device,
+                         num_workers=workers, tracker=tracker, given=given)
+    else:
+        if data is None:
+            raise click.UsageError("Missing argument 'DATA'.", ctx)
+        if out is None:
+            raise click.UsageError("Missing option '--out' (the run folder to write).", ctx)
+        run = api.fit(data, model=model, out=out, strategy=strategy, head=head, hidden=hidden, dropout=dropout,
+                      epochs=epochs, head_epochs=head_epochs, lr=lr, head_lr=head_lr, body_lr_mult=body_lr_mult,
+                      layer_decay=layer_decay, l2sp=l2sp, unfreeze_every=unfreeze_every, weight_decay=weight_decay,
+                      batch_size=batch_size, accumulate=accumulate, warmup=warmup, patience=patience,
+                      augment=augment, bn=bn, precision=precision, seed=seed, val_split=val_split,
+                      class_balance=not no_class_balance, arch=arch, cache_dir=cache_dir, no_cache=no_cache,
+                      skip_bad_files=skip_bad_files, overwrite=overwrite, allow_download=allow_download,
+                      device=device, extract_batch_size=extract_batch_size, num_workers=workers, tracker=tracker)
+    if not is_main_rank():
+        return
     m = run.metrics
     if as_json:
         _emit_json(m)
         return
-    feats = (f"cache hit, {m['extract_seconds']:.2f}s" if m["cache_hit"]
-             else f"{m['extract_seconds']:.1f}s, {m['extract_images_per_second']} images/s")
     click.echo(f"{m['model']}, {m['strategy']}: {m['n_train']} train / {m['n_val']} val images, {m['n_classes']} classes")
-    click.echo(f"features  {feats}")
-    click.echo(f"head      {m['head']}, {m['epochs_run']} epochs (best {m['best_epoch']}) in {m['train_seconds']:.2f}s")
-    click.echo(f"val       accuracy {_fmt(m['val_accuracy'])}, balanced {_fmt(m['val_balanced_accuracy'])}")
+    click.echo(f"strategy  {m['strategy_reason']}")
+    if m.get("cache_hit") is not None:
+        feats = (f"cache hit, {m['extract_seconds']:.2f}s" if m["cache_hit"]
+                 else f"{m['extract_seconds']:.1f}s, {m.get('extract_images_per_second') or '-'} images/s")
+        click.echo(f"features  {feats}")
+    for p in m["phases"]:
+        what = "head on cached features" if p["from_cache"] else f"head + top {p['trainable_groups']} of {p['groups']} groups"
+        stop = ", stopped early" if p["stopped_early"] else ""
+        click.echo(f"phase     {p['name']}: {what}, {p['epochs_run']} of {p['epochs_planned']} epochs{stop}, "
+                   f"{p['seconds']:.1f}s")
+    if m.get("images_per_second"):
+        click.echo(f"speed     {m['images_per_second']} images/s while training the body")
+    best = m.get("best") or {}
+    where = f" (phase {best['phase']}, epoch {best['phase_epoch']})" if best.get("phase") else ""
+    click.echo(f"val       accuracy {_fmt(m['val_accuracy'])}, balanced {_fmt(m['val_balanced_accuracy'])}{where}")
     click.echo(f"run       {run.dir}")
+
+
+@cli.command("lr-find")
+@click.argument("data", type=click.Path())
+@click.option("--strategy", default="finetune", show_default=True, help=STRATEGY_HELP)
+@with_options(training_options)
+@click.option("--start-lr", default=1e-7, show_default=True, type=float)
+@click.option("--end-lr", default=1.0, show_default=True, type=float)
+@click.option("--steps", default=100, show_default=True, type=int, help="Mini-batches in the sweep.")
+@click.option("--batch-size", default=None, type=int, help="Images per batch (default 16 on a CPU, 128 on a GPU).")
+@click.option("--plot", default="lr-find.png", show_default=True, type=click.Path(dir_okay=False),
+              help="Where to draw loss against learning rate (PNG).")
+@click.option("--workers", default=None, type=int)
+@with_options(cache_options)
+@json_option
+@quiet_option
+def lr_find(data: str, strategy: str, model: str, arch: str | None, allow_download: bool, head: str, hidden: int,
+            dropout: float, body_lr_mult: float, layer_decay: float, bn: str, augment: str, seed: int,
+            val_split: float, no_class_balance: bool, start_lr: float, end_lr: float, steps: int,
+            batch_size: int | None, plot: str, workers: int | None, cache_dir: str | None, no_cache: bool,
+            skip_bad_files: bool, device: str | None, as_json: bool, quiet: bool) -> None:
+    """The learning-rate range test for the first phase that trains the body: loss against an
+    exponentially growing learning rate, and a suggestion for `fit --lr`."""
+    _quiet(quiet or as_json)
+    from .lr_find import lr_find as api_lr_find, text_plot
+
+    r = api_lr_find(data, model=model, strategy=strategy, arch=arch, allow_download=allow_download, head=head,
+                    hidden=hidden, dropout=dropout, body_lr_mult=body_lr_mult, layer_decay=layer_decay, bn=bn,
+                    augment=augment, seed=seed, val_split=val_split, class_balance=not no_class_balance,
+                    start_lr=start_lr, end_lr=end_lr, steps=steps, batch_size=batch_size, plot=plot,
+                    num_workers=workers, cache_dir=cache_dir, no_cache=no_cache, skip_bad_files=skip_bad_files,
+                    device=device)
+    if as_json:
+        _emit_json(r)
+        return
+    click.echo(text_plot(r["lrs"], r["smoothed_losses"], r["suggested_lr"]))
+    click.echo(f"phase {r['phase']} of {r['strategy']} ({r['trainable_groups']} body groups train), "
+               f"{len(r['lrs'])} steps; lowest loss at lr {r['min_loss_lr']:.2g}")
+    click.echo(f"suggested: headstart fit ... --strategy {r['strategy']} --lr {r['suggested_lr']:.2g}"
+               + (f"   (plot: {r['plot']})" if r.get("plot") else ""))
 
 
 @cli.command()
@@ -238,6 +363,7 @@ def demo(folder: str, model: str, shots: int, test_per_class: int, seed: int, ca
         return
     click.echo(f"{r['model']} -> MNIST digits, {r['shots']} labelled per class "
                f"({r['n_train']} train + {r['n_val']} validation), {r['n_test']} held-out test images")
+    click.echo(f"  strategy            {r['strategy']}: {r['strategy_reason']}")
     click.echo(f"  held-out accuracy   {r['test_accuracy']:.3f}  (balanced {r['test_balanced_accuracy']:.3f}, "
                f"macro F1 {r['test_macro_f1']:.3f})")
     click.echo(f"  pixels, no transfer {r['pixel_baseline_accuracy']:.3f}  "
@@ -257,9 +383,14 @@ _NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())
 def main(argv: list[str] | None = None) -> int:
     """Entry point: exit 0 on success, 2 on a user's mistake (one line on stderr)."""
     try:
-        cli.main(args=argv, prog_name="headstart", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="headstart", standalone_mode=False)
+        if isinstance(code, int):  # ctx.exit(n), e.g. from a relaunch under --processes
+            return code
     except HeadstartError as e:
-        click.echo(f"error: {e}", err=True)
+        from .runtime import is_main_rank
+
+        if is_main_rank():  # in a distributed run every process meets the same error: say it once
+            click.echo(f"error: {e}", err=True)
         return 2
     except click.UsageError as e:
         if _NO_ARGS and isinstance(e, _NO_ARGS):  # `headstart` alone: show the help, not an error

@@ -93,6 +93,8 @@ def run_demo(
         "n_train": m["n_train"],
         "n_val": m["n_val"],
         "n_test": ev["n"],
+        "strategy": m["strategy"],
+        "strategy_reason": m["strategy_reason"],
         "val_accuracy": m["val_accuracy"],
         "test_accuracy": ev["accuracy"],
         "test_balanced_accuracy": ev["balanced_accuracy"],

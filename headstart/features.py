@@ -31,7 +31,7 @@ from .fileio import atomic_dir, atomic_write_json
 from .fuse import fold_batchnorm
 from .data.images import files_fingerprint
 from .data.transforms import ImageFiles, normalize
-from .runtime import default_batch_size, default_workers
+from .runtime import default_batch_size, default_workers, release_free_memory
 from .surgery import pool_features
 from .zoo.card import Preprocessing
 
@@ -119,7 +119,6 @@ def feature_key(body_id: str, pre: Preprocessing, paths: Sequence[Path]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-@torch.inference_mode()
 def run_body(
     body: nn.Module,
     pre: Preprocessing,
@@ -137,6 +136,7 @@ def run_body(
     at a time, and each batch goes straight into `out` (a memory map when caching), so
     memory stays flat whatever the size.
     """
+    # outside inference mode: parameters made inside it could never train again
     body.eval().to(device, memory_format=torch.channels_last)
     example = torch.randn(2, 3, pre.crop, pre.crop, generator=torch.Generator().manual_seed(0))
     body = fold_batchnorm(body, example.to(device).contiguous(memory_format=torch.channels_last))
@@ -151,8 +151,10 @@ def run_body(
     )
     failed: list[str] = []
     row = 0
+    if workers:
+        release_free_memory()
     t0 = time.perf_counter()
-    with progress("extracting features", len(paths)) as advance:
+    with progress("extracting features", len(paths)) as advance, torch.inference_mode():
         for images, ok in loader:
             if not bool(ok.all()):
                 failed += [str(paths[row + i]) for i in torch.nonzero(~ok).flatten().tolist()]

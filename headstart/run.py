@@ -9,7 +9,9 @@ Written atomically (built beside RUN_DIR, then renamed), loaded without pickle.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +28,7 @@ from .errors import HeadstartError, plural
 from .features import run_body
 from .fileio import atomic_dir, atomic_write_json
 from .heads import HeadSpec
-from .runtime import pick_device
+from .runtime import is_main_rank, pick_device
 from .surgery import TransferModel, split
 from .zoo.build import build_architecture
 from .zoo.card import ModelCard, Preprocessing
@@ -36,24 +38,48 @@ RUN_FILE, METRICS_FILE, WEIGHTS_FILE = "headstart.json", "metrics.json", "model.
 RUN_FORMAT = "headstart-run/1"
 
 
-def is_run_dir(path: str | Path) -> bool:
+def run_info(path: str | Path) -> dict[str, Any] | None:
+    """The run's headstart.json, or None when `path` holds no headstart run."""
     try:
-        return json.loads((Path(path) / RUN_FILE).read_text()).get("format") == RUN_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
+        info = json.loads((Path(path) / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and info.get("format") == RUN_FORMAT else None
+
+
+def is_run_dir(path: str | Path) -> bool:
+    return run_info(path) is not None
 
 
 def check_out_dir(out: str | Path, overwrite: bool) -> Path:
-    """Refuse, before any work, to write over something that is not a headstart run."""
+    """Refuse, before any work, to write over something that is not a finished headstart run."""
     out = Path(out).expanduser()
+    if not is_main_rank():  # under a distributed launch the first process checks, and writes, for all
+        return out
     if out.exists() and not out.is_dir():
         raise HeadstartError(f"--out '{out}' is a file; give a folder path for the run")
-    if out.is_dir() and any(out.iterdir()) and not is_run_dir(out) and not overwrite:
-        raise HeadstartError(
-            f"--out '{out}' exists and is not a headstart run; choose another folder, "
-            "or pass --overwrite to replace its contents"
-        )
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        info = run_info(out)
+        if info is None:
+            raise HeadstartError(
+                f"--out '{out}' exists and is not a headstart run; choose another folder, "
+                "or pass --overwrite to replace its contents"
+            )
+        if info.get("status") == "training":
+            raise HeadstartError(
+                f"--out '{out}' holds an unfinished run; continue it with `headstart fit --resume {out}`, "
+                "or pass --overwrite to start over"
+            )
     return out
+
+
+def body_fingerprint(model: TransferModel) -> str:
+    """Identity of a trained body (its tensors), so that its features are cached apart from the card's."""
+    h = hashlib.sha256()
+    for name, t in model.body.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
 
 
 def assemble(card: ModelCard, head: HeadSpec, num_classes: int) -> TransferModel:
@@ -79,17 +105,30 @@ class Run:
     def preprocessing(self) -> Preprocessing:
         return self.card.preprocessing
 
-    def save(self, replace: bool = True) -> None:
+    def _record(self) -> dict[str, Any]:
         self.info.update(
-            format=RUN_FORMAT, headstart=__version__, card=self.card.to_dict(), head=self.head.to_dict(),
-            classes=list(self.classes), preprocessing=self.card.preprocessing.to_dict(), body_id=self.body_id,
-            saved=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            format=RUN_FORMAT, status="finished", headstart=__version__, card=self.card.to_dict(),
+            head=self.head.to_dict(), classes=list(self.classes), preprocessing=self.card.preprocessing.to_dict(),
+            body_id=self.body_id, saved=time.strftime("%Y-%m-%dT%H:%M:%S"),
         )
+        return self.info
+
+    def _write(self, folder: Path) -> None:
         state = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
-        with atomic_dir(self.dir, replace=replace) as tmp:
-            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": RUN_FORMAT})
-            atomic_write_json(tmp / RUN_FILE, self.info)
-            atomic_write_json(tmp / METRICS_FILE, self.metrics)
+        tmp = folder / f".{WEIGHTS_FILE}.tmp"
+        save_file(state, str(tmp), metadata={"format": RUN_FORMAT})
+        os.replace(tmp, folder / WEIGHTS_FILE)
+        atomic_write_json(folder / METRICS_FILE, self.metrics)
+        atomic_write_json(folder / RUN_FILE, self._record())  # last: a run is finished once this says so
+
+    def save(self) -> None:
+        """Write the whole run folder at once: built beside RUN_DIR, then swapped in."""
+        with atomic_dir(self.dir, replace=True) as tmp:
+            self._write(tmp)
+
+    def save_in_place(self) -> None:
+        """Finish a run folder that training filled (logs stay): each file atomic, headstart.json last."""
+        self._write(self.dir)
 
     def predict(
         self,
@@ -159,9 +198,14 @@ def load(run_dir: str | Path, device: str | None = None) -> Run:
     d = Path(run_dir).expanduser()
     if not d.is_dir():
         raise HeadstartError(f"run folder '{d}' does not exist")
-    if not is_run_dir(d):
+    info = run_info(d)
+    if info is None:
         raise HeadstartError(f"'{d}' is not a headstart run (no valid {RUN_FILE}); give a folder written by `headstart fit`")
-    info = json.loads((d / RUN_FILE).read_text())
+    if info.get("status") == "training":
+        raise HeadstartError(
+            f"run '{d}' has not finished (it was stopped or is still training); continue it with "
+            f"`headstart fit --resume {d}`"
+        )
     try:
         metrics = json.loads((d / METRICS_FILE).read_text())
     except (OSError, ValueError):

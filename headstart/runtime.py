@@ -44,3 +44,24 @@ def default_workers(device: torch.device) -> int:
 def default_batch_size(device: torch.device) -> int:
     # On CPUs small batches stay in cache and run faster per image; GPUs want them large.
     return 16 if device.type == "cpu" else 128
+
+
+def is_main_rank() -> bool:
+    """False in the second and later processes of a torchrun / accelerate launch."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+
+def release_free_memory() -> None:
+    """Hand memory that Python and the C allocator hold free back to the system, just before
+    DataLoader workers are forked. Pages shared with a forked child are copied on this
+    process's first write to each; without this, the first training epoch after a fork ran at
+    two thirds of its speed on a CPU (measured: EfficientNet-Lite0, 16 images per batch)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to trim this way
+        pass

@@ -67,3 +67,67 @@ class TransferModel(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.forward_features(x))
+
+
+def depth_groups(body: nn.Module, min_groups: int = 4) -> list[list[str]]:
+    """The body's parameter names in groups from the input (first) to the output (last).
+
+    Unfreezing works group by group from the top. timm models say where their stages
+    are (group_matcher); for any other module the tree is used: its children in
+    registration order, opening the largest container until there are at least
+    `min_groups`, with consecutive single layers (conv1, bn1, ...) kept together.
+    """
+    names = [n for n, _ in body.named_parameters()]
+    if not names:
+        return []
+    if hasattr(body, "group_matcher"):
+        try:
+            from timm.models._manipulate import group_parameters
+
+            grouped = group_parameters(body, body.group_matcher(coarse=True))
+            groups = [list(v) for _, v in sorted(grouped.items())]
+            if sum(map(len, groups)) == len(names) and len(groups) > 1:
+                return groups
+        except (AttributeError, NotImplementedError, TypeError, KeyError):
+            pass
+    return _tree_groups(body, names, min_groups)
+
+
+def _param_count(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def _tree_groups(body: nn.Module, names: list[str], min_groups: int) -> list[list[str]]:
+    # units: (prefix, module) with parameters, in registration order
+    units = [(n, m) for n, m in body.named_children() if _param_count(m)]
+    if any(p.numel() for p in body.parameters(recurse=False)):
+        units.insert(0, ("", None))  # parameters held directly by the body (e.g. a class token)
+    while len(units) < min_groups:
+        idx = max((i for i, (_, m) in enumerate(units) if m is not None and len(list(_children_with_params(m))) > 1),
+                  key=lambda i: _param_count(units[i][1]), default=None)
+        if idx is None:
+            break
+        prefix, m = units[idx]
+        units[idx : idx + 1] = [(f"{prefix}.{n}" if prefix else n, c) for n, c in _children_with_params(m)]
+    groups: list[list[str]] = []
+    for prefix, m in units:
+        if m is None:
+            owned = [n for n, _ in body.named_parameters(recurse=False)]
+        else:
+            owned = [n for n in names if n.startswith(prefix + ".")]
+        if isinstance(m, _NORMS) and groups:
+            groups[-1] += owned  # a norm layer belongs with the layer before it (conv1 + bn1)
+        else:
+            groups.append(owned)
+    covered = {n for g in groups for n in g}
+    missing = [n for n in names if n not in covered]
+    if missing:  # anything not reached (should not happen) trains with the top group
+        groups[-1] += missing
+    return [g for g in groups if g]
+
+
+_NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
+
+
+def _children_with_params(m: nn.Module):
+    return [(n, c) for n, c in m.named_children() if _param_count(c)]

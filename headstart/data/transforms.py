@@ -68,8 +68,7 @@ class ImageLoader:
         self.pre = pre
 
     def __call__(self, path: str | os.PathLike) -> torch.Tensor:
-        arr = np.asarray(resize_center_crop(open_rgb(path, draft_to=self.pre.resize), self.pre))
-        return torch.from_numpy(arr.copy())
+        return torch.from_numpy(np.array(resize_center_crop(open_rgb(path, draft_to=self.pre.resize), self.pre)))
 
 
 def normalize(batch: torch.Tensor, pre: Preprocessing, device: torch.device) -> torch.Tensor:
@@ -96,3 +95,71 @@ class ImageFiles(torch.utils.data.Dataset):
             return self.load(self.paths[i]), True
         except (OSError, SyntaxError, ValueError, EOFError):
             return torch.zeros(self.crop, self.crop, 3, dtype=torch.uint8), False
+
+
+AUGMENTATIONS = ("crop-flip", "crop", "none")
+MIN_CROP_AREA = 0.35  # random resized crops keep at least this share of the image
+
+
+class TrainLoader:
+    """path -> uint8 (H, W, 3) for training: a random resized crop (and a horizontal flip) at
+    the card's input size, or the eval preparation with augment="none".
+
+    The randomness comes from the `seed` of each call, not from a process's generator, so an
+    epoch's augmentations are the same however many workers or processes load it, and a
+    resumed run sees exactly the crops an uninterrupted one would have."""
+
+    def __init__(self, pre: Preprocessing, augment: str) -> None:
+        self.pre, self.augment = pre, augment
+        self.eval = ImageLoader(pre)
+
+    def crop_box(self, width: int, height: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+        """(top, left, h, w) of a crop keeping MIN_CROP_AREA..1 of the area, aspect ratio 3/4..4/3."""
+        area = width * height
+        for _ in range(10):
+            target = area * rng.uniform(MIN_CROP_AREA, 1.0)
+            aspect = float(np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))))
+            w, h = int(round((target * aspect) ** 0.5)), int(round((target / aspect) ** 0.5))
+            if 0 < w <= width and 0 < h <= height:
+                return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+        side = min(width, height)  # no fit in 10 tries: the centred square
+        return (height - side) // 2, (width - side) // 2, side, side
+
+    def __call__(self, path: str | os.PathLike, seed: int = 0) -> torch.Tensor:
+        if self.augment == "none":
+            return self.eval(path)
+        # decode large JPEGs at reduced size, but keep enough pixels for the smallest crop
+        im = open_rgb(path, draft_to=int(self.pre.resize / MIN_CROP_AREA**0.5))
+        rng = np.random.default_rng(seed)
+        top, left, h, w = self.crop_box(im.width, im.height, rng)
+        im = im.resize((self.pre.crop, self.pre.crop), _RESAMPLE[self.pre.interpolation],
+                       box=(left, top, left + w, top + h))
+        if self.augment == "crop-flip" and rng.random() < 0.5:
+            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return torch.from_numpy(np.array(im))
+
+
+class LabelledImages(torch.utils.data.Dataset):
+    """(uint8 HWC image, label) pairs through `load` (ImageLoader or TrainLoader).
+
+    With a TrainLoader each item's augmentation seed is derived from (seed, epoch, index);
+    the epoch sits in shared memory, so persistent DataLoader workers follow set_epoch()."""
+
+    def __init__(self, paths, labels, load, seed: int = 0) -> None:
+        self.paths = [str(p) for p in paths]
+        self.labels = [int(v) for v in labels]
+        self.load = load
+        self.seed = seed
+        self.epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch.fill_(epoch)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        if isinstance(self.load, TrainLoader):
+            seed = int(np.random.SeedSequence([self.seed, int(self.epoch), i]).generate_state(1)[0])
+            return self.load(self.paths[i], seed), self.labels[i]
+        return self.load(self.paths[i]), self.labels[i]

@@ -1,0 +1,216 @@
+"""What trains when: strategies, their phases, freezing, learning rates per group, BatchNorm policy.
+
+A strategy is a list of phases. Each phase trains the head plus the top `trainable` depth
+groups of the body (0 = head only). A phase with a frozen body trains the head on cached
+features (no body forward pass at all); only phases that train part of the body run it.
+
+  linear-probe   head on cached features
+  finetune       everything, the body at lr * body_lr_mult
+  partial:N      the top N depth groups and the head
+  gradual        ULMFiT: head alone, then one more group from the top every `unfreeze_every` epochs
+  lp-ft          linear probe to convergence, then everything from that head (Kumar et al., 2022)
+  auto           one of the above, chosen from the data, the model and the device
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import HeadstartError
+
+KINDS = ("linear-probe", "finetune", "partial", "gradual", "lp-ft")
+NAMES = ("auto", "linear-probe", "finetune", "partial:N", "gradual", "lp-ft")
+BN_POLICIES = ("frozen", "train")
+
+# Defaults that differ between a head trained on cached features and phases that run the body.
+HEAD_EPOCHS, BODY_EPOCHS = 200, 15
+HEAD_LR, BODY_PHASE_LR = 3e-3, 1e-3
+HEAD_PATIENCE, BODY_PATIENCE = 20, 5
+
+
+@dataclass(frozen=True)
+class Strategy:
+    kind: str
+    n: int = 0  # partial:N
+
+    @property
+    def name(self) -> str:
+        return f"partial:{self.n}" if self.kind == "partial" else self.kind
+
+    @property
+    def trains_body(self) -> bool:
+        return self.kind != "linear-probe"
+
+    @classmethod
+    def parse(cls, text: str) -> "Strategy":
+        t = text.strip().lower()
+        if t in ("linear-probe", "finetune", "gradual", "lp-ft"):
+            return cls(t)
+        if t.startswith("partial"):
+            _, _, n = t.partition(":")
+            if not n.isdigit() or int(n) < 1:
+                raise HeadstartError(
+                    f"--strategy '{text}': partial needs the number of top depth groups to train, e.g. partial:2"
+                )
+            return cls("partial", int(n))
+        raise HeadstartError(f"--strategy must be one of {', '.join(NAMES)}; got '{text}'")
+
+    def check(self, n_groups: int, model: str) -> None:
+        if self.kind == "partial" and self.n > n_groups:
+            raise HeadstartError(
+                f"--strategy {self.name}: model '{model}' has {n_groups} depth groups; choose partial:1 to "
+                f"partial:{n_groups}"
+            )
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    trainable: int  # top depth groups that train with the head; 0 = head only, from cached features
+    epochs: int
+
+    @property
+    def from_cache(self) -> bool:
+        return self.trainable == 0
+
+
+def plan(strategy: Strategy, n_groups: int, epochs: int, head_epochs: int, unfreeze_every: int) -> list[Phase]:
+    """The phases of a strategy for a body of `n_groups` depth groups."""
+    if strategy.kind == "linear-probe":
+        return [Phase("head", 0, head_epochs)]
+    if strategy.kind == "finetune":
+        return [Phase("finetune", n_groups, epochs)]
+    if strategy.kind == "partial":
+        return [Phase(strategy.name, strategy.n, epochs)]
+    if strategy.kind == "lp-ft":
+        return [Phase("head", 0, head_epochs), Phase("finetune", n_groups, epochs)]
+    # gradual: the head alone, then one more group from the top every `unfreeze_every` epochs;
+    # the last phase (all groups) gets whatever remains of `epochs`.
+    k = max(1, unfreeze_every)
+    phases = [Phase("head", 0, k)] + [Phase(f"top {i} of {n_groups}", i, k) for i in range(1, n_groups)]
+    used = k * len(phases)
+    phases.append(Phase(f"all {n_groups}", n_groups, max(k, epochs - used)))
+    return phases
+
+
+def choose(per_class: int, n_params: int, device: torch.device, n_train: int) -> tuple[Strategy, str]:
+    """The `auto` rule: very little data -> only the head; more data -> unfreeze more,
+    unless training the body would take too long on this device."""
+    if per_class < 10:
+        return Strategy("linear-probe"), (
+            f"{per_class} labelled examples in the smallest class: too few to move pretrained weights, "
+            "so only a new head trains (on cached features)")
+    # Rough cost of full fine-tuning: ~0.01 s per image per million parameters on a small CPU
+    # (EfficientNet-Lite0, 4.7M: ~20 images/s on 2 cores), ~100x less on a GPU.
+    per_image = 0.01 * n_params / 1e6 * (1.0 if device.type == "cpu" else 0.01)
+    minutes = per_image * n_train * BODY_EPOCHS / 60
+    if minutes > 60:
+        return Strategy("linear-probe"), (
+            f"fine-tuning {n_params / 1e6:.1f}M parameters on {n_train} images would take about "
+            f"{minutes:.0f} min on {device.type}; a head on cached features takes seconds")
+    if per_class < 100:
+        return Strategy("lp-ft"), (
+            f"{per_class} labelled examples in the smallest class: enough to adapt the body, few enough that a "
+            "head trained first (linear probe, then fine-tune all) protects the pretrained features")
+    return Strategy("finetune"), (
+        f"{per_class} labelled examples in the smallest class: enough to fine-tune the whole network")
+
+
+def set_trainable(model: nn.Module, groups: list[list[str]], trainable: int) -> None:
+    """Head and the top `trainable` body groups train; everything else is frozen."""
+    body_names = {f"body.{n}": g for g, names in enumerate(groups) for n in names}
+    first = len(groups) - trainable
+    for name, p in model.named_parameters():
+        g = body_names.get(name)
+        p.requires_grad_(g is None or g >= first)
+
+
+def set_modes(model: nn.Module, bn: str) -> None:
+    """Train mode where weights train, eval mode where they are frozen: a frozen module is a
+    fixed function (no dropout, BatchNorm statistics fixed). The BatchNorm policy decides about
+    the modules that train:
+    frozen -- their BatchNorm statistics stay fixed too (the default; small batches give noisy
+              statistics that shift the features a head was fitted to);
+    train  -- their BatchNorm statistics follow the training batches (standard fine-tuning)."""
+    if bn not in BN_POLICIES:
+        raise HeadstartError(f"--bn must be one of {', '.join(BN_POLICIES)}; got '{bn}'")
+    frozen: dict[str, bool] = {}
+    for name, m in model.named_modules():
+        own = list(m.parameters(recurse=True))
+        if own:
+            frozen[name] = not any(p.requires_grad for p in own)
+        else:  # parameter-free (activation, dropout, pooling): follows the module that holds it
+            frozen[name] = frozen.get(name.rpartition(".")[0], False) if name else False
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.training = bn == "train" and not frozen[name]
+        else:
+            m.training = not frozen[name]
+
+
+def param_groups(
+    model: nn.Module,
+    groups: list[list[str]],
+    trainable: int,
+    lr: float,
+    body_lr_mult: float,
+    layer_decay: float,
+    weight_decay: float,
+    l2sp: float,
+) -> list[dict]:
+    """Optimizer groups: the head at `lr`; body group g (of G) at lr * body_lr_mult * layer_decay^(G-1-g).
+    No weight decay on biases and norm weights; none on the body when L2-SP pulls it to its start."""
+    out: list[dict] = []
+    params = dict(model.named_parameters())
+    G = len(groups)
+
+    def add(names: list[str], group_lr: float, label: str, decay: float) -> None:
+        ps = [params[n] for n in names if params[n].requires_grad]
+        dec = [p for p in ps if p.ndim > 1]
+        nodec = [p for p in ps if p.ndim <= 1]
+        if dec:
+            out.append({"params": dec, "lr": group_lr, "weight_decay": decay, "name": f"{label}"})
+        if nodec:
+            out.append({"params": nodec, "lr": group_lr, "weight_decay": 0.0, "name": f"{label} (no decay)"})
+
+    add([n for n in params if n.startswith("head.")], lr, "head", weight_decay)
+    for g in range(G - trainable, G):
+        group_lr = lr * body_lr_mult * layer_decay ** (G - 1 - g)
+        add([f"body.{n}" for n in groups[g]], group_lr, f"body group {g}", 0.0 if l2sp else weight_decay)
+    return out
+
+
+class L2SP:
+    """alpha/2 * ||w - w0||^2 over the trainable body weights: stay near the pretrained start
+    (Li et al., ICML 2018)."""
+
+    def __init__(self, model: nn.Module, alpha: float) -> None:
+        self.alpha = alpha
+        self.start = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("body.")}
+
+    def __call__(self, model: nn.Module) -> torch.Tensor:
+        total = None
+        for n, p in model.named_parameters():
+            if p.requires_grad and n in self.start:
+                d = (p - self.start[n].to(p.device)).pow(2).sum()
+                total = d if total is None else total + d
+        if total is None:
+            return torch.zeros(())
+        return 0.5 * self.alpha * total
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int):
+    """Linear warm-up to each group's lr, then cosine decay to zero."""
+    total_steps = max(1, total_steps)
+    warmup_steps = min(max(0, warmup_steps), total_steps - 1) if total_steps > 1 else 0
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,0 +1,274 @@
+"""Runs that train the body: phases, frozen parts, resume after SIGKILL, DDP, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import headstart
+from headstart.cli import main
+from headstart.errors import HeadstartError
+from headstart.run import RUN_FILE, WEIGHTS_FILE
+from headstart.surgery import depth_groups, split
+from headstart.zoo import get_card, load_network
+
+from conftest import make_image_folder
+
+EXE = str(Path(sys.executable).parent / "headstart")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """3 classes x 10 images: 24 train / 6 validation."""
+    return make_image_folder(tmp_path_factory.mktemp("ft") / "data", per_class=10, seed=3, size=56)
+
+
+@pytest.fixture()
+def tiny(tiny_model):
+    return dict(model=tiny_model["model"], arch=tiny_model["arch"])
+
+
+def test_finetune_run(data, tiny, tmp_path):
+    run = headstart.fit(data, out=tmp_path / "run", strategy="finetune", epochs=2, batch_size=8, **tiny)
+    m = run.metrics
+    assert m["strategy"] == "finetune" and m["strategy_reason"] == "chosen with --strategy finetune"
+    assert m["epochs_run"] == 2 and m["images_per_second"] > 0 and m["device"] == "cpu"
+    assert [p["trainable_groups"] for p in m["phases"]] == [6] and not m["phases"][0]["from_cache"]
+    for h in m["history"]:
+        assert {"train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy"} <= set(h)
+    assert m["n_train"] == 24 and m["n_val"] == 6
+    info = json.loads((tmp_path / "run" / RUN_FILE).read_text())
+    assert info["status"] == "finished" and info["config"]["strategy"] == "finetune"
+    assert not (tmp_path / "run" / "checkpoint").exists()
+    card = get_card(tiny["model"], arch=tiny["arch"])
+    assert run.body_id != card.fingerprint()  # a trained body gets features cached apart from the card's
+    loaded = headstart.load(tmp_path / "run")
+    res = headstart.evaluate(loaded, data)
+    assert res["n"] == 30 and 0 <= res["accuracy"] <= 1
+
+
+def _global_body_count(monkeypatch):
+    """Images through any test_efficientnet body, counted outside headstart's own bookkeeping."""
+    from timm.models.efficientnet import EfficientNet
+
+    seen = {"images": 0}
+
+    def hook(module, args, output):
+        if isinstance(module, EfficientNet):
+            seen["images"] += int(args[0].shape[0])
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    return seen, handle
+
+
+@pytest.mark.parametrize("strategy", ["lp-ft", "gradual"])
+def test_frozen_phases_cost_no_body_forward_pass(data, tiny, tmp_path, monkeypatch, strategy):
+    cache = tmp_path / "cache"
+    first = headstart.fit(data, out=tmp_path / "a", strategy=strategy, epochs=3, batch_size=8, cache_dir=cache, **tiny)
+    assert first.metrics["phases"][0]["from_cache"] and first.metrics["phases"][0]["body_forward_images"] == 0
+    assert first.metrics["cache_hit"] is False  # the first extraction
+    seen, handle = _global_body_count(monkeypatch)
+    try:
+        second = headstart.fit(data, out=tmp_path / "b", strategy=strategy, epochs=3, batch_size=8, cache_dir=cache,
+                               **tiny)
+    finally:
+        handle.remove()
+    phases = second.metrics["phases"]
+    assert second.metrics["cache_hit"] is True
+    assert phases[0]["body_forward_images"] == 0
+    assert all(p["body_forward_images"] > 0 for p in phases[1:])
+    # every body forward pass of the second run belongs to a phase that trains the body
+    assert seen["images"] == sum(p["body_forward_images"] for p in phases)
+    if strategy == "gradual":
+        assert [p["trainable_groups"] for p in phases] == list(range(len(phases)))
+
+
+def test_partial_trains_only_the_top_group_and_frozen_batchnorm_keeps_its_statistics(data, tiny, tmp_path):
+    card = get_card(tiny["model"], arch=tiny["arch"])
+    start = split(load_network(card), card.classifier)[0].state_dict()
+    groups = depth_groups(split(load_network(card), card.classifier)[0])
+    top = {n.rsplit(".", 1)[0] for n in groups[-1]}
+    for bn, top_stats_move in (("frozen", False), ("train", True)):
+        run = headstart.fit(data, out=tmp_path / bn, strategy="partial:1", epochs=2, batch_size=8, bn=bn,
+                            val_split=0.0, **tiny)
+        end = run.model.body.state_dict()
+        for name, before in start.items():
+            module = name.rsplit(".", 1)[0]
+            moved = not torch.equal(before, end[name])
+            if name.endswith(("running_mean", "running_var")):
+                assert moved == (module in top and top_stats_move), (bn, name)  # frozen groups: never
+            elif module not in top and not name.endswith("num_batches_tracked"):
+                assert not moved, (bn, name)  # frozen weights never change
+        assert any(not torch.equal(start[f"{m}.weight"], end[f"{m}.weight"]) for m in top if f"{m}.weight" in start)
+
+
+def test_partial_beyond_the_groups_is_a_clear_error(data, tiny_model, tmp_path, capsys):
+    code = main(["fit", str(data), "--model", tiny_model["model"], "--arch", tiny_model["arch"], "--out",
+                 str(tmp_path / "r"), "--strategy", "partial:40"])
+    err = capsys.readouterr().err
+    assert code == 2 and "has 6 depth groups; choose partial:1 to partial:6" in err and err.count("\n") == 1
+
+
+def _fit_cmd(data, tiny_model, out, *extra):
+    return [EXE, "fit", str(data), "--model", tiny_model["model"], "--arch", tiny_model["arch"], "--out", str(out),
+            "--strategy", "finetune", "--batch-size", "8", "--quiet", *extra]
+
+
+def test_resume_after_sigkill_mid_epoch_ends_with_the_same_weights(tiny_model, tmp_path):
+    data = make_image_folder(tmp_path / "data", per_class=80, seed=5, size=64)  # ~1.5 s per epoch
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    ref = subprocess.run(_fit_cmd(data, tiny_model, tmp_path / "ref", "--epochs", "3"), env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_fit_cmd(data, tiny_model, out, "--epochs", "3"), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / "checkpoint" / "state.json"
+    t0 = time.time()
+    while not (state.is_file() and json.loads(state.read_text())["epoch"] >= 1):
+        assert proc.poll() is None and time.time() - t0 < 300, "the run ended before its first checkpoint"
+        time.sleep(0.02)
+    time.sleep(0.3)  # inside the second epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = json.loads(state.read_text())
+    assert saved["epoch"] == 1, "the kill should land in the second epoch"
+    assert json.loads((out / RUN_FILE).read_text())["status"] == "training"
+    with pytest.raises(HeadstartError, match="has not finished.*--resume"):
+        headstart.load(out)
+    resumed = subprocess.run([EXE, "fit", "--resume", str(out), "--quiet"], env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_file(str(tmp_path / "ref" / WEIGHTS_FILE)), load_file(str(out / WEIGHTS_FILE))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ma = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    mb = json.loads((out / "metrics.json").read_text())
+    assert [h["train_loss"] for h in ma["history"]] == [h["train_loss"] for h in mb["history"]]
+
+
+def test_resume_refusals(data, tiny, tiny_model, tmp_path, capsys):
+    finished = headstart.fit(data, out=tmp_path / "done", strategy="finetune", epochs=1, batch_size=8, **tiny)
+    with pytest.raises(HeadstartError, match="already finished"):
+        headstart.resume(finished.dir)
+    with pytest.raises(HeadstartError, match="is not a headstart run"):
+        headstart.resume(tmp_path)
+    # an unfinished run: stopped by a NaN in its fine-tuning phase, after lp-ft's linear probe
+    code = main(["fit", str(data), "--model", tiny_model["model"], "--arch", tiny_model["arch"], "--out",
+                 str(tmp_path / "nan"), "--strategy", "lp-ft", "--lr", "1e30", "--epochs", "2", "--batch-size", "8"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) >= 1 and "lower --lr (try --lr 1e+29)" in err[-1] and "intact" in err[-1]
+    state = json.loads((tmp_path / "nan" / "checkpoint" / "state.json").read_text())
+    assert state["phase"] == 1  # the linear probe's checkpoint survived
+    other = make_image_folder(tmp_path / "other", per_class=10, seed=9, size=56)
+    with pytest.raises(HeadstartError, match=r"DATA .* \(the run used"):
+        headstart.resume(tmp_path / "nan", data=other)
+    with pytest.raises(HeadstartError, match=r"--model efficientnet_lite0 \(the run used"):
+        headstart.resume(tmp_path / "nan", model="efficientnet_lite0")
+    code = main(["fit", "--resume", str(tmp_path / "nan"), "--epochs", "5"])
+    assert code == 2 and "--epochs 5 (the run used 2)" in capsys.readouterr().err
+    code = main(["fit", str(data), "--model", tiny_model["model"], "--arch", tiny_model["arch"], "--out",
+                 str(tmp_path / "nan")])
+    assert code == 2 and "holds an unfinished run" in capsys.readouterr().err
+
+
+def test_two_processes_match_one_with_the_same_global_batch(data, tiny_model, tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    common = ["--augment", "none", "--no-class-balance", "--epochs", "2", "--workers", "0"]
+    one = subprocess.run(_fit_cmd(data, tiny_model, tmp_path / "one", *common), env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run(_fit_cmd(data, tiny_model, tmp_path / "two", *common, "--processes", "2", "--json"),
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr
+    assert json.loads(two.stdout)["processes"] == 2
+    a, b = load_file(str(tmp_path / "one" / WEIGHTS_FILE)), load_file(str(tmp_path / "two" / WEIGHTS_FILE))
+    worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    moved = max(float((a[k].float() - v.float()).abs().max()) for k, v in
+                split(load_network(get_card(tiny_model["model"], arch=tiny_model["arch"])), "classifier")[0]
+                .state_dict().items() for k in [f"body.{k}"] if k in a)
+    assert worst < 1e-5 and moved > 100 * worst, (worst, moved)  # the same training, up to float rounding
+
+
+def test_tracker_tensorboard_writes_events(data, tiny, tmp_path):
+    pytest.importorskip("tensorboard")
+    headstart.fit(data, out=tmp_path / "tb", strategy="finetune", epochs=1, batch_size=8, tracker="tensorboard", **tiny)
+    assert list((tmp_path / "tb" / "logs").rglob("events.out.tfevents.*"))
+
+
+def test_tracker_mlflow_logs_metrics(data, tiny, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file:{tmp_path / 'mlruns'}")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    headstart.fit(data, out=tmp_path / "ml", strategy="finetune", epochs=1, batch_size=8, tracker="mlflow", **tiny)
+    logged = {p.name for p in (tmp_path / "mlruns").rglob("metrics/*")}
+    assert {"train_loss", "val_accuracy", "val_loss"} <= logged
+
+
+def test_tracker_that_cannot_start_is_one_line_and_leaves_nothing(data, tiny, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://x")
+    with pytest.raises(HeadstartError, match="--tracker mlflow could not start"):
+        headstart.fit(data, out=tmp_path / "bad", strategy="finetune", epochs=1, batch_size=8, tracker="mlflow", **tiny)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_out_of_memory_names_a_batch_size(data, tiny, tmp_path, monkeypatch):
+    from headstart import train
+
+    def oom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(train.Trainer, "_train_epoch", oom)
+    with pytest.raises(HeadstartError, match="--batch-size 4 --accumulate 2"):
+        headstart.fit(data, out=tmp_path / "oom", strategy="finetune", epochs=1, batch_size=8, **tiny)
+
+
+def test_auto_says_what_it_chose_and_why(data, tiny, tmp_path):
+    m = headstart.fit(data, out=tmp_path / "auto", **tiny).metrics
+    assert m["strategy"] == "linear-probe" and "8 labelled examples in the smallest class" in m["strategy_reason"]
+
+
+def test_lr_find(data, tiny_model, tmp_path, capsys):
+    code = main(["lr-find", str(data), "--model", tiny_model["model"], "--arch", tiny_model["arch"], "--steps", "12",
+                 "--batch-size", "8", "--plot", str(tmp_path / "lr.png"), "--json"])
+    r = json.loads(capsys.readouterr().out)
+    assert code == 0 and 1e-7 <= r["suggested_lr"] <= 1.0 and len(r["lrs"]) >= 5
+    assert r["lrs"] == sorted(r["lrs"]) and (tmp_path / "lr.png").stat().st_size > 1000
+    code = main(["lr-find", str(data), "--model", tiny_model["model"], "--arch", tiny_model["arch"], "--strategy",
+                 "linear-probe"])
+    assert code == 2 and "linear-probe has none" in capsys.readouterr().err
+
+
+def _body_distance(run, start) -> float:
+    end = run.model.body.state_dict()
+    return sum(float((end[k].float() - v.float()).pow(2).sum()) for k, v in start.items() if v.is_floating_point())
+
+
+def test_l2sp_keeps_the_body_near_its_pretrained_weights(data, tiny, tmp_path):
+    card = get_card(tiny["model"], arch=tiny["arch"])
+    start = split(load_network(card), card.classifier)[0].state_dict()
+    common = dict(strategy="finetune", epochs=2, batch_size=8, lr=1e-2, augment="none", **tiny)
+    free = headstart.fit(data, out=tmp_path / "free", **common)
+    held = headstart.fit(data, out=tmp_path / "held", l2sp=10.0, **common)
+    assert _body_distance(held, start) < 0.5 * _body_distance(free, start)
+
+
+def test_gradient_accumulation_matches_the_larger_batch(data, tiny, tmp_path):
+    # 24 training images: 3 batches of 8, or 6 of 4 accumulated in pairs
+    common = dict(strategy="finetune", epochs=1, augment="none", class_balance=False, warmup=0.0, **tiny)
+    big = headstart.fit(data, out=tmp_path / "big", batch_size=8, **common)
+    acc = headstart.fit(data, out=tmp_path / "acc", batch_size=4, accumulate=2, **common)
+    a, b = big.model.state_dict(), acc.model.state_dict()
+    worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    assert worst < 1e-5, worst
