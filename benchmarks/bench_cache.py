@@ -33,10 +33,10 @@ def main() -> int:
     try:
         cache = work / "cache"
         t = now()
-        first = headstart.fit(data, model=args.model, out=work / "run1", cache_dir=cache)
+        first = headstart.fit(data, model=args.model, out=work / "run1", cache_dir=cache, strategy="linear-probe")
         t_first = now() - t
         t = now()
-        second = headstart.fit(data, model=args.model, out=work / "run2", cache_dir=cache)
+        second = headstart.fit(data, model=args.model, out=work / "run2", cache_dir=cache, strategy="linear-probe")
         t_second = now() - t
         a, b = first.metrics, second.metrics
         assert not a["cache_hit"] and b["cache_hit"], (a["cache_hit"], b["cache_hit"])
@@ -51,7 +51,7 @@ def main() -> int:
         for i, c in enumerate((work / "cli-cache", work / "cli-cache")):
             t = now()
             r = subprocess.run([exe, "fit", str(data), "--model", args.model, "--out", str(work / f"cli{i}"),
-                                "--cache-dir", str(c), "--json"], capture_output=True, text=True,
+                                "--cache-dir", str(c), "--strategy", "linear-probe", "--json"], capture_output=True, text=True,
                                env={**os.environ, "PYTHONWARNINGS": "ignore"})
             cli.append((now() - t, json.loads(r.stdout)))
         print(f"CLI (with Python start-up): first {cli[0][0]:.2f}s, second {cli[1][0]:.2f}s -> "

@@ -53,7 +53,7 @@ def main() -> int:
     batch = default_batch_size(torch.device("cpu"))
     data = digits(args.n // 8)  # 80% of it trains, the rest validates
     work = Path(tempfile.mkdtemp(prefix="headstart-bench-ft-"))
-    ours, ref = [], []
+    ours, ours_bn, ref = [], [], []
     try:
         for r in range(args.repeats):
             train_n = int(args.n * 0.8)
@@ -61,13 +61,18 @@ def main() -> int:
             run = headstart.fit(data, model=args.model, out=work / f"run{r}", strategy="finetune", epochs=args.epochs,
                                 augment="crop", cache_dir=work / "cache", val_split=0.2)
             ours.append(run.metrics["images_per_second"])
+            # --bn train: BatchNorm statistics updated like the plain loop's (the default keeps them fixed)
+            run_bn = headstart.fit(data, model=args.model, out=work / f"bn{r}", strategy="finetune", epochs=args.epochs,
+                                   augment="crop", cache_dir=work / "cache", val_split=0.2, bn="train")
+            ours_bn.append(run_bn.metrics["images_per_second"])
             per_epoch = [h["images_per_second"] for h in run.metrics["history"] if "images_per_second" in h]
-            print(f"repeat {r}: fit finetune {ours[-1]:.1f} img/s (per epoch {per_epoch}), "
-                  f"plain loop {ref[-1]:.1f} img/s", flush=True)
-        ratio = max(ours) / max(ref)
+            print(f"repeat {r}: fit finetune {ours[-1]:.1f} img/s (per epoch {per_epoch}), with --bn train "
+                  f"{ours_bn[-1]:.1f} img/s, plain loop {ref[-1]:.1f} img/s", flush=True)
+        ratio, ratio_bn = max(ours) / max(ref), max(ours_bn) / max(ref)
         print(f"{card.name}, batch {batch}, CPU, {torch.get_num_threads()} threads: fit finetune {max(ours):.1f} "
-              f"img/s vs plain loop {max(ref):.1f} img/s -> ratio {ratio:.2f} (target >= 0.9)")
-        return 0 if ratio >= 0.9 else 1
+              f"img/s vs plain loop {max(ref):.1f} img/s -> ratio {ratio:.2f} (target >= 0.9); "
+              f"with --bn train (the plain loop's BatchNorm work) {max(ours_bn):.1f} img/s -> {ratio_bn:.2f}")
+        return 0 if min(ratio, ratio_bn) >= 0.9 else 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

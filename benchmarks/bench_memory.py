@@ -41,7 +41,8 @@ def main() -> int:
     data = digits(500)
     cache = ROOT / "cache-5000"
     exe = str(Path(sys.executable).parent / "headstart")
-    cmd = [exe, "fit", str(data), "--model", args.model, "--out", str(ROOT / "run-5000"), "--cache-dir", str(cache)]
+    cmd = [exe, "fit", str(data), "--model", args.model, "--out", str(ROOT / "run-5000"), "--cache-dir", str(cache),
+           "--strategy", "linear-probe", "--overwrite"]
     shutil.rmtree(cache, ignore_errors=True)  # a fresh cache, so that extraction really runs
     t = time.perf_counter()
     proc = subprocess.Popen(cmd + ["--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

@@ -208,7 +208,7 @@ def fit(
             patience=patience or BODY_PATIENCE, head_patience=HEAD_PATIENCE, augment=augment, bn=bn,
             precision=precision, seed=seed, val_split=val_split, class_balance=class_balance)
         return _train_body(out_dir, card, samples, train_idx, val_idx, cfg, reason, features, dev, body_factory,
-                           num_workers, tracker, fresh=True, t_start=t_start)
+                           num_workers, tracker, fresh=True, t_start=t_start, skip_bad_files=skip_bad_files)
 
     training = HeadTraining(epochs=epochs or HEAD_EPOCHS, lr=lr or HEAD_LR, weight_decay=weight_decay,
                             batch_size=batch_size or HeadTraining.batch_size, patience=patience or HEAD_PATIENCE,
@@ -261,7 +261,7 @@ def fit(
 def _train_body(out_dir: Path, card: ModelCard, samples: ImageSamples, train_idx: np.ndarray, val_idx: np.ndarray,
                 cfg, reason: str, get_features: Callable[[], Features], dev: torch.device,
                 body_factory: Callable[[], torch.nn.Module], num_workers: int | None, tracker: str | None,
-                fresh: bool, t_start: float) -> Run:
+                fresh: bool, t_start: float, skip_bad_files: bool = False) -> Run:
     """Strategies that train the body: the loop in headstart.train, checkpointed in out_dir."""
     from .train import Trainer, _seed_everything, finish, make_accelerator, start_record
 
@@ -270,7 +270,7 @@ def _train_body(out_dir: Path, card: ModelCard, samples: ImageSamples, train_idx
         if out_dir.exists():
             shutil.rmtree(out_dir)  # check_out_dir allowed it: a finished run, or --overwrite
         out_dir.mkdir(parents=True)
-        atomic_write_json(out_dir / RUN_FILE, start_record(card, samples, cfg, reason))
+        atomic_write_json(out_dir / RUN_FILE, start_record(card, samples, cfg, reason, skip_bad_files))
     acc.wait_for_everyone()
     if tracker:
         try:
@@ -364,22 +364,23 @@ def resume(
     differences = []
     if model is not None and model != card.name:
         differences.append(f"--model {model} (the run used {card.name})")
+    saved_head = info["config"].get("head") or {}
     for key, value in (given or {}).items():
-        saved = info["config"].get(key)
+        saved = saved_head.get("kind" if key == "head" else key) if key in ("head", "hidden", "dropout") \
+            else info["config"].get(key)
         if saved is not None and value is not None and value != saved:
             differences.append(f"--{key.replace('_', '-')} {value} (the run used {saved})")
     source = data if data is not None else info["data"]["source"]
-    samples = read_image_data(source)
-    if data is not None and Path(data).resolve() != Path(info["data"]["source"]).resolve():
+    if data is not None and Path(data).expanduser().resolve() != Path(info["data"]["source"]).resolve():
         differences.append(f"DATA {data} (the run used {info['data']['source']})")
-    elif samples.fingerprint() != info["data"]["fingerprint"]:
-        differences.append(f"the files in {source} changed since the run started "
-                           f"({len(samples)} files now, {info['data']['n']} then)")
     if differences:
         raise HeadstartError(f"--resume '{d}' refuses to continue with other inputs: {'; '.join(differences)}; "
                              "drop those options, or start a new run with --out")
     p = prepare(source, card, val_split=cfg.val_split, seed=cfg.seed, cache_dir=cache_dir, no_cache=no_cache,
-                device=device, num_workers=num_workers)
+                skip_bad_files=info["data"].get("skip_bad_files", False), device=device, num_workers=num_workers)
+    if p.samples.fingerprint() != info["data"]["fingerprint"]:
+        raise HeadstartError(f"--resume '{d}': the files in {source} changed since the run started "
+                             f"({len(p.samples)} files now, {info['data']['n']} then); start a new run with --out")
     log(f"resuming {d} ({cfg.strategy})")
     return _train_body(d, card, p.samples, p.train_idx, p.val_idx, cfg, info.get("strategy_reason", ""), p.features,
                        p.device, p.body, num_workers, tracker, fresh=False, t_start=t_start)

@@ -30,6 +30,7 @@ BN_POLICIES = ("frozen", "train")
 HEAD_EPOCHS, BODY_EPOCHS = 200, 15
 HEAD_LR, BODY_PHASE_LR = 3e-3, 1e-3
 HEAD_PATIENCE, BODY_PATIENCE = 20, 5
+AUTO_MINUTES = 20  # auto trains the body only when that takes less than this (estimated)
 
 
 @dataclass(frozen=True)
@@ -108,10 +109,11 @@ def choose(per_class: int, n_params: int, device: torch.device, n_train: int) ->
     # (EfficientNet-Lite0, 4.7M: ~20 images/s on 2 cores), ~100x less on a GPU.
     per_image = 0.01 * n_params / 1e6 * (1.0 if device.type == "cpu" else 0.01)
     minutes = per_image * n_train * BODY_EPOCHS / 60
-    if minutes > 60:
+    if minutes > AUTO_MINUTES:
         return Strategy("linear-probe"), (
             f"fine-tuning {n_params / 1e6:.1f}M parameters on {n_train} images would take about "
-            f"{minutes:.0f} min on {device.type}; a head on cached features takes seconds")
+            f"{minutes:.0f} min on {device.type}; a head on cached features takes seconds "
+            "(--strategy finetune or lp-ft to train the body anyway)")
     if per_class < 100:
         return Strategy("lp-ft"), (
             f"{per_class} labelled examples in the smallest class: enough to adapt the body, few enough that a "

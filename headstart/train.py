@@ -466,17 +466,18 @@ def finish(run_dir: Path, trainer: Trainer, info: dict[str, Any], metrics: dict[
     return run
 
 
-def data_record(samples: ImageSamples) -> dict[str, Any]:
+def data_record(samples: ImageSamples, skip_bad_files: bool) -> dict[str, Any]:
     return {"source": samples.source, "fingerprint": samples.fingerprint(), "n": len(samples),
-            "classes": list(samples.classes)}
+            "classes": list(samples.classes), "skip_bad_files": skip_bad_files}
 
 
-def start_record(card: ModelCard, samples: ImageSamples, cfg: TrainConfig, reason: str) -> dict[str, Any]:
+def start_record(card: ModelCard, samples: ImageSamples, cfg: TrainConfig, reason: str,
+                 skip_bad_files: bool = False) -> dict[str, Any]:
     """headstart.json of a run in progress: enough to check and continue it with --resume."""
     return {"format": RUN_FORMAT, "status": "training", "headstart": __version__, "task": "classify",
             "card": card.to_dict(), "head": cfg.head, "classes": list(samples.classes),
             "preprocessing": card.preprocessing.to_dict(), "strategy": cfg.strategy, "strategy_reason": reason,
-            "config": cfg.to_dict(), "data": data_record(samples),
+            "config": cfg.to_dict(), "data": data_record(samples, skip_bad_files),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 

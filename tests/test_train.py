@@ -177,6 +177,9 @@ def test_resume_refusals(data, tiny, tiny_model, tmp_path, capsys):
         headstart.resume(tmp_path / "nan", model="efficientnet_lite0")
     code = main(["fit", "--resume", str(tmp_path / "nan"), "--epochs", "5"])
     assert code == 2 and "--epochs 5 (the run used 2)" in capsys.readouterr().err
+    code = main(["fit", "--resume", str(tmp_path / "nan"), "--head", "linear", "--lr", "1e30"])  # the run's own
+    err = capsys.readouterr().err
+    assert code == 2 and "refuses" not in err and "the loss became" in err  # it resumed, and diverged again
     code = main(["fit", str(data), "--model", tiny_model["model"], "--arch", tiny_model["arch"], "--out",
                  str(tmp_path / "nan")])
     assert code == 2 and "holds an unfinished run" in capsys.readouterr().err
