@@ -4,13 +4,17 @@
     run = headstart.fit("data/", model="efficientnet_lite0", out="runs/first")
     headstart.evaluate(run, "test/")
     headstart.load("runs/first").predict(["photo.jpg"])
+    headstart.fit("reviews.csv", out="runs/reviews")   # text: minilm_l6 by default
+    headstart.load("runs/reviews").predict(["a tender, funny film"])
     headstart.resume("runs/killed")      # a stopped run goes on where it stopped
 """
 
 __version__ = "0.1.0"
 
 from .api import evaluate, fit, predict, resume  # noqa: E402
+from .advise import advise  # noqa: E402
 from .lr_find import lr_find  # noqa: E402
+from .rank import rank_models  # noqa: E402
 from .errors import HeadstartError  # noqa: E402
 from .run import Run, load  # noqa: E402
 from .zoo import ModelCard, get_card, list_cards, load_network  # noqa: E402
@@ -19,6 +23,7 @@ list_models = list_cards
 
 __all__ = [
     "HeadstartError",
+    "advise",
     "ModelCard",
     "Run",
     "evaluate",
@@ -30,5 +35,6 @@ __all__ = [
     "load_network",
     "lr_find",
     "predict",
+    "rank_models",
     "resume",
 ]

@@ -10,9 +10,10 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,18 +23,23 @@ import torch
 
 from . import __version__
 from .console import log
-from .data.images import ImageSamples, drop_bad_images, read_image_data
+from .data.detect import DEFAULT_MODEL, data_modality
+from .data.images import ImageSamples, appearance, drop_bad_images, read_image_data, unlike_source
+from .data.texts import read_text_data
 from .data.splits import stratified_split
 from .errors import HeadstartError
 from .features import FeatureCache, Features, extract, feature_key
 from .fileio import atomic_write_json
 from .heads import HeadSpec
 from .probe import HeadTraining, train_head
-from .run import RUN_FILE, Run, check_out_dir, load, run_info
+from .run import RUN_FILE, Run, body_fingerprint, check_out_dir, load, run_info
 from .runtime import default_batch_size, pick_device
 from .strategies import (BODY_EPOCHS, BODY_PATIENCE, BODY_PHASE_LR, HEAD_EPOCHS, HEAD_LR, HEAD_PATIENCE, Strategy, choose)
 from .surgery import TransferModel, depth_groups, split
-from .zoo import ModelCard, get_card, load_network, locate
+from .text.inputs import Tokenized
+from .text.network import TextOptions
+from .zoo import ModelCard, get_card, list_cards, load_network, locate
+from .zoo.card import TextPreprocessing
 
 
 def _features(
@@ -65,26 +71,34 @@ def _resolve_strategy(strategy: str, samples: ImageSamples, train_idx: np.ndarra
     if strategy.strip().lower() != "auto":
         return Strategy.parse(strategy), f"chosen with --strategy {strategy}"
     counts = np.bincount(samples.labels[train_idx], minlength=len(samples.classes))
-    return choose(int(counts.min()), n_params, device, len(train_idx))
+    unlike = unlike_source(appearance(samples), card.input_size) if samples.modality == "image" else []
+    return choose(int(counts.min()), n_params, device, len(train_idx), unlike,
+                  cost=0.001 if samples.modality == "text" else 0.01)
 
 
 @dataclass
 class Prepared:
     """What every training command starts from: the card, the checked data and its split, a body
-    built on first use, and the body's features (from the cache, or extracted on first use)."""
+    built on first use, and the body's features (from the cache, or extracted on first use).
+    Text DATA also carries its token ids, and for word-vector cards the record of the
+    vocabulary the body was built for (saved with the run)."""
 
     card: ModelCard
-    samples: ImageSamples
+    samples: Any  # ImageSamples | TextSamples
     train_idx: np.ndarray
     val_idx: np.ndarray
     device: torch.device
     body: Callable[[], torch.nn.Module]
     features: Callable[[], Features]
+    num_features: int = 0
+    tokens: Tokenized | None = None
+    text: dict[str, Any] | None = None
+    body_id: str = ""
 
 
 def prepare(
     data: str | Path,
-    model: str | ModelCard,
+    model: str | ModelCard | None,
     *,
     arch: str | None = None,
     allow_download: bool = False,
@@ -96,13 +110,22 @@ def prepare(
     device: str | None = None,
     extract_batch_size: int | None = None,
     num_workers: int | None = None,
+    text: TextOptions | None = None,
 ) -> Prepared:
     if not 0.0 <= val_split < 1.0:
         raise HeadstartError(f"--val-split must be in [0, 1); got {val_split}")
+    text = text or TextOptions()
+    kind = data_modality(data)
+    if model is None:
+        model = DEFAULT_MODEL[kind]
     card = model if isinstance(model, ModelCard) else get_card(model, arch=arch, allow_download=allow_download)
-    if card.modality != "image":
-        raise HeadstartError(f"model '{card.name}' is a {card.modality} model; DATA here is images")
+    if card.modality != kind:
+        others = ", ".join(c.name for c in list_cards() if c.modality == kind)
+        raise HeadstartError(f"model '{card.name}' is a{'n' if card.modality == 'image' else ''} {card.modality} "
+                             f"model; DATA '{data}' holds {kind}s: choose a {kind} model ({others})")
     locate(card, allow_download=allow_download)  # a missing weight package is reported before any work
+    if kind == "text":
+        return _prepare_text(data, card, val_split, seed, cache_dir, no_cache, device, extract_batch_size, text)
     samples = read_image_data(data)
     dev = pick_device(device)
     cache = FeatureCache.from_options(cache_dir, no_cache)
@@ -129,12 +152,81 @@ def prepare(
         return memo[0]
 
     train_idx, val_idx = stratified_split(samples.labels, val_split, seed)
-    return Prepared(card, samples, train_idx, val_idx, dev, body, features)
+    return Prepared(card, samples, train_idx, val_idx, dev, body, features, card.num_features,
+                    body_id=card.fingerprint())
+
+
+def read_samples(data: str | Path, kind: str | None = None, text: TextOptions | None = None, min_classes: int = 2):
+    """DATA's labelled samples, images or texts (`kind`, else detected)."""
+    kind = kind or data_modality(data)
+    if kind == "text":
+        text = text or TextOptions()
+        return read_text_data(data, text_column=text.text_column, label_column=text.label_column,
+                              skip_empty=text.skip_empty, log=log, min_classes=min_classes)
+    return read_image_data(data, min_classes=min_classes)
+
+
+def _prepare_text(data: str | Path, card: ModelCard, val_split: float, seed: int, cache_dir: str | Path | None,
+                  no_cache: bool, device: str | None, extract_batch_size: int | None, text: TextOptions) -> Prepared:
+    """Text DATA: read and check it, tokenize it once. A word-vector card's body is built for a
+    vocabulary of the training split's words plus the vectors' most frequent words (text.network)."""
+    from .text.inputs import Tokenizer, card_model_dir
+    from .text.network import build_vocabulary, build_word_body, load_encoder_body, text_record, word_vectors
+
+    samples = read_samples(data, "text", text)
+    dev = pick_device(device)
+    cache = FeatureCache.from_options(cache_dir, no_cache)
+    train_idx, val_idx = stratified_split(samples.labels, val_split, seed)
+    pre = card.preprocessing
+    assert isinstance(pre, TextPreprocessing)
+    max_length = text.max_length or pre.max_length
+    built: list[torch.nn.Module] = []
+    record = None
+    if card.architecture == "transformers":
+        tokenizer = Tokenizer(pre, model_dir=card_model_dir(card))
+        num_features, body_id = card.num_features, card.fingerprint()
+
+        def body() -> torch.nn.Module:
+            if not built:
+                built.append(load_encoder_body(card))
+            return built[0]
+    else:
+        counts = np.bincount(samples.labels[train_idx], minlength=len(samples.classes))
+        text = text.resolved(int(counts.min()))
+        wv = word_vectors(card)
+        vocab = build_vocabulary([samples.texts[i] for i in train_idx], wv, text.min_count)
+        net, stats = build_word_body(card, vocab, text.encoder, text.hidden, seed, wv=wv,
+                                     pretrained=text.embeddings != "random")
+        from .text.vectors import token_coverage
+
+        coverage = token_coverage([samples.texts[i] for i in train_idx], wv)
+        log(f"vocabulary: {len(vocab):,} words ({text.encoder} encoder), {100 * stats['vocab_covered']:.1f}% of them with a "
+            f"pretrained vector; {100 * coverage:.1f}% of the training tokens have one")
+        record = text_record(vocab, text.encoder, text.hidden, wv.dim) | {
+            "options": asdict(text), "vocab_covered": stats["vocab_covered"], "token_coverage": coverage}
+        built.append(net)
+        tokenizer = Tokenizer(pre, vocabulary=vocab)
+        num_features, body_id = net.num_features, body_fingerprint(net)
+
+        def body() -> torch.nn.Module:
+            return built[0]
+    tokens = tokenizer(list(samples.texts), max_length)
+    tokens.say_truncated()
+    memo: list[Features] = []
+    textpre = TextPreprocessing(pre.tokenizer, max_length, pre.pooling, pre.normalize)
+
+    def features() -> Features:
+        if not memo:
+            memo.append(extract(body, body_id, textpre, tokens, num_features, cache, dev,
+                                batch_size=extract_batch_size, model_name=card.name))
+        return memo[0]
+
+    return Prepared(card, samples, train_idx, val_idx, dev, body, features, num_features, tokens, record, body_id)
 
 
 def fit(
     data: str | Path,
-    model: str = "efficientnet_lite0",
+    model: str | None = None,
     out: str | Path = "runs/latest",
     *,
     strategy: str = "auto",
@@ -145,8 +237,8 @@ def fit(
     head_epochs: int = HEAD_EPOCHS,
     lr: float | None = None,
     head_lr: float = HEAD_LR,
-    body_lr_mult: float = 0.1,
-    layer_decay: float = 1.0,
+    body_lr_mult: float | None = None,
+    layer_decay: float | None = None,
     l2sp: float = 0.0,
     unfreeze_every: int = 1,
     weight_decay: float = HeadTraining.weight_decay,
@@ -170,8 +262,13 @@ def fit(
     extract_batch_size: int | None = None,
     num_workers: int | None = None,
     tracker: str | None = None,
+    text: TextOptions | None = None,
 ) -> Run:
-    """Transfer `model` to the labelled images in `data` and write the run to `out`.
+    """Transfer `model` to the labelled images or texts in `data` and write the run to `out`.
+
+    `model` defaults to efficientnet_lite0 for images and minilm_l6 for text. Text options
+    (columns, --max-length, and for word-vector cards the encoder and --embeddings) come in
+    `text` (headstart.text.network.TextOptions).
 
     The strategy decides what trains when (see headstart.strategies); `auto` picks one from
     the examples per class, the model's size and the device, and says why in
@@ -188,13 +285,31 @@ def fit(
     out_dir = check_out_dir(out, overwrite)
     if Path(data).is_dir() and out_dir.resolve().is_relative_to(Path(data).expanduser().resolve()):
         raise HeadstartError(f"--out '{out}' is inside DATA '{data}', where it would become a class; put the run elsewhere")
+    text = text or TextOptions()
     p = prepare(data, model, arch=arch, allow_download=allow_download, val_split=val_split, seed=seed,
                 cache_dir=cache_dir, no_cache=no_cache, skip_bad_files=skip_bad_files, device=device,
-                extract_batch_size=extract_batch_size, num_workers=num_workers)
+                extract_batch_size=extract_batch_size, num_workers=num_workers, text=text)
     card, samples, train_idx, val_idx, dev = p.card, p.samples, p.train_idx, p.val_idx, p.device
     body_factory, features = p.body, p.features
     n_params = sum(t.numel() for t in body_factory().parameters())
-    chosen, reason = _resolve_strategy(strategy, samples, train_idx, card, n_params, dev)
+    words = card.architecture == "word-vectors"
+    if p.text:  # a word-vector network: the options as resolved for this data (encoder auto -> cnn or mean)
+        text = TextOptions(**p.text["options"])
+    if words and strategy.strip().lower() == "auto":
+        chosen, reason = Strategy.parse(text.strategy()), (
+            f"--embeddings {text.embeddings} with the {text.encoder} encoder" + (
+                ": the new encoder trains, the pretrained embeddings stay fixed" if text.strategy() == "partial:1"
+                else ": random embeddings, everything trains (no transfer)" if text.embeddings == "random" else ""))
+    else:
+        chosen, reason = _resolve_strategy(strategy, samples, train_idx, card, n_params, dev)
+    if body_lr_mult is None:  # a word-vector network's encoder is new: it trains at the head's rate
+        body_lr_mult = 1.0 if words else 0.1
+    if layer_decay is None:  # ... and its pretrained embeddings, when they train, at a tenth of it
+        layer_decay = 0.1 if words and text.embeddings != "random" else 1.0
+    text_info = {"options": asdict(text), "network": p.text} if samples.modality == "text" else None
+    if words and epochs is None:  # small data gives few steps per epoch: at least ~300 optimizer steps
+        per_epoch = max(1, len(train_idx) // (batch_size or 32))
+        epochs = min(100, max(BODY_EPOCHS, math.ceil(300 / per_epoch)))
     chosen.check(len(depth_groups(body_factory())), card.name)
     log(f"strategy {chosen.name}: {reason}")
     if chosen.trains_body:
@@ -204,11 +319,12 @@ def fit(
             strategy=chosen.name, head=spec.to_dict(), epochs=epochs or BODY_EPOCHS, head_epochs=head_epochs,
             unfreeze_every=unfreeze_every, lr=lr or BODY_PHASE_LR, head_lr=head_lr, body_lr_mult=body_lr_mult,
             layer_decay=layer_decay, l2sp=l2sp, weight_decay=weight_decay,
-            batch_size=batch_size or default_batch_size(dev), accumulate=accumulate, warmup=warmup,
+            batch_size=batch_size or (32 if words else default_batch_size(dev)), accumulate=accumulate, warmup=warmup,
             patience=patience or BODY_PATIENCE, head_patience=HEAD_PATIENCE, augment=augment, bn=bn,
             precision=precision, seed=seed, val_split=val_split, class_balance=class_balance)
         return _train_body(out_dir, card, samples, train_idx, val_idx, cfg, reason, features, dev, body_factory,
-                           num_workers, tracker, fresh=True, t_start=t_start, skip_bad_files=skip_bad_files)
+                           num_workers, tracker, fresh=True, t_start=t_start, skip_bad_files=skip_bad_files,
+                           tokens=p.tokens, text_info=text_info, num_features=p.num_features)
 
     training = HeadTraining(epochs=epochs or HEAD_EPOCHS, lr=lr or HEAD_LR, weight_decay=weight_decay,
                             batch_size=batch_size or HeadTraining.batch_size, patience=patience or HEAD_PATIENCE,
@@ -220,6 +336,10 @@ def fit(
                         len(samples.classes), training)
     body = body_factory()
     network_model = TransferModel(body.cpu().to(memory_format=torch.contiguous_format), result.head)
+    info: dict[str, Any] = {"task": "classify", "data": samples.source, "strategy": chosen.name,
+                            "strategy_reason": reason, "training": training.__dict__ | {"val_split": val_split}}
+    if text_info:
+        info["text"] = text_info
     metrics: dict[str, Any] = {
         "model": card.name,
         "strategy": chosen.name,
@@ -249,19 +369,28 @@ def fit(
         "history": result.history,
         "headstart": __version__,
     }
-    run = Run(dir=out_dir, card=card, head=spec, classes=samples.classes, body_id=card.fingerprint(), model=network_model,
-              info={"task": "classify", "data": samples.source, "strategy": chosen.name, "strategy_reason": reason,
-                    "training": training.__dict__ | {"val_split": val_split}},
-              metrics=metrics)
+    run = Run(dir=out_dir, card=card, head=spec, classes=samples.classes, body_id=p.body_id, model=network_model,
+              info=info, metrics=metrics)
+    if p.tokens is not None:
+        metrics["text"] = _text_metrics(p.tokens, p.text)
     metrics["total_seconds"] = round(time.perf_counter() - t_start, 3)
     run.save()
     return run
 
 
+def _text_metrics(tokens: Tokenized, network: dict[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"max_length": tokens.max_length, "truncated": tokens.truncated}
+    if network:
+        out.update(vocabulary=len(network["vocabulary"]["words"]), token_coverage=network["token_coverage"],
+                   vocab_covered=network["vocab_covered"], encoder=network["encoder"])
+    return out
+
+
 def _train_body(out_dir: Path, card: ModelCard, samples: ImageSamples, train_idx: np.ndarray, val_idx: np.ndarray,
                 cfg, reason: str, get_features: Callable[[], Features], dev: torch.device,
                 body_factory: Callable[[], torch.nn.Module], num_workers: int | None, tracker: str | None,
-                fresh: bool, t_start: float, skip_bad_files: bool = False) -> Run:
+                fresh: bool, t_start: float, skip_bad_files: bool = False, tokens: Tokenized | None = None,
+                text_info: dict[str, Any] | None = None, num_features: int | None = None) -> Run:
     """Strategies that train the body: the loop in headstart.train, checkpointed in out_dir."""
     from .train import Trainer, _seed_everything, finish, make_accelerator, start_record
 
@@ -270,7 +399,7 @@ def _train_body(out_dir: Path, card: ModelCard, samples: ImageSamples, train_idx
         if out_dir.exists():
             shutil.rmtree(out_dir)  # check_out_dir allowed it: a finished run, or --overwrite
         out_dir.mkdir(parents=True)
-        atomic_write_json(out_dir / RUN_FILE, start_record(card, samples, cfg, reason, skip_bad_files))
+        atomic_write_json(out_dir / RUN_FILE, start_record(card, samples, cfg, reason, skip_bad_files, text_info))
     acc.wait_for_everyone()
     if tracker:
         try:
@@ -281,7 +410,8 @@ def _train_body(out_dir: Path, card: ModelCard, samples: ImageSamples, train_idx
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise HeadstartError(f"--tracker {tracker} could not start: {first}") from None
     _seed_everything(cfg.seed)  # the new head's initial weights
-    model = TransferModel(body_factory(), HeadSpec.from_dict(cfg.head).build(card.num_features, len(samples.classes)))
+    model = TransferModel(body_factory(), HeadSpec.from_dict(cfg.head).build(num_features or card.num_features,
+                                                                              len(samples.classes)))
     feats: list[Features] = []
 
     def features() -> Features:  # only head-only phases need them; the main process fills the cache first
@@ -290,7 +420,8 @@ def _train_body(out_dir: Path, card: ModelCard, samples: ImageSamples, train_idx
                 feats.append(get_features())
         return feats[0]
 
-    trainer = Trainer(out_dir, card, samples, train_idx, val_idx, features, cfg, acc, model, num_workers)
+    trainer = Trainer(out_dir, card, samples, train_idx, val_idx, features, cfg, acc, model, num_workers,
+                      tokens=tokens)
     if not fresh:
         trainer.resume()
     trainer.run()
@@ -329,8 +460,12 @@ def _train_body(out_dir: Path, card: ModelCard, samples: ImageSamples, train_idx
         "headstart": __version__,
         "total_seconds": round(time.perf_counter() - t_start, 3),
     }
+    if tokens is not None:
+        metrics["text"] = _text_metrics(tokens, (text_info or {}).get("network"))
     info = {k: v for k, v in (run_info(out_dir) or {}).items()}
     info.update(strategy=cfg.strategy, strategy_reason=reason, data=samples.source)
+    if text_info:
+        info["text"] = text_info
     return finish(out_dir, trainer, info, metrics)
 
 
@@ -376,14 +511,17 @@ def resume(
     if differences:
         raise HeadstartError(f"--resume '{d}' refuses to continue with other inputs: {'; '.join(differences)}; "
                              "drop those options, or start a new run with --out")
+    text_info = info.get("text")
     p = prepare(source, card, val_split=cfg.val_split, seed=cfg.seed, cache_dir=cache_dir, no_cache=no_cache,
-                skip_bad_files=info["data"].get("skip_bad_files", False), device=device, num_workers=num_workers)
+                skip_bad_files=info["data"].get("skip_bad_files", False), device=device, num_workers=num_workers,
+                text=TextOptions(**text_info["options"]) if text_info else None)
     if p.samples.fingerprint() != info["data"]["fingerprint"]:
         raise HeadstartError(f"--resume '{d}': the files in {source} changed since the run started "
                              f"({len(p.samples)} files now, {info['data']['n']} then); start a new run with --out")
     log(f"resuming {d} ({cfg.strategy})")
     return _train_body(d, card, p.samples, p.train_idx, p.val_idx, cfg, info.get("strategy_reason", ""), p.features,
-                       p.device, p.body, num_workers, tracker, fresh=False, t_start=t_start)
+                       p.device, p.body, num_workers, tracker, fresh=False, t_start=t_start, tokens=p.tokens,
+                       text_info=text_info, num_features=p.num_features)
 
 
 def _as_run(run: Run | str | Path, device: str | None = None) -> Run:
@@ -400,14 +538,22 @@ def evaluate(
     device: str | None = None,
     extract_batch_size: int | None = None,
     num_workers: int | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, balanced accuracy, macro F1, per-class scores and the confusion matrix on labelled `data`."""
+    """Accuracy, balanced accuracy, macro F1, per-class scores and the confusion matrix on labelled `data`.
+    Text runs read the columns they were trained with, unless text_column / label_column say otherwise."""
     # imported here: scikit-learn's start-up costs a second that fit does not need
     from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
     t0 = time.perf_counter()
     r = _as_run(run, device)
-    samples = read_image_data(data, min_classes=1)
+    if r.modality == "text":
+        options = (r.info.get("text") or {}).get("options") or {}
+        samples = read_text_data(data, text_column=text_column or options.get("text_column", "text"),
+                                 label_column=label_column or options.get("label_column", "label"), min_classes=1)
+    else:
+        samples = read_image_data(data, min_classes=1)
     unknown = sorted(set(samples.classes) - set(r.classes))
     if unknown:
         raise HeadstartError(
@@ -416,8 +562,15 @@ def evaluate(
         )
     dev = pick_device(device)
     cache = FeatureCache.from_options(cache_dir, no_cache)
-    samples, feats = _features(r.card, r.body_id, samples, cache, dev, skip_bad_files, lambda: r.model.body,
-                               extract_batch_size, num_workers)
+    if r.modality == "text":
+        tokenizer = r.tokenizer()
+        tokens = tokenizer(list(samples.texts))
+        tokens.say_truncated()
+        feats = extract(lambda: r.model.body, r.body_id, tokenizer.pre, tokens, r.head_inputs, cache, dev,
+                        batch_size=extract_batch_size, model_name=r.card.name)
+    else:
+        samples, feats = _features(r.card, r.body_id, samples, cache, dev, skip_bad_files, lambda: r.model.body,
+                                   extract_batch_size, num_workers)
     index = {c: i for i, c in enumerate(r.classes)}
     y = np.array([index[samples.classes[i]] for i in samples.labels], dtype=np.int64)
     pred = r.head_probabilities(feats.array).argmax(1)

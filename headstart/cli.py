@@ -61,11 +61,13 @@ def cli() -> None:
 
     \b
     headstart models                      the pretrained models on this machine
-    headstart fit DATA --model M --out R  transfer M to the labelled images in DATA
+    headstart fit DATA --model M --out R  transfer M to the labelled images or texts in DATA
     headstart fit --resume R              continue a run that was stopped
     headstart lr-find DATA --model M      the learning-rate range test
+    headstart rank DATA                   which pretrained model suits DATA
+    headstart advise DATA                 should you transfer, from what, how (a report)
     headstart evaluate R DATA             accuracy and friends on labelled DATA
-    headstart predict R FILE...           labels for images
+    headstart predict R FILE...           labels for images (texts: strings or text files)
     headstart demo                        few-shot MNIST from ImageNet, end to end
     """
 
@@ -89,35 +91,37 @@ def models(as_json: bool) -> None:
     if as_json:
         _emit_json(rows)
         return
-    head = f"{'name':<20} {'modality':<8} {'input':>5} {'features':>8}  {'source':<12} {'head':>5}  {'installed':<9}  license"
+    head = f"{'name':<20} {'modality':<8} {'input':>5} {'features':>8}  {'source':<17} {'head':>5}  {'installed':<9}  license"
     click.echo(head)
     for r in rows:
         click.echo(
             f"{r['name']:<20} {r['modality']:<8} {r['input_size']:>5} {r['num_features']:>8}  "
-            f"{r['source_dataset']:<12} {r['source_classes'] or '-':>5}  {'yes' if r['installed'] else 'no':<9}  "
+            f"{r['source_dataset']:<17} {r['source_classes'] or '-':>5}  {'yes' if r['installed'] else 'no':<9}  "
             f"{r['license']}"
         )
     missing = [r for r in rows if not r["installed"]]
     for r in missing:
         click.echo(f"  {r['name']} is not installed: {r['install']}")
-    click.echo("Also: --model file:PATH --arch NAME, timm:NAME, torchvision:NAME, hf:REPO_OR_FOLDER "
-               "(weights already on disk; --allow-download to fetch)")
+    click.echo("Also: --model file:PATH --arch NAME, file:VECTORS (GloVe / word2vec), timm:NAME, torchvision:NAME, "
+               "hf:REPO_OR_FOLDER (timm or text encoder; weights already on disk; --allow-download to fetch)")
 
 
 # Options shared by fit and lr-find: what trains, and how.
 training_options = [
-    click.option("--model", "-m", default="efficientnet_lite0", show_default=True,
-                 help="A card from `headstart models`, or file:PATH (with --arch), timm:NAME, torchvision:NAME, "
-                      "hf:REPO."),
+    click.option("--model", "-m", default=None,
+                 help="A card from `headstart models` (default efficientnet_lite0 for images, minilm_l6 for text), "
+                      "or file:PATH (with --arch; word vectors need none), timm:NAME, torchvision:NAME, hf:REPO."),
     click.option("--arch", default=None, help="Architecture of a file: model (timm or torchvision name)."),
     click.option("--allow-download", is_flag=True, help="Allow fetching weights from the network."),
     click.option("--head", "head", default="linear", show_default=True, type=click.Choice(["linear", "mlp"])),
     click.option("--hidden", default=HeadSpec.hidden, show_default=True, type=int, help="Hidden units of the mlp head."),
     click.option("--dropout", default=HeadSpec.dropout, show_default=True, type=float, help="Dropout in the head."),
-    click.option("--body-lr-mult", default=0.1, show_default=True, type=float,
-                 help="Body learning rate = --lr x this (phases that train the body)."),
-    click.option("--layer-decay", default=1.0, show_default=True, type=float,
-                 help="Each body group lower down learns at this fraction of the one above it."),
+    click.option("--body-lr-mult", default=None, type=float,
+                 help="Body learning rate = --lr x this (phases that train the body; default 0.1, word-vector "
+                      "networks 1: their encoder is new)."),
+    click.option("--layer-decay", default=None, type=float,
+                 help="Each body group lower down learns at this fraction of the one above it (default 1; "
+                      "word-vector networks 0.1: the embeddings learn slower than the encoder)."),
     click.option("--bn", default="frozen", show_default=True, type=click.Choice(["frozen", "train"]),
                  help="BatchNorm statistics of the layers that train: kept fixed, or updated from the batches "
                       "(frozen layers always keep theirs)."),
@@ -127,6 +131,35 @@ training_options = [
     click.option("--val-split", default=0.2, show_default=True, type=float, help="Stratified validation fraction."),
     click.option("--no-class-balance", is_flag=True, help="Weigh examples equally instead of classes."),
 ]
+
+# Options of text DATA (fit, rank, advise); headstart.text.network.TextOptions holds them.
+text_options = [
+    click.option("--text-column", default="text", show_default=True, help="Text DATA (CSV/JSONL): the text column."),
+    click.option("--label-column", default="label", show_default=True, help="Text DATA: the label column."),
+    click.option("--max-length", default=None, type=int,
+                 help="Tokens kept per text (default the model's: 256); longer texts are truncated, and fit says so."),
+    click.option("--skip-empty", is_flag=True, help="Text DATA: leave out empty texts instead of stopping."),
+]
+word_options = [
+    click.option("--encoder", default="auto", show_default=True, type=click.Choice(["auto", "cnn", "bilstm", "mean"]),
+                 help="Word-vector models: the network over the embeddings (auto: the vectors' mean below 200 "
+                      "examples per class, else bilstm)."),
+    click.option("--embeddings", default="frozen", show_default=True,
+                 type=click.Choice(["frozen", "finetune", "frozen-then-finetune", "random"]),
+                 help="Word-vector models: keep the pretrained embeddings fixed, train them, or train them once "
+                      "the rest has learned (at a tenth of the rate); random: the same network without transfer."),
+    click.option("--min-count", default=2, show_default=True, type=int,
+                 help="Word-vector models: words without a vector join the vocabulary from this many occurrences."),
+]
+
+
+def _text(text_column: str, label_column: str, max_length: int | None, skip_empty: bool, encoder: str = "auto",
+          embeddings: str = "frozen", min_count: int = 2):
+    from .text.network import TextOptions
+
+    return TextOptions(text_column=text_column, label_column=label_column, max_length=max_length,
+                       skip_empty=skip_empty, encoder=encoder, embeddings=embeddings, min_count=min_count)
+
 
 STRATEGY_HELP = ("auto (chooses from the data, model and device), linear-probe, finetune, partial:N (top N depth "
                  "groups), gradual (unfreeze one group at a time), lp-ft (linear probe, then fine-tune all).")
@@ -165,22 +198,27 @@ STRATEGY_HELP = ("auto (chooses from the data, model and device), linear-probe, 
 @click.option("--overwrite", is_flag=True, help="Replace --out even if it is not a headstart run.")
 @click.option("--extract-batch-size", default=None, type=int, help="Batch size of feature extraction.")
 @click.option("--workers", default=None, type=int, help="Image-decoding worker processes.")
+@with_options(text_options)
+@with_options(word_options)
 @with_options(cache_options)
 @json_option
 @quiet_option
 @click.pass_context
-def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, model: str, arch: str | None,
+def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, model: str | None, arch: str | None,
         allow_download: bool, head: str, hidden: int, dropout: float, body_lr_mult: float, layer_decay: float,
         bn: str, augment: str, seed: int, val_split: float, no_class_balance: bool, epochs: int | None,
         head_epochs: int, lr: float | None, head_lr: float, l2sp: float, unfreeze_every: int, weight_decay: float,
         batch_size: int | None, accumulate: int, warmup: float, patience: int | None, precision: str,
         processes: int, tracker: str | None, resume_dir: str | None, overwrite: bool,
-        extract_batch_size: int | None, workers: int | None, cache_dir: str | None, no_cache: bool,
-        skip_bad_files: bool, device: str | None, as_json: bool, quiet: bool) -> None:
-    """Transfer a pretrained model to the labelled images in DATA.
+        extract_batch_size: int | None, workers: int | None, text_column: str, label_column: str,
+        max_length: int | None, skip_empty: bool, encoder: str, embeddings: str, min_count: int,
+        cache_dir: str | None, no_cache: bool, skip_bad_files: bool, device: str | None, as_json: bool,
+        quiet: bool) -> None:
+    """Transfer a pretrained model to the labelled images or texts in DATA.
 
-    DATA is a folder with one subfolder of images per class, or a CSV with path,label
-    columns (paths relative to the CSV).
+    Images: a folder with one subfolder of images per class, or a CSV with path,label
+    columns (paths relative to the CSV). Texts: a CSV or JSONL file with text,label
+    columns, or a folder with one subfolder of .txt files per class.
     """
     from .runtime import is_main_rank
 
@@ -218,14 +256,21 @@ def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, mo
                       augment=augment, bn=bn, precision=precision, seed=seed, val_split=val_split,
                       class_balance=not no_class_balance, arch=arch, cache_dir=cache_dir, no_cache=no_cache,
                       skip_bad_files=skip_bad_files, overwrite=overwrite, allow_download=allow_download,
-                      device=device, extract_batch_size=extract_batch_size, num_workers=workers, tracker=tracker)
+                      device=device, extract_batch_size=extract_batch_size, num_workers=workers, tracker=tracker,
+                      text=_text(text_column, label_column, max_length, skip_empty, encoder, embeddings, min_count))
     if not is_main_rank():
         return
     m = run.metrics
     if as_json:
         _emit_json(m)
         return
-    click.echo(f"{m['model']}, {m['strategy']}: {m['n_train']} train / {m['n_val']} val images, {m['n_classes']} classes")
+    unit = "texts" if run.modality == "text" else "images"
+    click.echo(f"{m['model']}, {m['strategy']}: {m['n_train']} train / {m['n_val']} val {unit}, {m['n_classes']} classes")
+    if m.get("text"):
+        t = m["text"]
+        words = (f", vocabulary {t['vocabulary']:,} words, {100 * t['token_coverage']:.1f}% of tokens with a vector"
+                 if t.get("vocabulary") else "")
+        click.echo(f"text      {t['truncated']} truncated at {t['max_length']} tokens{words}")
     click.echo(f"strategy  {m['strategy_reason']}")
     if m.get("cache_hit") is not None:
         feats = (f"cache hit, {m['extract_seconds']:.2f}s" if m["cache_hit"]
@@ -237,7 +282,7 @@ def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, mo
         click.echo(f"phase     {p['name']}: {what}, {p['epochs_run']} of {p['epochs_planned']} epochs{stop}, "
                    f"{p['seconds']:.1f}s")
     if m.get("images_per_second"):
-        click.echo(f"speed     {m['images_per_second']} images/s while training the body")
+        click.echo(f"speed     {m['images_per_second']} {unit}/s while training the body")
     best = m.get("best") or {}
     where = f" (phase {best['phase']}, epoch {best['phase_epoch']})" if best.get("phase") else ""
     click.echo(f"val       accuracy {_fmt(m['val_accuracy'])}, balanced {_fmt(m['val_balanced_accuracy'])}{where}")
@@ -285,21 +330,132 @@ def lr_find(data: str, strategy: str, model: str, arch: str | None, allow_downlo
 
 
 @cli.command()
+@click.argument("data", type=click.Path())
+@click.option("--models", default=None,
+              help="Comma-separated candidates (default: every installed card of DATA's kind, image or text).")
+@click.option("--metric", default="logme", show_default=True,
+              help="Sort by: logme, leep, nce, hscore, knn, linear (a cross-validated linear probe), or all.")
+@click.option("--allow-download", is_flag=True, help="Allow fetching weights from the network.")
+@click.option("--extract-batch-size", default=None, type=int)
+@click.option("--workers", default=None, type=int)
+@with_options(text_options)
+@with_options(cache_options)
+@json_option
+@quiet_option
+def rank(data: str, models: str | None, metric: str, allow_download: bool, extract_batch_size: int | None,
+         workers: int | None, text_column: str, label_column: str, max_length: int | None, skip_empty: bool,
+         cache_dir: str | None, no_cache: bool, skip_bad_files: bool, device: str | None,
+         as_json: bool, quiet: bool) -> None:
+    """Rank pretrained models for the labelled images or texts in DATA, without fine-tuning them."""
+    _quiet(quiet or as_json)
+    from .rank import rank_models
+
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    r = rank_models(data, names, metric=metric, cache_dir=cache_dir, no_cache=no_cache,
+                    skip_bad_files=skip_bad_files, device=device, extract_batch_size=extract_batch_size,
+                    num_workers=workers, allow_download=allow_download,
+                    text=_text(text_column, label_column, max_length, skip_empty))
+    if as_json:
+        _emit_json(r["models"])
+        return
+    shown = [m for m in ("logme", "leep", "nce", "hscore", "knn", "linear") if any(m in row for row in r["models"])]
+    width = max(10, *(len(row["model"]) for row in r["models"]))
+    click.echo(f"{r['n']} images, {r['classes']} classes; sorted by {r['metric']} (higher is better)")
+    click.echo(f"{'rank':>4}  {'model':<{width}}" + "".join(f"{m:>9}" for m in shown) + "  extract s  score s")
+    for row in r["models"]:
+        vals = "".join(f"{row[m]:>9.3f}" if row.get(m) is not None else f"{'-':>9}" for m in shown)
+        hit = " (cached)" if row["cache_hit"] else ""
+        click.echo(f"{row['rank'] or '-':>4}  {row['model']:<{width}}{vals}  {row['extract_seconds']:>9.1f}"
+                   f"  {row['score_seconds']:>7.2f}{hit}")
+    for row in r["models"]:
+        if row.get("note"):
+            click.echo(f"  {row['model']}: {row['note']}")
+    for note in r["notes"]:
+        click.echo(f"  {note}")
+
+
+@cli.command()
+@click.argument("data", type=click.Path())
+@click.option("--models", default=None, help="Comma-separated candidates (default: every installed card of DATA's kind, image or text).")
+@click.option("--out", "-o", default="headstart-advice.html", show_default=True, type=click.Path(dir_okay=False),
+              help="The HTML report to write.")
+@click.option("--curve", default=None, help="Examples per class of the learning curve (default 1,2,5,10,20,50,100, "
+                                             "up to what DATA holds).")
+@click.option("--seeds", default=3, show_default=True, type=int)
+@click.option("--test-fraction", default=0.3, show_default=True, type=float, help="Held out of every class.")
+@click.option("--no-scratch", is_flag=True, help="Leave out training from random weights (the slow baseline).")
+@click.option("--scratch-size", default=64, show_default=True, type=int, help="Input size for training from scratch.")
+@click.option("--scratch-max-per-class", default=50, show_default=True, type=int)
+@click.option("--workers", default=None, type=int)
+@with_options(text_options)
+@with_options(cache_options)
+@json_option
+@quiet_option
+def advise(data: str, models: str | None, out: str, curve: str | None, seeds: int, test_fraction: float,
+           no_scratch: bool, scratch_size: int, scratch_max_per_class: int, workers: int | None,
+           text_column: str, label_column: str, max_length: int | None, skip_empty: bool, cache_dir: str | None, no_cache: bool, skip_bad_files: bool, device: str | None, as_json: bool,
+           quiet: bool) -> None:
+    """Should you transfer to DATA, from which model, and how? A report with measurements."""
+    _quiet(quiet or as_json)
+    from .advise import advise as api_advise
+
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    points = None
+    if curve:
+        try:
+            points = [int(v) for v in curve.split(",") if v.strip()]
+        except ValueError:
+            raise HeadstartError(f"--curve takes numbers of examples per class, e.g. 1,2,5,10; got '{curve}'") from None
+        if not points or min(points) < 1:
+            raise HeadstartError(f"--curve takes numbers >= 1; got '{curve}'")
+    r = api_advise(data, names, curve=points, seeds=seeds, test_fraction=test_fraction, scratch=not no_scratch,
+                   scratch_size=scratch_size, scratch_max_per_class=scratch_max_per_class, out=out,
+                   cache_dir=cache_dir, no_cache=no_cache, skip_bad_files=skip_bad_files, device=device,
+                   num_workers=workers, text=_text(text_column, label_column, max_length, skip_empty))
+    if as_json:
+        _emit_json(r)
+        return
+    click.echo(f"{r['verdict']}: start from {r['recommended_model']} with {r['recommended_strategy']}")
+    click.echo(f"  why       {r['strategy_reason']}")
+    click.echo(f"  command   {r['recommended_command']}")
+    if r["transfer_gain"] is not None:
+        click.echo(f"  gain      {100 * r['transfer_gain']:+.1f} points of held-out accuracy over no transfer at "
+                   f"{r['gain_at_per_class']} per class")
+    keys = list(r["curve_labels"])
+    heads = {"transfer": "transfer", "scratch": "from scratch", "pixels": "pixels", "tfidf": "tf-idf"}
+    click.echo(f"  {'per class':>9}" + "".join(f"  {heads.get(k, k):>15}" for k in keys))
+    for row in r["learning_curve"]:
+        cells = "  ".join(f"{row[k]['mean']:>7.3f} +- {row[k]['std']:.3f}" if row[k]["mean"] is not None
+                          else f"{'-':>15}" for k in keys)
+        click.echo(f"  {row['per_class']:>9}  {cells}")
+    for note in r["notes"]:
+        click.echo(f"  note: {note}")
+    click.echo(f"  report    {r['html']}")
+
+
+@cli.command()
 @click.argument("run_dir", type=click.Path())
 @click.argument("data", type=click.Path())
 @click.option("--extract-batch-size", default=None, type=int)
 @click.option("--workers", default=None, type=int)
+@with_options(text_options)
 @with_options(cache_options)
 @json_option
 @quiet_option
-def evaluate(run_dir: str, data: str, extract_batch_size: int | None, workers: int | None, cache_dir: str | None,
+def evaluate(run_dir: str, data: str, extract_batch_size: int | None, workers: int | None, text_column: str,
+             label_column: str, max_length: int | None, skip_empty: bool, cache_dir: str | None,
              no_cache: bool, skip_bad_files: bool, device: str | None, as_json: bool, quiet: bool) -> None:
-    """Score a run on labelled images in DATA (same layout as for fit)."""
+    """Score a run on labelled images or texts in DATA (same layout as for fit)."""
     _quiet(quiet or as_json)
     from .api import evaluate as api_evaluate
 
+    src = click.get_current_context().get_parameter_source
+    from click.core import ParameterSource
+
+    given = {n: v for n, v in (("text_column", text_column), ("label_column", label_column))
+             if src(n) == ParameterSource.COMMANDLINE}  # otherwise the run's own columns
     res = api_evaluate(run_dir, data, cache_dir=cache_dir, no_cache=no_cache, skip_bad_files=skip_bad_files,
-                       device=device, extract_batch_size=extract_batch_size, num_workers=workers)
+                       device=device, extract_batch_size=extract_batch_size, num_workers=workers, **given)
     if as_json:
         _emit_json(res)
         return
@@ -325,7 +481,8 @@ def evaluate(run_dir: str, data: str, extract_batch_size: int | None, workers: i
 @quiet_option
 def predict(run_dir: str, files: tuple[str, ...], top_k: int, skip_bad_files: bool, device: str | None,
             as_json: bool, quiet: bool) -> None:
-    """Label image FILES (or folders of images) with a run."""
+    """Label image FILES (or folders of images) with a run; for a text run, FILES are texts
+    (quoted strings) or text files (.txt: one text; .csv/.jsonl: the text column of each row)."""
     _quiet(quiet or as_json)
     from .run import load
 
@@ -336,7 +493,8 @@ def predict(run_dir: str, files: tuple[str, ...], top_k: int, skip_bad_files: bo
         return
     for p in preds:
         rest = ", ".join(f"{t['label']} {t['score']:.3f}" for t in p["top_k"][1:])
-        click.echo(f"{p['file']}\t{p['label']}\t{p['score']:.3f}" + (f"\t({rest})" if rest else ""))
+        name = p["file"] if "file" in p else p["text"].replace("\n", " ")[:80]
+        click.echo(f"{name}\t{p['label']}\t{p['score']:.3f}" + (f"\t({rest})" if rest else ""))
 
 
 @cli.command()

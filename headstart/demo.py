@@ -83,7 +83,9 @@ def run_demo(
     t_data = time.perf_counter() - t0
     log(f"headstart demo: {shots}-shot transfer of {model} (ImageNet) to MNIST digits")
     log(f"data: {shots} labelled images per class in {train}/, {10 * test_per_class} held-out in {test}/")
-    run = fit(train, model=model, out=out, seed=seed, cache_dir=cache_dir, no_cache=no_cache)
+    # the few-shot path: a head on cached features, in seconds (`fit --strategy auto` would fine-tune
+    # these small greyscale digits, better and minutes slower: see README, Fine-tuning)
+    run = fit(train, model=model, out=out, seed=seed, strategy="linear-probe", cache_dir=cache_dir, no_cache=no_cache)
     ev = evaluate(run, test, cache_dir=cache_dir, no_cache=no_cache)
     baseline = pixel_baseline(train, test, run.info["training"]["val_split"], seed)
     m = run.metrics

@@ -33,7 +33,8 @@ from .data.images import files_fingerprint
 from .data.transforms import ImageFiles, normalize
 from .runtime import default_batch_size, default_workers, release_free_memory
 from .surgery import pool_features
-from .zoo.card import Preprocessing
+from .text.inputs import Tokenized
+from .zoo.card import Preprocessing, TextPreprocessing
 
 CACHE_FORMAT = 1
 FEATURES_FILE, META_FILE = "features.npy", "meta.json"
@@ -111,9 +112,14 @@ def _digest(arr: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def feature_key(body_id: str, pre: Preprocessing, paths: Sequence[Path]) -> str:
+def _data_id(inputs: "Sequence[Path] | Tokenized") -> str:
+    return inputs.fingerprint() if isinstance(inputs, Tokenized) else files_fingerprint(inputs)
+
+
+def feature_key(body_id: str, pre: Preprocessing | TextPreprocessing, inputs: "Sequence[Path] | Tokenized") -> str:
+    """Image files are identified by path, size and mtime; texts by their token ids."""
     blob = json.dumps(
-        {"format": CACHE_FORMAT, "body": body_id, "pre": pre.to_dict(), "data": files_fingerprint(paths)},
+        {"format": CACHE_FORMAT, "body": body_id, "pre": pre.to_dict(), "data": _data_id(inputs)},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -177,11 +183,51 @@ def run_body(
     return len(paths) / max(time.perf_counter() - t0, 1e-9)
 
 
+def run_text_body(
+    body: nn.Module,
+    tokens: Tokenized,
+    out: np.ndarray,
+    device: torch.device,
+    batch_size: int | None = None,
+    on_batch: Callable[[np.ndarray], None] | None = None,
+) -> float:
+    """Fill out[i] with the body's features of text i; returns texts per second.
+
+    Texts run in order of length, so each batch is padded only to its own longest text;
+    rows are written back in the original order (out is filled at the end, then on_batch
+    sees it in row order).
+    """
+    body.eval().to(device)
+    batch_size = batch_size or (64 if device.type == "cpu" else 256)
+    order = np.argsort([len(r) for r in tokens.ids], kind="stable")
+    result = np.empty_like(out) if isinstance(out, np.memmap) else out
+    t0 = time.perf_counter()
+    with progress("extracting features", len(tokens)) as advance, torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            rows = [tokens.ids[i] for i in idx]
+            x = torch.full((len(rows), max(len(r) for r in rows)), tokens.pad_id, dtype=torch.long)
+            for j, r in enumerate(rows):
+                x[j, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+            f = body(x.to(device)).float().cpu().numpy()
+            if not np.isfinite(f).all():
+                raise HeadstartError("the model produced NaN or infinite features; its weights are probably damaged")
+            result[idx] = f
+            advance(len(f))
+    if result is not out:
+        out[:] = result
+    if on_batch:
+        step = 4096
+        for i in range(0, len(out), step):
+            on_batch(np.asarray(out[i : i + step]))
+    return len(tokens) / max(time.perf_counter() - t0, 1e-9)
+
+
 def extract(
     body_factory: Callable[[], nn.Module],
     body_id: str,
-    pre: Preprocessing,
-    paths: Sequence[Path],
+    pre: Preprocessing | TextPreprocessing,
+    paths: "Sequence[Path] | Tokenized",
     num_features: int,
     cache: FeatureCache,
     device: torch.device,
@@ -189,30 +235,37 @@ def extract(
     num_workers: int | None = None,
     model_name: str = "",
 ) -> Features:
-    """Features of `paths` from the cache, or computed by the body (built only on a miss)."""
+    """Features of `paths` (image files, or tokenized texts) from the cache, or computed by the
+    body (built only on a miss)."""
     t0 = time.perf_counter()
     key = feature_key(body_id, pre, paths)
     hit = cache.load(key, len(paths))
     if hit is not None:
         return Features(hit, cache_hit=True, seconds=time.perf_counter() - t0, key=key)
     body = body_factory()
+
+    def compute(arr: np.ndarray, on_batch=None) -> float:
+        if isinstance(paths, Tokenized):
+            return run_text_body(body, paths, arr, device, batch_size, on_batch=on_batch)
+        return run_body(body, pre, paths, arr, device, batch_size, num_workers, on_batch=on_batch)
+
     if not cache.enabled:
         arr = np.empty((len(paths), num_features), dtype=np.float32)
-        ips = run_body(body, pre, paths, arr, device, batch_size, num_workers)
+        ips = compute(arr)
         return Features(arr, False, time.perf_counter() - t0, key, ips)
     dest = cache.entry(key)
     h = hashlib.sha256()
     with atomic_dir(dest) as tmp:
         arr = np.lib.format.open_memmap(tmp / FEATURES_FILE, mode="w+", dtype=np.float32,
                                         shape=(len(paths), num_features))
-        ips = run_body(body, pre, paths, arr, device, batch_size, num_workers,
-                       on_batch=lambda f: h.update(np.ascontiguousarray(f, dtype=np.float32).data))
+        ips = compute(arr, on_batch=lambda f: h.update(np.ascontiguousarray(f, dtype=np.float32).data))
         arr.flush()
         del arr
         atomic_write_json(tmp / META_FILE, {
             "format": CACHE_FORMAT, "key": key, "shape": [len(paths), num_features], "dtype": "float32",
             "sha256": h.hexdigest(), "body": body_id, "model": model_name, "preprocessing": pre.to_dict(),
-            "n_files": len(paths), "first_file": str(paths[0]) if paths else "",
+            "n_files": len(paths),
+            "first_file": "" if isinstance(paths, Tokenized) or not len(paths) else str(paths[0]),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "headstart": __version__,
         })
     loaded = cache.load(key, len(paths))

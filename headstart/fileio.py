@@ -28,6 +28,18 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(path: Path, directory: bool = False) -> None:
+    """Give a temporary file or folder (created private by tempfile) the permissions a plain
+    open() or mkdir() would have had."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -50,6 +62,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        default_mode(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -96,6 +109,7 @@ def atomic_dir(dest: str | os.PathLike, replace: bool = False) -> Iterator[Path]
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(dest.parent, dest.name)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}{_TMP_MARK}{os.getpid()}-"))
+    default_mode(tmp, directory=True)
     try:
         yield tmp
         for f in tmp.rglob("*"):

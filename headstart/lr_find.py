@@ -32,7 +32,7 @@ BLOWUP = 4.0
 
 def lr_find(
     data: str | Path,
-    model: str = "efficientnet_lite0",
+    model: str | None = None,
     *,
     strategy: str = "finetune",
     arch: str | None = None,
@@ -40,8 +40,8 @@ def lr_find(
     head: str = "linear",
     hidden: int = HeadSpec.hidden,
     dropout: float = HeadSpec.dropout,
-    body_lr_mult: float = 0.1,
-    layer_decay: float = 1.0,
+    body_lr_mult: float | None = None,
+    layer_decay: float | None = None,
     bn: str = "frozen",
     augment: str = "crop-flip",
     seed: int = 0,
@@ -73,6 +73,11 @@ def lr_find(
                 cache_dir=cache_dir, no_cache=no_cache, skip_bad_files=skip_bad_files, device=device,
                 num_workers=num_workers)
     card, samples, dev = p.card, p.samples, p.device
+    if p.tokens is not None:
+        raise HeadstartError("lr-find sweeps image DATA only so far; for text, fit with the default --lr (1e-3) "
+                             "and compare a few values with --lr")
+    body_lr_mult = 0.1 if body_lr_mult is None else body_lr_mult
+    layer_decay = 1.0 if layer_decay is None else layer_decay
     torch.manual_seed(seed)
     spec = HeadSpec(kind=head, hidden=hidden, dropout=dropout)  # type: ignore[arg-type]
     net = TransferModel(p.body(), spec.build(card.num_features, len(samples.classes)))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from . import __version__
 from .console import log
@@ -31,7 +32,7 @@ from .heads import HeadSpec
 from .runtime import is_main_rank, pick_device
 from .surgery import TransferModel, split
 from .zoo.build import build_architecture
-from .zoo.card import ModelCard, Preprocessing
+from .zoo.card import ModelCard, Preprocessing, TextPreprocessing
 from .zoo.weights import match_state_dict
 
 RUN_FILE, METRICS_FILE, WEIGHTS_FILE = "headstart.json", "metrics.json", "model.safetensors"
@@ -73,17 +74,31 @@ def check_out_dir(out: str | Path, overwrite: bool) -> Path:
     return out
 
 
-def body_fingerprint(model: TransferModel) -> str:
+def body_fingerprint(model: nn.Module) -> str:
     """Identity of a trained body (its tensors), so that its features are cached apart from the card's."""
     h = hashlib.sha256()
-    for name, t in model.body.state_dict().items():
+    body = model.body if isinstance(model, TransferModel) else model
+    for name, t in body.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().contiguous().cpu().numpy().tobytes())
     return h.hexdigest()
 
 
-def assemble(card: ModelCard, head: HeadSpec, num_classes: int) -> TransferModel:
-    """The run's network with random weights: the card's architecture cut at its classifier, plus the head."""
+def assemble(card: ModelCard, head: HeadSpec, num_classes: int, text: dict[str, Any] | None = None) -> TransferModel:
+    """The run's network, its weights to be loaded: the card's architecture cut at its classifier
+    (a text card's encoder; a word-vector network for the run's vocabulary), plus the head."""
+    if card.architecture == "transformers":
+        from .text.network import load_encoder_body
+
+        body: nn.Module = load_encoder_body(card)
+        return TransferModel(body, head.build(card.num_features, num_classes))
+    if card.architecture == "word-vectors":
+        from .text.network import word_body_from_record
+
+        if not text or not text.get("network"):
+            raise HeadstartError("the run's headstart.json has no vocabulary for its word-vector network; fit again")
+        wbody, _ = word_body_from_record(text["network"])
+        return TransferModel(wbody, head.build(wbody.num_features, num_classes))
     body, _ = split(build_architecture(card.architecture, num_classes=card.source_classes or 1000), card.classifier)
     return TransferModel(body, head.build(card.num_features, num_classes))
 
@@ -102,8 +117,51 @@ class Run:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def preprocessing(self) -> Preprocessing:
+    def preprocessing(self) -> Preprocessing | TextPreprocessing:
         return self.card.preprocessing
+
+    @property
+    def modality(self) -> str:
+        return self.card.modality
+
+    def tokenizer(self):
+        """Text runs: strings -> token ids, as in training (the card's tokenizer, or the run's vocabulary)."""
+        from .text.inputs import Tokenizer, card_model_dir
+        from .text.network import word_body_from_record
+
+        pre = self.card.preprocessing
+        assert isinstance(pre, TextPreprocessing)
+        options = (self.info.get("text") or {}).get("options") or {}
+        pre = TextPreprocessing(pre.tokenizer, options.get("max_length") or pre.max_length, pre.pooling, pre.normalize)
+        if pre.tokenizer == "hf":
+            return Tokenizer(pre, model_dir=card_model_dir(self.card))
+        return Tokenizer(pre, vocabulary=word_body_from_record(self.info["text"]["network"])[1])
+
+    def features(self, inputs: list[str | Path], batch_size: int | None = None, skip_bad_files: bool = False,
+                 device: str | None = None) -> tuple[list[str], np.ndarray]:
+        """(names, body features) for image files (folders are searched) or, for text runs, strings
+        and text files (.txt: one text; .csv/.jsonl: its text column)."""
+        dev = pick_device(device)
+        if self.modality == "text":
+            from .data.texts import read_predict_texts
+            from .features import run_text_body
+
+            texts = read_predict_texts([str(t) for t in inputs])
+            tokens = self.tokenizer()(texts)
+            tokens.say_truncated()
+            feats = np.empty((len(texts), self.head_inputs), dtype=np.float32)
+            run_text_body(self.model.body, tokens, feats, dev, batch_size)
+            return texts, feats
+        paths = expand_files(inputs)
+        paths = [paths[i] for i in readable(paths, skip_bad_files, log=log)]
+        feats = np.empty((len(paths), self.head_inputs), dtype=np.float32)
+        if paths:
+            run_body(self.model.body, self.preprocessing, paths, feats, dev, batch_size)
+        return [str(p) for p in paths], feats
+
+    @property
+    def head_inputs(self) -> int:
+        return next(p for p in self.model.head.parameters() if p.ndim == 2).shape[1]
 
     def _record(self) -> dict[str, Any]:
         self.info.update(
@@ -138,22 +196,19 @@ class Run:
         skip_bad_files: bool = False,
         device: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Label, score and top-k classes for each image file (folders are searched for images)."""
+        """Label, score and top-k classes for each image file (folders are searched for images), or
+        for text runs each string / text file."""
         if top_k < 1:
             raise HeadstartError(f"--top-k must be >= 1; got {top_k}")
-        paths = expand_files(files)
-        paths = [paths[i] for i in readable(paths, skip_bad_files, log=log)]
-        dev = pick_device(device)
-        feats = np.empty((len(paths), self.card.num_features), dtype=np.float32)
-        if paths:
-            run_body(self.model.body, self.preprocessing, paths, feats, dev, batch_size)
+        names, feats = self.features(files, batch_size, skip_bad_files, device)
         probs = self.head_probabilities(feats)
         k = min(top_k, len(self.classes))
         out = []
-        for p, row in zip(paths, probs):
+        what = "text" if self.modality == "text" else "file"
+        for p, row in zip(names, probs):
             order = np.argsort(-row)[:k]
             out.append({
-                "file": str(p),
+                what: p,
                 "label": self.classes[order[0]],
                 "score": float(row[order[0]]),
                 "top_k": [{"label": self.classes[i], "score": float(row[i])} for i in order],
@@ -192,8 +247,9 @@ def expand_files(files: list[str | Path]) -> list[Path]:
 def load(run_dir: str | Path, device: str | None = None) -> Run:
     """Load a run folder written by `headstart fit`.
 
-    The network is a plain nn.Module (`run.model`, images in, logits out) and
-    `run.preprocessing` says how to prepare its input; `run.predict(files)` does both.
+    The network is a plain nn.Module (`run.model`: images in, or padded token ids for text
+    runs; logits out), `run.preprocessing` says how to prepare its input (`run.tokenizer()` for
+    text), and `run.predict(files_or_texts)` does both.
     """
     d = Path(run_dir).expanduser()
     if not d.is_dir():
@@ -213,7 +269,7 @@ def load(run_dir: str | Path, device: str | None = None) -> Run:
     card = ModelCard.from_dict(info["card"])
     head = HeadSpec.from_dict(info["head"])
     classes = tuple(info["classes"])
-    model = assemble(card, head, len(classes))
+    model = assemble(card, head, len(classes), info.get("text"))
     weights = d / WEIGHTS_FILE
     if not weights.is_file():
         raise HeadstartError(f"run '{d}' has no {WEIGHTS_FILE}; the run did not finish, run `headstart fit` again")

@@ -72,14 +72,16 @@ class TransferModel(nn.Module):
 def depth_groups(body: nn.Module, min_groups: int = 4) -> list[list[str]]:
     """The body's parameter names in groups from the input (first) to the output (last).
 
-    Unfreezing works group by group from the top. timm models say where their stages
-    are (group_matcher); for any other module the tree is used: its children in
+    Unfreezing works group by group from the top. Text bodies and timm models say where
+    their layers are (depth_groups, group_matcher); for any other module the tree is used: its children in
     registration order, opening the largest container until there are at least
     `min_groups`, with consecutive single layers (conv1, bn1, ...) kept together.
     """
     names = [n for n, _ in body.named_parameters()]
     if not names:
         return []
+    if hasattr(body, "depth_groups"):  # text bodies say where their layers are (headstart.text.bodies)
+        return body.depth_groups()
     if hasattr(body, "group_matcher"):
         try:
             from timm.models._manipulate import group_parameters

@@ -45,6 +45,7 @@ from .runtime import default_workers, release_free_memory
 from .strategies import (BN_POLICIES, L2SP, Phase, Strategy, param_groups, plan, set_modes, set_trainable,
                          warmup_cosine)
 from .surgery import TransferModel, depth_groups
+from .text.inputs import LabelledTokens, Tokenized, collate
 from .zoo.card import ModelCard
 
 CHECKPOINT = "checkpoint"
@@ -115,8 +116,10 @@ class RunState:
     history: list[dict[str, Any]] = field(default_factory=list)
     phases: list[dict[str, Any]] = field(default_factory=list)
     best_score: float | None = None
+    best_loss: float | None = None
     best_epoch: int = -1
     phase_best: float | None = None
+    phase_best_loss: float | None = None
     since_best: int = 0
     images: int = 0
     body_seconds: float = 0.0
@@ -190,8 +193,16 @@ class Trainer:
         accelerator,
         model: TransferModel,
         num_workers: int | None = None,
+        checkpoints: bool = True,
+        verbose: bool = True,
+        tokens: Tokenized | None = None,
     ) -> None:
+        """checkpoints=False and verbose=False serve throwaway runs (the advisor's from-scratch
+        baselines): nothing is written and nothing is said per epoch. `tokens` (text DATA): every
+        sample's token ids; batches are padded per batch instead of decoded and augmented."""
+        self.tokens = tokens
         self.run_dir, self.card, self.samples, self.cfg = run_dir, card, samples, cfg
+        self.write_checkpoints, self.verbose = checkpoints, verbose
         self.train_idx, self.val_idx, self.features = train_idx, val_idx, features
         self.acc = accelerator
         self.model = model
@@ -253,33 +264,42 @@ class Trainer:
                   "val_accuracy": result.val_accuracy, "val_balanced_accuracy": result.val_balanced_accuracy,
                   "head_only": True}
         self.state.history.append(record)
-        self._consider_best(result.val_balanced_accuracy if cfg.class_balance else result.val_accuracy)
+        self._consider_best(result.val_balanced_accuracy if cfg.class_balance else result.val_accuracy,
+                            result.val_loss)
 
     def _body_phase(self, index: int, phase: Phase) -> None:
         cfg, acc, model = self.cfg, self.acc, self.model
         set_trainable(model, self.groups, phase.trainable)
         pre = self.card.preprocessing
-        train_set = LabelledImages([self.samples.paths[i] for i in self.train_idx], self.samples.labels[self.train_idx],
-                                   TrainLoader(pre, cfg.augment), seed=cfg.seed)
-        val_set = LabelledImages([self.samples.paths[i] for i in self.val_idx], self.samples.labels[self.val_idx],
-                                 ImageLoader(pre))
+        labels = self.samples.labels
+        collate_fn = None
+        if self.tokens is not None:  # text: tokenized once, padded per batch; nothing to decode, so no workers
+            train_set = LabelledTokens(self.tokens.subset(self.train_idx), labels[self.train_idx])
+            val_set = LabelledTokens(self.tokens.subset(self.val_idx), labels[self.val_idx])
+            collate_fn, workers = collate(self.tokens.pad_id), 0
+        else:
+            train_set = LabelledImages([self.samples.paths[i] for i in self.train_idx], labels[self.train_idx],
+                                       TrainLoader(pre, cfg.augment), seed=cfg.seed)
+            val_set = LabelledImages([self.samples.paths[i] for i in self.val_idx], labels[self.val_idx],
+                                     ImageLoader(pre))
+            workers = self.num_workers
         batch = min(cfg.batch_size, len(train_set))
-        workers = self.num_workers
         # Workers start once per phase (persistent): forking them again every epoch made each
         # following epoch's forward pass about twice as slow on a CPU (measured), and memory is
         # released first (see runtime.release_free_memory). Validation sets are small and decode
         # in the main process.
         train_loader = torch.utils.data.DataLoader(
             train_set, batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
-            pin_memory=acc.device.type == "cuda", persistent_workers=workers > 0)
+            pin_memory=acc.device.type == "cuda", persistent_workers=workers > 0, collate_fn=collate_fn)
         val_loader = torch.utils.data.DataLoader(val_set, batch_size=batch, num_workers=0,
-                                                 pin_memory=acc.device.type == "cuda")
+                                                 pin_memory=acc.device.type == "cuda", collate_fn=collate_fn)
         optimizer = torch.optim.AdamW(param_groups(model, self.groups, phase.trainable, cfg.lr, cfg.body_lr_mult,
                                                    cfg.layer_decay, cfg.weight_decay, cfg.l2sp))
         # optimizer steps: Accelerate also steps on a last, incomplete accumulation of an epoch
         steps = phase.epochs * max(1, math.ceil((len(train_set) // batch) / cfg.accumulate))
         scheduler = warmup_cosine(optimizer, steps, int(cfg.warmup * steps))
-        model.to(memory_format=torch.channels_last)
+        if self.tokens is None:
+            model.to(memory_format=torch.channels_last)
         self.loss_fn.to(acc.device)
         wrapped, optimizer, train_loader, val_loader, scheduler = acc.prepare(
             model, optimizer, train_loader, val_loader, scheduler)
@@ -288,7 +308,7 @@ class Trainer:
         release_free_memory()  # the workers fork at the first epoch
         last_phase = index == len(self.phases) - 1
         if self.state.epoch == 0:  # patience counts within the phase: a new phase may start below the best
-            self.state.since_best, self.state.phase_best = 0, None
+            self.state.since_best, self.state.phase_best, self.state.phase_best_loss = 0, None, None
         for epoch in range(self.state.epoch, phase.epochs):
             seed = _epoch_seed(cfg.seed, self.state.global_epoch)
             _seed_everything(seed)
@@ -313,8 +333,9 @@ class Trainer:
                       "images_per_second": round(seen / seconds, 2), **self._validate(wrapped, val_loader)}
             self.state.history.append(record)
             self.state.epoch, self.state.global_epoch = epoch + 1, self.state.global_epoch + 1
-            self._consider_best(record.get("val_balanced_accuracy" if cfg.class_balance else "val_accuracy"))
-            if acc.is_main_process:
+            self._consider_best(record.get("val_balanced_accuracy" if cfg.class_balance else "val_accuracy"),
+                                record.get("val_loss"))
+            if acc.is_main_process and self.verbose:
                 self._log_epoch(record, f"{phase.name} {epoch + 1}/{phase.epochs}")
             # decided before the checkpoint, so that a run resumed from it stops where this one does
             self.state.stopped_early = bool(last_phase and len(self.val_idx) and self.state.since_best >= cfg.patience)
@@ -325,12 +346,12 @@ class Trainer:
         self.model = acc.unwrap_model(wrapped)
 
     def _train_epoch(self, wrapped, optimizer, scheduler, loader, phase: Phase, epoch: int) -> tuple[float, int]:
-        acc, pre = self.acc, self.card.preprocessing
+        acc = self.acc
         total, seen, step = 0.0, 0, 0
         with progress(f"{phase.name} epoch {epoch + 1}/{phase.epochs}", len(loader)) as advance:
-            for images, labels in loader:
+            for inputs, labels in loader:
                 with acc.accumulate(wrapped):
-                    x = normalize(images, pre, acc.device)
+                    x = self._model_input(inputs)
                     with acc.autocast():
                         loss = self.loss_fn(wrapped(x), labels)
                         if self.l2sp is not None:
@@ -353,14 +374,14 @@ class Trainer:
     def _validate(self, wrapped, loader) -> dict[str, Any]:
         if not len(self.val_idx):
             return {}
-        acc, pre = self.acc, self.card.preprocessing
+        acc = self.acc
         model = acc.unwrap_model(wrapped)
         was = {m: m.training for m in model.modules()}
         model.eval()
         preds, ys, losses = [], [], []
         with acc.autocast():
-            for images, labels in loader:
-                logits = wrapped(normalize(images, pre, acc.device)).float()
+            for inputs, labels in loader:
+                logits = wrapped(self._model_input(inputs)).float()
                 loss = nn.functional.cross_entropy(logits, labels, reduction="none",
                                                    weight=self.loss_fn.weight.to(acc.device)
                                                    if self.loss_fn.weight is not None else None)
@@ -375,16 +396,29 @@ class Trainer:
         return {"val_loss": float(torch.cat(losses).mean()), "val_accuracy": float((pred == y).sum()) / len(y),
                 "val_balanced_accuracy": float(np.mean(recalls))}
 
-    def _consider_best(self, score: float | None) -> None:
-        """Track the best validation score of the run (its weights are kept) and of the phase
-        (for patience); ties go to the later epoch."""
+    def _model_input(self, inputs: torch.Tensor) -> torch.Tensor:
+        """A batch as the network takes it: images normalized on the device, token ids moved there."""
+        if self.tokens is not None:
+            return inputs.to(self.acc.device)
+        return normalize(inputs, self.card.preprocessing, self.acc.device)
+
+    def _consider_best(self, score: float | None, loss: float | None) -> None:
+        """Track the best validation epoch of the run (its weights are kept) and of the phase (for
+        patience): the higher accuracy, and on equal accuracy the lower validation loss. With a
+        handful of validation examples accuracies tie often; an epoch that only ties the best so
+        far (say, lp-ft's linear probe) does not replace it."""
         if score is None:
             return
         s = self.state
-        if s.best_score is None or score >= s.best_score:
-            s.best_score, s.best_epoch = score, s.global_epoch
-        if s.phase_best is None or score >= s.phase_best:
-            s.phase_best, s.since_best = score, 0
+        loss = loss if loss is not None and math.isfinite(loss) else math.inf
+
+        def better(best: float | None, best_loss: float | None) -> bool:
+            return best is None or (score, -loss) > (best, -(math.inf if best_loss is None else best_loss))
+
+        if better(s.best_score, s.best_loss):
+            s.best_score, s.best_loss, s.best_epoch = score, loss, s.global_epoch
+        if better(s.phase_best, s.phase_best_loss):
+            s.phase_best, s.phase_best_loss, s.since_best = score, loss, 0
         else:
             s.since_best += 1
 
@@ -414,7 +448,7 @@ class Trainer:
     def checkpoint(self, optimizer, scheduler) -> None:
         """Write RUN_DIR/checkpoint atomically (main process), then let every process go on."""
         acc = self.acc
-        if acc.is_main_process:
+        if acc.is_main_process and self.write_checkpoints:
             ckpt = self.run_dir / CHECKPOINT
             model = acc.unwrap_model(self.model)
             weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -472,9 +506,9 @@ def data_record(samples: ImageSamples, skip_bad_files: bool) -> dict[str, Any]:
 
 
 def start_record(card: ModelCard, samples: ImageSamples, cfg: TrainConfig, reason: str,
-                 skip_bad_files: bool = False) -> dict[str, Any]:
+                 skip_bad_files: bool = False, text_info: dict[str, Any] | None = None) -> dict[str, Any]:
     """headstart.json of a run in progress: enough to check and continue it with --resume."""
-    return {"format": RUN_FORMAT, "status": "training", "headstart": __version__, "task": "classify",
+    return ({"text": text_info} if text_info else {}) | {"format": RUN_FORMAT, "status": "training", "headstart": __version__, "task": "classify",
             "card": card.to_dict(), "head": cfg.head, "classes": list(samples.classes),
             "preprocessing": card.preprocessing.to_dict(), "strategy": cfg.strategy, "strategy_reason": reason,
             "config": cfg.to_dict(), "data": data_record(samples, skip_bad_files),

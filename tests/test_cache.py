@@ -150,3 +150,17 @@ def test_killed_extraction_leaves_no_entry_and_the_next_run_recomputes(tiny_weig
     assert not list((cache / "features").rglob(".*.tmp-*")), "the dead run's temporary folder is cleaned up"
     again = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert again.stdout.split()[-1] == "hit"
+
+
+def test_atomic_writes_have_ordinary_permissions(tmp_path):
+    import stat
+
+    from headstart.fileio import atomic_dir, atomic_write_json
+
+    atomic_write_json(tmp_path / "a.json", {"x": 1})
+    with atomic_dir(tmp_path / "d") as d:
+        (d / "f").write_text("y")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o777 & ~mask

@@ -238,8 +238,22 @@ def test_out_of_memory_names_a_batch_size(data, tiny, tmp_path, monkeypatch):
 
 
 def test_auto_says_what_it_chose_and_why(data, tiny, tmp_path):
-    m = headstart.fit(data, out=tmp_path / "auto", **tiny).metrics
+    m = headstart.fit(data, out=tmp_path / "auto", **tiny).metrics  # 48 px shapes, 3.3x upscaled to 160
     assert m["strategy"] == "linear-probe" and "8 labelled examples in the smallest class" in m["strategy_reason"]
+    small = make_image_folder(tmp_path / "small", per_class=8, seed=3, size=32)  # 5x upscaled: unlike the photos
+    m = headstart.fit(small, out=tmp_path / "auto-small", epochs=1, **tiny).metrics
+    assert m["strategy"] == "finetune" and "32 px images upscaled 5x" in m["strategy_reason"]
+
+
+def test_auto_rule():
+    from headstart.strategies import choose
+
+    cpu = torch.device("cpu")
+    assert choose(8, 4_000_000, cpu, 80)[0].name == "linear-probe"  # photos like the source: a head only
+    assert choose(8, 4_000_000, cpu, 80, ["greyscale"])[0].name == "finetune"  # unlike them: adapt the body
+    assert choose(50, 4_000_000, cpu, 500)[0].name == "lp-ft"
+    assert choose(500, 1_000_000, cpu, 1000)[0].name == "finetune"
+    assert choose(8, 4_000_000, cpu, 200_000, ["greyscale"])[0].name == "linear-probe"  # too slow on this device
 
 
 def test_lr_find(data, tiny_model, tmp_path, capsys):

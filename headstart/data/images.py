@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .splits import class_counts
 from ..errors import HeadstartError, plural
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
@@ -29,6 +29,8 @@ PATH_COLUMN, LABEL_COLUMN = "path", "label"
 class ImageSamples:
     """Labelled image files: paths[i] has class classes[labels[i]]."""
 
+    modality = "image"  # not a field: TextSamples (data/texts.py) says "text"
+
     paths: tuple[Path, ...]
     labels: np.ndarray
     classes: tuple[str, ...]
@@ -38,8 +40,7 @@ class ImageSamples:
         return len(self.paths)
 
     def counts(self) -> dict[str, int]:
-        c = Counter(self.labels.tolist())
-        return {name: c.get(i, 0) for i, name in enumerate(self.classes)}
+        return class_counts(self.labels, self.classes)
 
     def subset(self, idx: Sequence[int] | np.ndarray) -> "ImageSamples":
         idx = np.asarray(idx, dtype=np.int64)
@@ -222,3 +223,48 @@ def drop_bad_images(samples: ImageSamples, skip_bad_files: bool, log=None) -> Im
     if len(set(out.labels.tolist())) < 2:
         raise HeadstartError("after skipping unreadable files fewer than 2 classes remain; fix the files")
     return out
+
+
+GREY_MODES = ("L", "LA", "I", "I;16", "1", "F")
+
+
+def appearance(samples: ImageSamples, limit: int = 64) -> dict:
+    """Channels and sizes of a sample of DATA's images (headers only: nothing is decoded)."""
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(samples), size=min(limit, len(samples)), replace=False)
+    modes, widths, heights = [], [], []
+    for i in idx:
+        with Image.open(samples.paths[i]) as im:
+            modes.append(im.mode)
+            widths.append(im.width)
+            heights.append(im.height)
+    grey = sum(m in GREY_MODES for m in modes) / len(modes)
+    return {"greyscale_share": grey, "median_width": int(np.median(widths)), "median_height": int(np.median(heights)),
+            "modes": sorted(set(modes))}
+
+
+def look_notes(look: dict, input_size: int) -> list[str]:
+    """How DATA's images differ from the colour photos of a card's source, at its input size."""
+    side = min(look["median_width"], look["median_height"])
+    scale = input_size / max(side, 1)
+    notes = []
+    if look["greyscale_share"] > 0.5:
+        notes.append("DATA is greyscale, the source photos were colour: the grey is copied to 3 channels")
+    if scale >= 2:
+        notes.append(f"images ({side} px) are upscaled {scale:.0f}x to the card's {input_size} px")
+    elif scale <= 0.25:
+        notes.append(f"images ({side} px) are shrunk {1 / scale:.0f}x to {input_size} px: fine detail is lost")
+    return notes
+
+
+def unlike_source(look: dict, input_size: int) -> list[str]:
+    """The differences large enough that fixed pretrained features fit poorly: greyscale, or
+    upscaled 4x or more (small images such as digits or CIFAR-sized crops)."""
+    side = min(look["median_width"], look["median_height"])
+    out = []
+    if look["greyscale_share"] > 0.5:
+        out.append("greyscale")
+    if input_size / max(side, 1) >= 4:
+        out.append(f"{side} px images upscaled {input_size / max(side, 1):.0f}x")
+    return out
+

@@ -1,10 +1,17 @@
-"""A stratified train/validation split that also works with very few examples per class."""
+"""What image and text samples share: examples per class, and a stratified train/validation
+split that also works with very few examples per class."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import HeadstartError
+
+
+def class_counts(labels: np.ndarray, classes: tuple[str, ...]) -> dict[str, int]:
+    """Examples per class name (0 for a class with none)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    return {name: int(counts[i]) for i, name in enumerate(classes)}
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -57,6 +57,49 @@ class Preprocessing:
         )
 
 
+TOKENIZERS = ("hf", "words")
+POOLINGS = ("mean", "cls", "max")
+
+
+@dataclass(frozen=True)
+class TextPreprocessing:
+    """How a text card turns strings into token ids, and its encoder's pooling.
+
+    tokenizer: "hf" (the tokenizer files beside the card's weights) or "words" (headstart's
+    word tokenizer, headstart.text.words, over a vocabulary built from the training texts).
+    max_length: tokens kept per text (longer texts are truncated, and fit says how many).
+    """
+
+    tokenizer: str
+    max_length: int
+    pooling: str = "mean"
+    normalize: bool = False  # L2-normalise the pooled embedding (sentence-transformers' Normalize)
+
+    def __post_init__(self) -> None:
+        if self.tokenizer not in TOKENIZERS:
+            raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {self.tokenizer!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {self.max_length}")
+
+    @property
+    def input_size(self) -> int:
+        return self.max_length
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TextPreprocessing":
+        return cls(tokenizer=str(d["tokenizer"]), max_length=int(d["max_length"]),
+                   pooling=str(d.get("pooling", "mean")), normalize=bool(d.get("normalize", False)))
+
+
+def preprocessing_from_dict(d: dict[str, Any]) -> "Preprocessing | TextPreprocessing":
+    return TextPreprocessing.from_dict(d) if "tokenizer" in d else Preprocessing.from_dict(d)
+
+
 WeightKind = Literal["package", "file", "timm-cache", "torchvision-cache", "hf-cache", "none"]
 
 
@@ -90,9 +133,9 @@ class WeightSource:
 class ModelCard:
     name: str
     modality: Literal["image", "text"]
-    architecture: str  # "timm:tf_efficientnet_lite0", "torchvision:mobilenet_v2"
+    architecture: str  # "timm:tf_efficientnet_lite0", "torchvision:mobilenet_v2", "transformers", "word-vectors"
     weights: WeightSource
-    preprocessing: Preprocessing
+    preprocessing: Preprocessing | TextPreprocessing
     num_features: int
     classifier: str  # module name of the source head inside the architecture
     source_dataset: str = ""
@@ -136,5 +179,5 @@ class ModelCard:
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
         kw["weights"] = WeightSource(**d["weights"])
-        kw["preprocessing"] = Preprocessing.from_dict(d["preprocessing"])
+        kw["preprocessing"] = preprocessing_from_dict(d["preprocessing"])
         return cls(**kw)

@@ -4,7 +4,9 @@
   file:PATH  (with --arch)      a local weights file (safetensors or a plain state_dict)
   timm:NAME[.TAG]               timm weights already in the local Hugging Face / torch cache
   torchvision:NAME[.WEIGHTS]    torchvision weights already in the local torch hub cache
-  hf:REPO_OR_FOLDER             a timm model folder (config.json + model.safetensors), local or cached
+  hf:REPO_OR_FOLDER             a timm model folder (config.json + model.safetensors), or a Hugging Face /
+                                sentence-transformers text encoder folder; local or cached, never fetched
+  file:VECTORS                  word vectors: GloVe .txt, word2vec .txt or .bin (text DATA)
 """
 
 from __future__ import annotations
@@ -133,6 +135,11 @@ def _preproc_from_torchvision(w: Any) -> Preprocessing:
 
 def _file_card(spec: str, arch: str | None) -> ModelCard:
     path = Path(spec[len("file:"):]).expanduser()
+    if not arch and path.is_file():
+        from ..text.network import is_vectors_file, vectors_file_card
+
+        if is_vectors_file(path):
+            return vectors_file_card(spec, path)
     if not arch:
         raise HeadstartError(
             f"'{spec}' needs the architecture its weights belong to: add --arch NAME "
@@ -228,8 +235,15 @@ def _hf_card(spec: str) -> ModelCard:
         )
     try:
         cfg = json.loads(cfg_path.read_text())
+    except (OSError, ValueError):
+        raise HeadstartError(f"{cfg_path} is not valid JSON; repair the model folder") from None
+    if isinstance(cfg, dict) and "model_type" in cfg and "architecture" not in cfg:  # a transformers encoder
+        from ..text.network import transformers_card
+
+        return transformers_card(spec, cfg_path.parent, str(local.resolve()) if local.is_dir() else repo, cfg)
+    try:
         arch = normalize_architecture(f"timm:{cfg['architecture']}")
-    except (json.JSONDecodeError, KeyError):
+    except (KeyError, TypeError):
         raise HeadstartError(f"{cfg_path} is not a timm model config (no 'architecture' key)") from None
     pcfg = dict(cfg.get("pretrained_cfg") or {})
     pcfg["num_classes"] = cfg.get("num_classes") or pcfg.get("num_classes")

@@ -1,0 +1,238 @@
+"""Text cards and their networks.
+
+  transformers cards   a Hugging Face encoder folder (config.json + model.safetensors +
+                       tokenizer files; sentence-transformers' pooling files when present):
+                       the built-in minilm_l6, or `hf:FOLDER_OR_REPO`, always read locally
+  word-vector cards    GloVe / word2vec vectors: the built-in glove_6b_50d, or `file:PATH` of a
+                       GloVe text, word2vec text or word2vec binary file
+
+A transformers card's body is fixed by the card. A word-vector card's body is built for the
+target vocabulary (words of the training texts): rows of words that have a vector are
+copied from the file, the others start random (with the vectors' statistics) and train.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from ..errors import HeadstartError
+from ..zoo.card import ModelCard, TextPreprocessing, WeightSource
+from ..zoo.weights import locate, verify_sha256
+from .bodies import EncoderBody, WordVectorBody
+from .inputs import card_model_dir, sentence_transformers_config
+
+VECTOR_SUFFIXES = (".txt", ".vec", ".gz", ".bin")
+MIN_COUNT = 2  # words without a vector join the vocabulary from this many occurrences in the training texts
+EMBEDDINGS = ("frozen", "finetune", "frozen-then-finetune", "random")
+AUTO_RNN_PER_CLASS = 200
+COMMON_WORDS = 50_000  # most frequent pretrained words added to every vocabulary
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    """Options that only text DATA uses (the CLI's --text-column ... --embeddings)."""
+
+    text_column: str = "text"
+    label_column: str = "label"
+    max_length: int | None = None  # tokens per text; default the card's
+    encoder: str = "auto"  # word-vector cards: cnn, bilstm, mean; auto: mean below AUTO_RNN_PER_CLASS, else bilstm
+    hidden: int = 100  # word-vector cards: the encoder's width
+    min_count: int = MIN_COUNT
+    embeddings: str = "frozen"  # word-vector cards: frozen, finetune, frozen-then-finetune; random = no transfer
+    skip_empty: bool = False  # leave out empty texts instead of stopping
+
+    def __post_init__(self) -> None:
+        from .bodies import ENCODERS
+
+        if self.encoder not in ("auto", *ENCODERS):
+            raise HeadstartError(f"--encoder must be one of auto, {', '.join(ENCODERS)}; got '{self.encoder}'")
+        if self.embeddings not in EMBEDDINGS:
+            raise HeadstartError(f"--embeddings must be one of {', '.join(EMBEDDINGS)}; got '{self.embeddings}'")
+        if self.max_length is not None and self.max_length < 4:
+            raise HeadstartError(f"--max-length must be >= 4 tokens; got {self.max_length}")
+        if self.min_count < 1 or self.hidden < 1:
+            raise HeadstartError("--min-count and --hidden must be >= 1")
+
+    def resolved(self, per_class: int) -> "TextOptions":
+        """`auto` encoder: with few examples a new encoder over the vectors cannot learn much, and
+        the average of the vectors (a linear model on them, when they stay frozen) is the
+        sturdier choice; with more, a BiLSTM. Measured on Rotten Tomatoes (seed 0, balanced
+        accuracy): 64 per class mean 0.634, bilstm 0.612, cnn 0.612; all 4,500 rows bilstm 0.729,
+        cnn 0.712 (benchmarks/bench_text.py)."""
+        if self.encoder != "auto":
+            return self
+        return replace(self, encoder="mean" if per_class < AUTO_RNN_PER_CLASS else "bilstm")
+
+    def strategy(self) -> str:
+        """A word-vector network's strategy: the encoder is new, so it always trains; the
+        embeddings train or not as --embeddings says. Mean pooling has no encoder: with frozen
+        embeddings that is a linear probe on the cached averaged vectors, and when they train,
+        the same probe first (lp-ft): a head learning from scratch next to moving vectors learned
+        too slowly to beat chance on 64 reviews per class (measured)."""
+        if self.encoder == "mean" and self.embeddings != "random":
+            # nothing new but the head: fit it on the cached averages first, then train the vectors with it
+            return "linear-probe" if self.embeddings == "frozen" else "lp-ft"
+        if self.embeddings == "frozen":
+            return "partial:1"
+        return "frozen-then-finetune" if self.embeddings == "frozen-then-finetune" else "finetune"
+
+
+def load_encoder_body(card: ModelCard) -> EncoderBody:
+    """A transformers card's pretrained encoder with its pooling, in eval mode (safetensors only)."""
+    import transformers
+    from transformers import AutoConfig, AutoModel
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # headstart says what it loads
+    path = locate(card)
+    assert path is not None
+    verify_sha256(card, path)
+    model_dir = path.parent
+    try:
+        config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
+        kw = {"add_pooling_layer": False} if config.model_type in ("bert", "roberta", "xlm-roberta") else {}
+        encoder = AutoModel.from_pretrained(str(model_dir), config=config, local_files_only=True, use_safetensors=True,
+                                            dtype=torch.float32, **kw)
+    except (OSError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise HeadstartError(f"model '{card.name}': the encoder in {model_dir} does not load ({first})") from None
+    from .inputs import load_hf_tokenizer
+
+    tok = load_hf_tokenizer(model_dir)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    pre = card.preprocessing
+    assert isinstance(pre, TextPreprocessing)
+    return EncoderBody(encoder, pad, pre.pooling, pre.normalize).eval()
+
+
+def transformers_card(spec: str, model_dir: Path, location: str, config: dict) -> ModelCard:
+    """A card for a local Hugging Face encoder folder (or a repo's snapshot in the local cache)."""
+    if not (model_dir / "model.safetensors").is_file():
+        found = sorted(p.name for p in model_dir.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".safetensors"))
+        raise HeadstartError(
+            f"'{spec}': {model_dir} has no model.safetensors{' (found ' + ', '.join(found) + ')' if found else ''}; "
+            "headstart reads weights only from safetensors (a .bin pickle can run code): convert it with "
+            "transformers' save_pretrained(safe_serialization=True)")
+    st = sentence_transformers_config(model_dir)
+    limit = st["max_length"] or min(int(config.get("max_position_embeddings") or 512), 512)
+    hidden = int(config.get("hidden_size") or config.get("d_model") or config.get("dim") or 0)
+    if not hidden:
+        raise HeadstartError(f"'{spec}': {model_dir / 'config.json'} says no hidden_size; is it an encoder model?")
+    return ModelCard(
+        name=spec, modality="text", architecture="transformers",
+        weights=WeightSource(kind="hf-cache", location=location, key_map="name", source_head=False),
+        preprocessing=TextPreprocessing(tokenizer="hf", max_length=limit, pooling=st["pooling"],
+                                        normalize=st["normalize"]),
+        num_features=hidden, classifier="", source_classes=0,
+        license=str(config.get("license") or "see the model's page"),
+        description=f"{config.get('model_type', 'transformer')} encoder from {model_dir}",
+    )
+
+
+def is_vectors_file(path: Path) -> bool:
+    """A GloVe / word2vec file: by its name, or (.bin) by its word2vec header line."""
+    if path.suffix.lower() in (".txt", ".vec", ".gz"):
+        return True
+    if path.suffix.lower() == ".bin":
+        with open(path, "rb") as f:
+            head = f.readline(64).split()
+        return len(head) == 2 and all(h.isdigit() for h in head)
+    return False
+
+
+def vectors_file_card(spec: str, path: Path) -> ModelCard:
+    from ..fileio import sha256_file
+    from .vectors import read_vectors_file
+
+    wv = read_vectors_file(path)
+    return ModelCard(
+        name=spec, modality="text", architecture="word-vectors",
+        weights=WeightSource(kind="file", location=str(path.resolve()), sha256=sha256_file(path), source_head=False),
+        preprocessing=TextPreprocessing(tokenizer="words", max_length=256),
+        num_features=wv.dim, classifier="",
+        description=f"word vectors from {path.name}: {len(wv.words):,} words, {wv.dim}-d",
+        extra={"source_unit": "tokens"},
+    )
+
+
+def word_vectors(card: ModelCard):
+    """The card's pretrained word vectors."""
+    from .vectors import builtin_glove_6b_50d, read_vectors_file
+
+    path = locate(card)
+    assert path is not None
+    verify_sha256(card, path)
+    if card.weights.kind == "package":
+        return builtin_glove_6b_50d()
+    return read_vectors_file(path)
+
+
+def build_vocabulary(texts, wv, min_count: int = MIN_COUNT, common: int = COMMON_WORDS):
+    """The target vocabulary: every training word that has a vector, words without one that
+    occur at least `min_count` times (they start random and train), then the `common` first
+    words of the vector file (GloVe and word2vec files list the most frequent first), so that
+    words a small training set never saw still have their vector at test time."""
+    from collections import Counter
+
+    from .words import Vocabulary, tokenize
+
+    counts = Counter(w for t in texts for w in tokenize(t))
+    index = wv.index()
+    keep = [w for w, c in counts.items() if c >= min_count or w in index or (wv.lowercase and w.lower() in index)]
+    keep.sort(key=lambda w: (-counts[w], w))
+    seen = set(keep)
+    keep += [w for w in wv.words[:common] if w not in seen and w not in ("<pad>", "<unk>")]
+    return Vocabulary(["<pad>", "<unk>"] + keep)
+
+
+def build_word_body(card: ModelCard, vocabulary, encoder: str, hidden: int, seed: int,
+                    wv=None, pretrained: bool = True) -> tuple[WordVectorBody, dict]:
+    """The network for the target vocabulary, embeddings initialised from the card's vectors
+    (pretrained=False: every row random with the vectors' statistics, the no-transfer baseline)."""
+    import numpy as np
+
+    from .vectors import embedding_matrix
+    from .words import PAD
+
+    wv = wv if wv is not None else word_vectors(card)
+    torch.manual_seed(seed)
+    body = WordVectorBody(len(vocabulary), wv.dim, encoder=encoder, hidden=hidden)
+    matrix, stats = embedding_matrix(vocabulary, wv, seed=seed)
+    from .words import UNK
+
+    matrix[UNK] = wv.vectors.mean(0)  # an unknown word: the average word, neutral under pooling
+    if not pretrained:
+        rng = np.random.default_rng(seed)
+        matrix = rng.normal(wv.vectors.mean(0), wv.vectors.std(0), size=matrix.shape).astype(np.float32)
+        matrix[PAD] = 0.0
+    with torch.no_grad():
+        body.embedding.weight.copy_(torch.from_numpy(matrix))
+    return body, stats
+
+
+def text_record(vocabulary, encoder: str, hidden: int, dim: int) -> dict:
+    """What a run saves to rebuild its word-vector network (headstart.json's "text")."""
+    return {"vocabulary": vocabulary.to_dict(), "encoder": encoder, "hidden": hidden, "dim": dim}
+
+
+def word_body_from_record(record: dict) -> tuple[WordVectorBody, object]:
+    from .words import Vocabulary
+
+    vocab = Vocabulary.from_dict(record["vocabulary"])
+    return WordVectorBody(len(vocab), int(record["dim"]), encoder=record["encoder"], hidden=int(record["hidden"])), vocab
+
+
+def read_config(model_dir: Path) -> dict | None:
+    try:
+        cfg = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return cfg if isinstance(cfg, dict) else None
+
+
+__all__ = ["build_vocabulary", "build_word_body", "card_model_dir", "is_vectors_file", "load_encoder_body",
+           "transformers_card", "vectors_file_card", "word_body_from_record", "word_vectors"]

@@ -1,0 +1,117 @@
+"""`headstart rank` and `headstart advise` end to end, on small data."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+import headstart
+from headstart.cli import main
+from headstart.errors import HeadstartError
+from headstart.zoo import get_card
+
+from conftest import make_image_folder
+
+RANK_KEYS = {"model", "logme", "leep", "nce", "hscore", "knn", "rank", "extract_seconds", "score_seconds"}
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("rank") / "data", per_class=8, seed=11, size=40)
+
+
+def test_rank_two_cards_and_reuse_the_cache(shapes, capsys):
+    args = ["rank", str(shapes), "--models", "efficientnet_lite0,mobilenet_v2", "--json"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [set(r) >= RANK_KEYS for r in rows] == [True, True]
+    assert rows[0]["logme"] >= rows[1]["logme"] and [r["rank"] for r in rows] == [1, 2]
+    mobile = next(r for r in rows if r["model"] == "mobilenet_v2")
+    lite = next(r for r in rows if r["model"] == "efficientnet_lite0")
+    assert mobile["leep"] is None and "no source-task head" in mobile["note"]
+    assert lite["leep"] < 0 and lite["nce"] <= 0 and 0 <= lite["knn"] <= 1
+    assert main(args) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert all(r["cache_hit"] for r in again)
+    assert [r["logme"] for r in again] == [r["logme"] for r in rows]
+    assert main(["rank", str(shapes), "--models", "mobilenet_v2,efficientnet_lite0", "--metric", "knn"]) == 0
+    table = capsys.readouterr().out
+    assert "sorted by knn" in table and "no source-task head" in table
+
+
+def test_rank_mistakes(shapes, tmp_path, capsys):
+    assert main(["rank", str(shapes), "--metric", "vibes"]) == 2
+    assert "--metric must be one of" in capsys.readouterr().err
+    assert main(["rank", str(shapes), "--models", "resnet9000"]) == 2
+    assert "unknown model 'resnet9000'" in capsys.readouterr().err
+    lonely = make_image_folder(tmp_path / "lonely", per_class=3, classes=("a", "b"), size=32)
+    for f in sorted((lonely / "b").iterdir())[1:]:
+        f.unlink()
+    r = headstart.rank_models(lonely, ["mobilenet_v2"])
+    assert r["models"][0]["knn"] is None and any("class 'b' has only 1" in n for n in r["notes"])
+    assert main(["rank", str(lonely), "--models", "mobilenet_v2", "--metric", "knn"]) == 2
+    assert "class 'b' has only 1" in capsys.readouterr().err
+
+
+def test_models_of_another_modality_are_skipped_or_refused(shapes):
+    card = get_card("mobilenet_v2")
+    text = dataclasses.replace(card, name="pretend_text", modality="text")
+    r = headstart.rank_models(shapes, [text, card])
+    assert [m["model"] for m in r["models"]] == ["mobilenet_v2"] and "pretend_text skipped" in r["notes"][0]
+    with pytest.raises(HeadstartError, match="none of the models given reads images"):
+        headstart.rank_models(shapes, [text])
+
+
+def test_advise_report(shapes, tiny_model, tmp_path):
+    card = get_card(tiny_model["model"], arch=tiny_model["arch"])
+    r = headstart.advise(shapes, [card, "mobilenet_v2"], curve=[1, 2, 20], seeds=2, scratch_size=32,
+                         scratch_steps=10, out=tmp_path / "report.html")
+    assert {"recommended_model", "recommended_strategy", "transfer_gain", "learning_curve", "ranking"} <= set(r)
+    assert r["recommended_model"] == r["ranking"][0]["model"]
+    # 8 images per class, but 48 px shapes upscaled to 224: the rule fit --strategy auto applies
+    assert r["recommended_strategy"] == "finetune" and "upscaled" in r["strategy_reason"]
+    assert [row["per_class"] for row in r["learning_curve"]] == [1, 2]
+    assert any("20" in n and "more images than DATA holds" in n for n in r["notes"])
+    for row in r["learning_curve"]:
+        for kind in ("transfer", "scratch", "pixels"):
+            assert len(row[kind]["runs"]) == 2 and 0 <= row[kind]["mean"] <= 1
+    assert r["transfer_gain"] == pytest.approx(
+        r["learning_curve"][-1]["transfer"]["mean"]
+        - max(r["learning_curve"][-1]["scratch"]["mean"], r["learning_curve"][-1]["pixels"]["mean"]))
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<svg") == 3 and "Should you transfer here?" in page and "<script" not in page
+    import re
+
+    assert not re.search(r"""(src|href)=["'](?!#|data:)""", page)  # self-contained: in-page or data: only
+    assert len(r["confusion"]["matrix"]) == 3
+
+
+def test_advise_cli_json_without_scratch(shapes, tmp_path, capsys):
+    code = main(["advise", str(shapes), "--models", "mobilenet_v2", "--no-scratch", "--seeds", "1", "--curve", "1,3",
+                 "--out", str(tmp_path / "a.html"), "--json"])
+    r = json.loads(capsys.readouterr().out)
+    assert code == 0 and r["recommended_model"] == "mobilenet_v2" and (tmp_path / "a.html").is_file()
+    assert all(row["scratch"]["mean"] is None for row in r["learning_curve"])
+    assert main(["advise", str(shapes), "--curve", "one,two"]) == 2
+    assert "--curve takes numbers" in capsys.readouterr().err
+
+
+def test_advise_needs_two_images_per_class(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "d", per_class=3, classes=("a", "b"), size=32)
+    for f in sorted((data / "a").iterdir())[1:]:
+        f.unlink()
+    assert main(["advise", str(data), "--models", "mobilenet_v2"]) == 2
+    assert "class 'a' has a single image" in capsys.readouterr().err
+
+
+def test_cached_scores_are_reused_and_damaged_ones_recomputed(shapes, tmp_path):
+    first = headstart.rank_models(shapes, ["mobilenet_v2"], cache_dir=tmp_path / "c")["models"][0]
+    files = list((tmp_path / "c").rglob("scores-*.json"))
+    assert len(files) == 1
+    files[0].write_text("{damaged")
+    again = headstart.rank_models(shapes, ["mobilenet_v2"], cache_dir=tmp_path / "c")["models"][0]
+    assert again["logme"] == first["logme"] and again["score_seconds"] > 0
+    third = headstart.rank_models(shapes, ["mobilenet_v2"], cache_dir=tmp_path / "c")["models"][0]
+    assert third["logme"] == first["logme"] and third["score_seconds"] < again["score_seconds"]

@@ -1,0 +1,118 @@
+"""Transferability scores against values derived independently, not against themselves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+from headstart.errors import HeadstartError
+from headstart.rank import hscore, knn_accuracy, leep, linear_accuracy, logme, nce
+
+
+def _evidence(f: np.ndarray, y: np.ndarray, log_alpha: float, log_beta: float) -> float:
+    """Log marginal likelihood of Bayesian linear regression, straight from the textbook formula."""
+    n, d = f.shape
+    alpha, beta = np.exp(log_alpha), np.exp(log_beta)
+    a = alpha * np.eye(d) + beta * f.T @ f
+    m = beta * np.linalg.solve(a, f.T @ y)
+    sign, logdet = np.linalg.slogdet(a)
+    return (n / 2 * np.log(beta) + d / 2 * np.log(alpha) - n / 2 * np.log(2 * np.pi)
+            - beta / 2 * np.sum((f @ m - y) ** 2) - alpha / 2 * m @ m - logdet / 2)
+
+
+def _logme_by_search(f: np.ndarray, labels: np.ndarray) -> float:
+    total = []
+    for c in np.unique(labels):
+        y = (labels == c).astype(float)
+        best = minimize(lambda p: -_evidence(f, y, p[0], p[1]), x0=[0.0, 0.0], method="Nelder-Mead",
+                        options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 20000})
+        total.append(-best.fun / len(f))
+    return float(np.mean(total))
+
+
+@pytest.mark.parametrize("n, d, classes", [(60, 6, 3), (12, 25, 3), (40, 40, 4)])
+def test_logme_matches_direct_maximization_of_the_evidence(n, d, classes):
+    rng = np.random.default_rng(n + d)
+    labels = np.arange(n) % classes
+    f = rng.normal(size=(n, d)) + 0.8 * rng.normal(size=(classes, d))[labels]
+    assert logme(f, labels) == pytest.approx(_logme_by_search(f, labels), abs=1e-4)
+
+
+def test_logme_prefers_informative_features():
+    rng = np.random.default_rng(0)
+    labels = np.arange(300) % 5
+    noise = rng.normal(size=(300, 32))
+    informative = noise + 2.0 * rng.normal(size=(5, 32))[labels]
+    assert logme(informative, labels) > logme(noise, labels)
+
+
+def test_leep_known_values():
+    labels = np.array([0, 0, 1, 1, 1])
+    aligned = np.eye(2)[labels]  # the source head already knows the target classes
+    assert leep(aligned, labels) == pytest.approx(0.0, abs=1e-12)
+    uniform = np.full((5, 7), 1 / 7)  # it knows nothing: the best it can do is the label prior
+    prior = np.array([2 / 5, 3 / 5])
+    assert leep(uniform, labels) == pytest.approx(float(np.mean(np.log(prior[labels]))), abs=1e-12)
+
+
+def test_leep_by_hand():
+    theta = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    labels = np.array([0, 1, 0])
+    # P(y, z) = sum over examples with label y of theta_z / N
+    pyz = np.array([[0.9 + 0.6, 0.1 + 0.4], [0.2, 0.8]]) / 3
+    pz = pyz.sum(0)
+    expected = np.mean([np.log(sum(pyz[y, z] / pz[z] * theta[i, z] for z in range(2))) for i, y in enumerate(labels)])
+    assert leep(theta, labels) == pytest.approx(expected, abs=1e-12)
+
+
+def test_nce_known_values():
+    y = np.array([0, 0, 1, 1, 2, 2, 2, 2])
+    assert nce(y + 10, y) == pytest.approx(0.0)  # the source label determines the target label
+    p = np.bincount(y) / len(y)
+    assert nce(np.zeros_like(y), y) == pytest.approx(float((p * np.log(p)).sum()))  # it says nothing: -H(Y)
+
+
+def test_hscore_against_a_direct_formula_and_scikit_learn_shrinkage():
+    from sklearn.covariance import LedoitWolf
+
+    rng = np.random.default_rng(1)
+    labels = np.arange(4000) % 4
+    f = rng.normal(size=(4000, 6)) + rng.normal(size=(4, 6))[labels]
+    fc = f - f.mean(0)
+    between = sum((labels == c).mean() * np.outer(fc[labels == c].mean(0), fc[labels == c].mean(0)) for c in range(4))
+    shrunk = LedoitWolf(assume_centered=True).fit(fc).covariance_
+    assert hscore(f, labels) == pytest.approx(float(np.trace(np.linalg.inv(shrunk) @ between)), rel=1e-9)
+    noise = rng.normal(size=(4000, 6))
+    assert hscore(noise, labels) < 0.01 < hscore(f, labels)
+
+
+def test_cross_validated_accuracies():
+    rng = np.random.default_rng(2)
+    labels = np.arange(90) % 3
+    separable = rng.normal(size=(90, 8)) * 0.1 + 5 * np.eye(3, 8)[labels]
+    assert knn_accuracy(separable, labels) == 1.0
+    assert linear_accuracy(separable, labels) == 1.0
+    shuffled = rng.permutation(labels)
+    assert knn_accuracy(separable, shuffled) < 0.6
+
+
+@pytest.mark.parametrize("fn", [logme, hscore, knn_accuracy])
+def test_bad_features_are_clear_errors(fn):
+    labels = np.array([0, 1] * 5)
+    f = np.arange(40.0).reshape(10, 4)
+    f[3, 2] = np.nan
+    with pytest.raises(HeadstartError, match="NaN or infinite values in 1 of 10 rows"):
+        fn(f, labels)
+    with pytest.raises(HeadstartError, match="constant"):
+        fn(np.ones((10, 4)), labels)
+    with pytest.raises(HeadstartError, match="single class"):
+        fn(np.arange(40.0).reshape(10, 4), np.zeros(10))
+
+
+def test_cross_validation_names_the_class_with_one_example():
+    f = np.random.default_rng(0).normal(size=(7, 3))
+    labels = np.array(["cat", "cat", "cat", "dog", "dog", "dog", "emu"])
+    with pytest.raises(HeadstartError, match="class 'emu' has only 1"):
+        knn_accuracy(f, labels)
+    assert np.isfinite(logme(f, labels))  # LogME needs no folds
