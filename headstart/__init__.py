@@ -7,6 +7,8 @@
     headstart.fit("reviews.csv", out="runs/reviews")   # text: minilm_l6 by default
     headstart.load("runs/reviews").predict(["a tender, funny film"])
     headstart.resume("runs/killed")      # a stopped run goes on where it stopped
+    src = headstart.pretrain("big/", out="runs/src")            # your own source model
+    headstart.fit("small/", model=f"file:{src.dir}", out="runs/small")
 """
 
 __version__ = "0.1.0"
@@ -14,6 +16,7 @@ __version__ = "0.1.0"
 from .api import evaluate, fit, predict, resume  # noqa: E402
 from .advise import advise  # noqa: E402
 from .lr_find import lr_find  # noqa: E402
+from .pretrain import pretrain  # noqa: E402
 from .rank import rank_models  # noqa: E402
 from .errors import HeadstartError  # noqa: E402
 from .run import Run, load  # noqa: E402
@@ -35,6 +38,7 @@ __all__ = [
     "load_network",
     "lr_find",
     "predict",
+    "pretrain",
     "rank_models",
     "resume",
 ]

@@ -72,7 +72,7 @@ def _conditions(samples: ImageSamples, cards: list[ModelCard], images: dict[str,
                 per_class: int) -> list[dict[str, Any]]:
     out = []
     for card in cards:
-        notes = look_notes(images, card.input_size)
+        notes = look_notes(images, card.input_size, bool(card.extra.get("greyscale")))
         ratio = card.source_size / max(1, per_class * len(samples.classes)) if card.source_size else None
         out.append({
             "model": card.name,
@@ -401,7 +401,7 @@ def advise(
         command_options = f"--embeddings {embeddings}"
     else:
         strategy, reason = choose(int(train_counts.min()), n_params, dev, len(p.train_idx),
-                                  unlike_source(inputs, best.input_size) if kind == "image" else [],
+                                  unlike_source(inputs, best.input_size, bool(best.extra.get("greyscale"))) if kind == "image" else [],
                                   cost=0.01 if kind == "image" else 0.001)
         command_options = f"--strategy {strategy.name}"
     summary = result.summary()

@@ -71,7 +71,8 @@ def _resolve_strategy(strategy: str, samples: ImageSamples, train_idx: np.ndarra
     if strategy.strip().lower() != "auto":
         return Strategy.parse(strategy), f"chosen with --strategy {strategy}"
     counts = np.bincount(samples.labels[train_idx], minlength=len(samples.classes))
-    unlike = unlike_source(appearance(samples), card.input_size) if samples.modality == "image" else []
+    unlike = unlike_source(appearance(samples), card.input_size, bool(card.extra.get("greyscale"))) \
+        if samples.modality == "image" else []
     return choose(int(counts.min()), n_params, device, len(train_idx), unlike,
                   cost=0.001 if samples.modality == "text" else 0.01)
 

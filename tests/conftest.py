@@ -51,9 +51,10 @@ def make_image_folder(root: Path, per_class: int = 8, seed: int = 0, size: int =
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test gets the session's private cache, never the user's."""
+    """Every test gets the session's private cache and its own empty zoo, never the user's."""
     cache = tmp_path_factory.getbasetemp() / "headstart-cache"
     monkeypatch.setenv("HEADSTART_CACHE", str(cache))
+    monkeypatch.setenv("HEADSTART_ZOO", str(tmp_path_factory.mktemp("zoo")))
     yield cache
 
 

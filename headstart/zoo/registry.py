@@ -7,6 +7,8 @@
   hf:REPO_OR_FOLDER             a timm model folder (config.json + model.safetensors), or a Hugging Face /
                                 sentence-transformers text encoder folder; local or cached, never fetched
   file:VECTORS                  word vectors: GloVe .txt, word2vec .txt or .bin (text DATA)
+  file:DIR                      a card folder (card.json + weights: `headstart pretrain`) or a finished run
+  NAME                          a card you added to your zoo (`headstart models add`; headstart.zoo.user)
 """
 
 from __future__ import annotations
@@ -24,19 +26,24 @@ from ..fileio import sha256_file
 from .build import meta_model, normalize_architecture
 from .builtin import BUILTIN_CARDS
 from .card import ModelCard, Preprocessing, WeightKind, WeightSource
+from .user import source_folder_card, user_card, user_cards
 from .weights import locate, read_state_dict
 
 PREFIXES = ("file:", "timm:", "torchvision:", "hf:")
 
 
 def list_cards() -> list[ModelCard]:
-    return list(BUILTIN_CARDS.values())
+    """The built-in cards, then those in the user's zoo."""
+    return list(BUILTIN_CARDS.values()) + user_cards()
 
 
 def get_card(spec: str, arch: str | None = None, allow_download: bool = False) -> ModelCard:
     spec = spec.strip()
     if spec in BUILTIN_CARDS:
         return BUILTIN_CARDS[spec]
+    mine = user_card(spec)
+    if mine is not None:
+        return mine
     if spec.startswith("file:"):
         return _file_card(spec, arch)
     if spec.startswith("timm:"):
@@ -45,11 +52,11 @@ def get_card(spec: str, arch: str | None = None, allow_download: bool = False) -
         return _with_sha(_torchvision_card(spec), allow_download)
     if spec.startswith("hf:"):
         return _with_sha(_hf_card(spec), allow_download)
-    names = sorted(BUILTIN_CARDS)
+    names = sorted(BUILTIN_CARDS) + sorted(c.name for c in user_cards())
     close = difflib.get_close_matches(spec, names, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise HeadstartError(
-        f"unknown model '{spec}'; {hint}`headstart models` lists the built-in ones "
+        f"unknown model '{spec}'; {hint}`headstart models` lists the installed ones "
         f"({', '.join(names)}); other sources: {', '.join(p + '...' for p in PREFIXES)}"
     )
 
@@ -135,6 +142,11 @@ def _preproc_from_torchvision(w: Any) -> Preprocessing:
 
 def _file_card(spec: str, arch: str | None) -> ModelCard:
     path = Path(spec[len("file:"):]).expanduser()
+    if path.is_dir():
+        if arch:
+            raise HeadstartError(f"'{spec}' is a folder (a card folder or a run), which names its own architecture; "
+                                 "drop --arch")
+        return source_folder_card(spec, path)
     if not arch and path.is_file():
         from ..text.network import is_vectors_file, vectors_file_card
 

@@ -222,6 +222,16 @@ def _under(key: str, prefix: str) -> bool:
     return bool(prefix) and (key == prefix or key.startswith(prefix + "."))
 
 
+def from_run_names(sd: dict[str, torch.Tensor], classifier: str) -> dict[str, torch.Tensor]:
+    """A run's tensors (TransferModel: body.*, head.*) under the architecture's own names: the
+    body is the architecture with its classifier cut out, and a linear head is that classifier."""
+    out = {k[len("body."):]: v for k, v in sd.items() if k.startswith("body.")}
+    for part in ("weight", "bias"):
+        if f"head.fc.{part}" in sd and classifier:
+            out[f"{classifier}.{part}"] = sd[f"head.fc.{part}"]
+    return out
+
+
 def match_state_dict(
     model: nn.Module, sd: dict[str, torch.Tensor], key_map: str, classifier: str, source: str
 ) -> tuple[dict[str, torch.Tensor], bool]:
@@ -232,6 +242,8 @@ def match_state_dict(
     named with both shapes.
     """
     target = model.state_dict()
+    if key_map == "run":
+        sd = from_run_names(sd, classifier)
     body_keys = [k for k in target if not _under(k, classifier)]
     head_keys = [k for k in target if _under(k, classifier)]
     if key_map == "position":
