@@ -14,7 +14,8 @@ HERE = Path(__file__).parent
 ORDER = ["bench_extract.py", "bench_cache.py", "bench_memory.py", "bench_head.py",  # the core issue
          "bench_finetune.py", "bench_strategies.py",  # fine-tuning
          "bench_rank.py", "bench_advise.py",  # choosing a model
-         "bench_text_embed.py", "bench_text.py"]  # text
+         "bench_text_embed.py", "bench_text.py",  # text
+         "bench_export.py"]  # export and serving
 
 
 def main() -> int:

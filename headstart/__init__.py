@@ -7,6 +7,8 @@
     headstart.fit("reviews.csv", out="runs/reviews")   # text: minilm_l6 by default
     headstart.load("runs/reviews").predict(["a tender, funny film"])
     headstart.resume("runs/killed")      # a stopped run goes on where it stopped
+    headstart.export("runs/first", format="onnx", out="first.onnx")   # one file for serving
+    headstart.predict("first.onnx", ["photo.jpg"])                     # with onnxruntime
 """
 
 __version__ = "0.1.0"
@@ -16,6 +18,7 @@ from .advise import advise  # noqa: E402
 from .lr_find import lr_find  # noqa: E402
 from .rank import rank_models  # noqa: E402
 from .errors import HeadstartError  # noqa: E402
+from .export import OnnxRun, export  # noqa: E402
 from .run import Run, load  # noqa: E402
 from .zoo import ModelCard, get_card, list_cards, load_network  # noqa: E402
 
@@ -25,8 +28,10 @@ __all__ = [
     "HeadstartError",
     "advise",
     "ModelCard",
+    "OnnxRun",
     "Run",
     "evaluate",
+    "export",
     "fit",
     "get_card",
     "list_cards",
