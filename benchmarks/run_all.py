@@ -15,7 +15,7 @@ ORDER = ["bench_extract.py", "bench_cache.py", "bench_memory.py", "bench_head.py
          "bench_finetune.py", "bench_strategies.py",  # fine-tuning
          "bench_rank.py", "bench_advise.py",  # choosing a model
          "bench_text_embed.py", "bench_text.py",  # text
-         "bench_own_source.py"]  # your own source model
+         "bench_own_source.py", "bench_export.py"]  # your own source model; export and serving
 
 
 def main() -> int:

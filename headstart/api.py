@@ -598,5 +598,11 @@ def evaluate(
 
 
 def predict(run: Run | str | Path, files: list[str | Path], top_k: int = 5, **kw: Any) -> list[dict[str, Any]]:
-    """Label and top-k scores for each image file."""
+    """Label and top-k scores for each image file (text runs: each text). `run` is a Run, a run
+    folder, or an .onnx file written by `headstart export` (run with onnxruntime)."""
+    from .export import OnnxRun, is_onnx_file
+
+    if isinstance(run, OnnxRun) or is_onnx_file(run):
+        onnx_run = run if isinstance(run, OnnxRun) else OnnxRun(run)
+        return onnx_run.predict(files, top_k=top_k, **kw)
     return _as_run(run, kw.pop("device", None)).predict(files, top_k=top_k, **kw)

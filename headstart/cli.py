@@ -71,6 +71,7 @@ def cli() -> None:
     headstart models add NAME --from DIR  add it (or any run or weights file) to your zoo
     headstart evaluate R DATA             accuracy and friends on labelled DATA
     headstart predict R FILE...           labels for images (texts: strings or text files)
+    headstart export R --format onnx      one file (ONNX, TorchScript) for serving
     headstart demo                        few-shot MNIST from ImageNet, end to end
     """
 
@@ -608,12 +609,14 @@ def evaluate(run_dir: str, data: str, extract_batch_size: int | None, workers: i
 def predict(run_dir: str, files: tuple[str, ...], top_k: int, skip_bad_files: bool, device: str | None,
             as_json: bool, quiet: bool) -> None:
     """Label image FILES (or folders of images) with a run; for a text run, FILES are texts
-    (quoted strings) or text files (.txt: one text; .csv/.jsonl: the text column of each row)."""
+    (quoted strings) or text files (.txt: one text; .csv/.jsonl: the text column of each row).
+    RUN_DIR may also be an .onnx file written by `headstart export` (run with onnxruntime)."""
     _quiet(quiet or as_json)
+    from .export import OnnxRun, is_onnx_file
     from .run import load
 
-    preds = load(run_dir, device=device).predict(list(files), top_k=top_k, skip_bad_files=skip_bad_files,
-                                                 device=device)
+    model = OnnxRun(run_dir) if is_onnx_file(run_dir) else load(run_dir, device=device)
+    preds = model.predict(list(files), top_k=top_k, skip_bad_files=skip_bad_files, device=device)
     if as_json:
         _emit_json(preds)
         return
@@ -621,6 +624,38 @@ def predict(run_dir: str, files: tuple[str, ...], top_k: int, skip_bad_files: bo
         rest = ", ".join(f"{t['label']} {t['score']:.3f}" for t in p["top_k"][1:])
         name = p["file"] if "file" in p else p["text"].replace("\n", " ")[:80]
         click.echo(f"{name}\t{p['label']}\t{p['score']:.3f}" + (f"\t({rest})" if rest else ""))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--format", "fmt", default="onnx", show_default=True, type=click.Choice(["onnx", "torchscript"]),
+              help="onnx (onnxruntime and other runtimes; `headstart predict` takes it) or torchscript "
+                   "(torch.jit.load).")
+@click.option("--out", "-o", default=None, type=click.Path(),
+              help="File to write (default RUN_DIR/model.onnx or RUN_DIR/model.torchscript.pt).")
+@json_option
+@quiet_option
+def export(run_dir: str, fmt: str, out: str | None, as_json: bool, quiet: bool) -> None:
+    """Write a finished image run (body + head) as one ONNX or TorchScript file: float32 NCHW
+    images prepared as the run's card says in, class logits out, any batch size; the classes and
+    the preparation are inside the file as JSON. Checked against PyTorch before it is written."""
+    _quiet(quiet or as_json)
+    from .export import export_run
+
+    r = export_run(run_dir, format=fmt, out=out)
+    if as_json:
+        _emit_json(r.to_dict())
+        return
+    m = r.metadata
+    pre = m["preprocessing"]
+    click.echo(f"wrote {r.path} ({r.format}, {r.bytes / 1e6:.1f} MB): {m['card']['name']}, "
+               f"{len(m['classes'])} classes")
+    click.echo(f"input   '{m['input']['name']}' float32 [batch, 3, {pre['crop']}, {pre['crop']}]: shorter side to "
+               f"{pre['resize']} ({pre['interpolation']}), centre crop {pre['crop']}, mean {pre['mean']}, "
+               f"std {pre['std']}")
+    click.echo(f"output  '{m['output']['name']}' [batch, {len(m['classes'])}] logits")
+    click.echo(f"checked matches PyTorch within {r.max_abs_diff:.1e} (max abs logit difference, random batch "
+               f"of {r.check_batch})")
 
 
 @cli.command()

@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,27 +125,16 @@ def feature_key(body_id: str, pre: Preprocessing | TextPreprocessing, inputs: "S
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def run_body(
-    body: nn.Module,
-    pre: Preprocessing,
+def image_batches(
     paths: Sequence[Path],
-    out: np.ndarray,
+    pre: Preprocessing,
     device: torch.device,
     batch_size: int | None = None,
     num_workers: int | None = None,
-    on_batch: Callable[[np.ndarray], None] | None = None,
-) -> float:
-    """Fill out[i] with the body's features of paths[i]; returns images per second.
-
-    Decoding and resizing run in DataLoader workers; the body runs in eval mode under
-    inference_mode, channels_last, with BatchNorm folded into the convolutions, one batch
-    at a time, and each batch goes straight into `out` (a memory map when caching), so
-    memory stays flat whatever the size.
-    """
-    # outside inference mode: parameters made inside it could never train again
-    body.eval().to(device, memory_format=torch.channels_last)
-    example = torch.randn(2, 3, pre.crop, pre.crop, generator=torch.Generator().manual_seed(0))
-    body = fold_batchnorm(body, example.to(device).contiguous(memory_format=torch.channels_last))
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """(first row, normalized float NCHW batch on `device`) for the files in order: the one way
+    images reach a model (feature extraction, prediction, exported models). Decoding and resizing
+    run in DataLoader workers; files that fail to decode are named together at the end."""
     batch_size = batch_size or default_batch_size(device)
     workers = default_workers(device) if num_workers is None else num_workers
     loader = torch.utils.data.DataLoader(
@@ -159,12 +148,43 @@ def run_body(
     row = 0
     if workers:
         release_free_memory()
+    for images, ok in loader:
+        if not bool(ok.all()):
+            failed += [str(paths[row + i]) for i in torch.nonzero(~ok).flatten().tolist()]
+        yield row, normalize(images, pre, device)
+        row += len(images)
+    if failed:
+        raise HeadstartError(
+            f"{plural(len(failed), 'file')} could not be decoded (changed since they were checked?): "
+            f"{'; '.join(failed)}; fix or remove them"
+        )
+
+
+def run_body(
+    body: nn.Module,
+    pre: Preprocessing,
+    paths: Sequence[Path],
+    out: np.ndarray,
+    device: torch.device,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    on_batch: Callable[[np.ndarray], None] | None = None,
+) -> float:
+    """Fill out[i] with the body's features of paths[i]; returns images per second.
+
+    Decoding and resizing run in DataLoader workers (image_batches); the body runs in eval mode
+    under inference_mode, channels_last, with BatchNorm folded into the convolutions, one batch
+    at a time, and each batch goes straight into `out` (a memory map when caching), so
+    memory stays flat whatever the size.
+    """
+    # outside inference mode: parameters made inside it could never train again
+    body.eval().to(device, memory_format=torch.channels_last)
+    example = torch.randn(2, 3, pre.crop, pre.crop, generator=torch.Generator().manual_seed(0))
+    body = fold_batchnorm(body, example.to(device).contiguous(memory_format=torch.channels_last))
     t0 = time.perf_counter()
     with progress("extracting features", len(paths)) as advance, torch.inference_mode():
-        for images, ok in loader:
-            if not bool(ok.all()):
-                failed += [str(paths[row + i]) for i in torch.nonzero(~ok).flatten().tolist()]
-            f = pool_features(body(normalize(images, pre, device))).float().cpu().numpy()
+        for row, x in image_batches(paths, pre, device, batch_size, num_workers):
+            f = pool_features(body(x)).float().cpu().numpy()
             if not np.isfinite(f).all():
                 raise HeadstartError(
                     f"the model produced NaN or infinite features for {paths[row]} and nearby files; "
@@ -173,13 +193,7 @@ def run_body(
             out[row : row + len(f)] = f
             if on_batch:
                 on_batch(f)
-            row += len(f)
             advance(len(f))
-    if failed:
-        raise HeadstartError(
-            f"{plural(len(failed), 'file')} could not be decoded (changed since they were checked?): "
-            f"{'; '.join(failed)}; fix or remove them"
-        )
     return len(paths) / max(time.perf_counter() - t0, 1e-9)
 
 

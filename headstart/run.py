@@ -25,6 +25,7 @@ from torch import nn
 from . import __version__
 from .console import log
 from .data.images import is_image_file, readable
+from .data.transforms import EvalTransform
 from .errors import HeadstartError, plural
 from .features import run_body
 from .fileio import atomic_dir, atomic_write_json
@@ -124,6 +125,15 @@ class Run:
     def modality(self) -> str:
         return self.card.modality
 
+    def transform(self) -> EvalTransform:
+        """Image runs: a PIL image (or a path) -> the float tensor (3, crop, crop) that `run.model`
+        takes, built from run.preprocessing (resize, centre crop, interpolation, mean, std): what
+        predict does to each file, for using the network in your own code."""
+        if not isinstance(self.preprocessing, Preprocessing):
+            raise HeadstartError(f"run '{self.dir}' is a text run: its inputs are token ids from run.tokenizer(), "
+                                 "not images")
+        return EvalTransform(self.preprocessing)
+
     def tokenizer(self):
         """Text runs: strings -> token ids, as in training (the card's tokenizer, or the run's vocabulary)."""
         from .text.inputs import Tokenizer, card_model_dir
@@ -198,22 +208,10 @@ class Run:
     ) -> list[dict[str, Any]]:
         """Label, score and top-k classes for each image file (folders are searched for images), or
         for text runs each string / text file."""
-        if top_k < 1:
-            raise HeadstartError(f"--top-k must be >= 1; got {top_k}")
+        check_top_k(top_k)
         names, feats = self.features(files, batch_size, skip_bad_files, device)
-        probs = self.head_probabilities(feats)
-        k = min(top_k, len(self.classes))
-        out = []
-        what = "text" if self.modality == "text" else "file"
-        for p, row in zip(names, probs):
-            order = np.argsort(-row)[:k]
-            out.append({
-                what: p,
-                "label": self.classes[order[0]],
-                "score": float(row[order[0]]),
-                "top_k": [{"label": self.classes[i], "score": float(row[i])} for i in order],
-            })
-        return out
+        return top_k_results(names, self.head_probabilities(feats), self.classes, top_k,
+                             "text" if self.modality == "text" else "file")
 
     @torch.inference_mode()
     def head_probabilities(self, features: np.ndarray, batch: int = 4096) -> np.ndarray:
@@ -224,6 +222,28 @@ class Run:
                              dim=1).cpu().numpy()
                for i in range(0, len(features), batch)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
+
+
+def check_top_k(top_k: int) -> None:
+    if top_k < 1:
+        raise HeadstartError(f"--top-k must be >= 1; got {top_k}")
+
+
+def top_k_results(names: list[str], probs: np.ndarray, classes: tuple[str, ...], top_k: int,
+                  what: str = "file") -> list[dict[str, Any]]:
+    """predict's result rows: {what: name, label, score, top_k: [{label, score}, ...]} per input,
+    one shape for run folders and exported models."""
+    k = min(top_k, len(classes))
+    out = []
+    for p, row in zip(names, probs):
+        order = np.argsort(-row)[:k]
+        out.append({
+            what: p,
+            "label": classes[order[0]],
+            "score": float(row[order[0]]),
+            "top_k": [{"label": classes[i], "score": float(row[i])} for i in order],
+        })
+    return out
 
 
 def expand_files(files: list[str | Path]) -> list[Path]:
@@ -248,10 +268,22 @@ def load(run_dir: str | Path, device: str | None = None) -> Run:
     """Load a run folder written by `headstart fit`.
 
     The network is a plain nn.Module (`run.model`: images in, or padded token ids for text
-    runs; logits out), `run.preprocessing` says how to prepare its input (`run.tokenizer()` for
-    text), and `run.predict(files_or_texts)` does both.
+    runs; logits out), `run.preprocessing` says how to prepare its input (`run.transform()`
+    builds it; `run.tokenizer()` for text), and `run.predict(files_or_texts)` does both.
+    In your own code (image runs):
+
+        run = headstart.load("runs/pets", device="cpu")
+        transform = run.transform()                 # PIL image or path -> float tensor (3, H, W)
+        model = run.model.eval()
+        probs = model(transform(Image.open("cat.jpg")).unsqueeze(0)).softmax(dim=1)
+        label = run.classes[int(probs.argmax())]
     """
     d = Path(run_dir).expanduser()
+    if d.is_file():
+        hint = {".onnx": "an ONNX export: `headstart predict` and headstart.predict take it as it is (headstart.OnnxRun)",
+                ".pt": "if it is a TorchScript export, load it with torch.jit.load; here give the run folder it came "
+                       "from"}.get(d.suffix.lower(), "give the folder written by `headstart fit`")
+        raise HeadstartError(f"'{d}' is a file, not a run folder; {hint}")
     if not d.is_dir():
         raise HeadstartError(f"run folder '{d}' does not exist")
     info = run_info(d)

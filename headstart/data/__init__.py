@@ -5,9 +5,10 @@ from .images import (ImageSamples, drop_bad_images, files_fingerprint, find_bad_
 from .detect import data_modality
 from .splits import stratified_split
 from .texts import TextSamples, read_predict_texts, read_text_data
-from .transforms import ImageFiles, ImageLoader, normalize, open_rgb
+from .transforms import EvalTransform, ImageFiles, ImageLoader, normalize, open_rgb, to_rgb
 
 __all__ = [
+    "EvalTransform",
     "ImageFiles",
     "ImageLoader",
     "ImageSamples",
@@ -24,4 +25,5 @@ __all__ = [
     "read_text_data",
     "readable",
     "stratified_split",
+    "to_rgb",
 ]

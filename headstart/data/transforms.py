@@ -32,19 +32,24 @@ def open_rgb(path: str | os.PathLike, draft_to: int | None = None) -> Image.Imag
             # Let the JPEG decoder downscale by 1/2, 1/4 or 1/8, keeping the shorter side >= draft_to.
             im.draft("RGB", (draft_to, draft_to))
         im.load()
-        if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation: camera photos stored sideways
-            im = ImageOps.exif_transpose(im)
-        if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-            arr = np.asarray(im, dtype=np.float64)
-            hi = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
-            im = Image.fromarray(np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8), "L")
-        if im.mode == "P" and "transparency" in im.info:
-            im = im.convert("RGBA")
-        if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-            im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im.convert("RGBA"))
-        if im.mode != "RGB":
-            im = im.convert("RGB")
-        return im
+        return to_rgb(im)
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """An image already open, as 8-bit RGB (open_rgb's conversions, for images that come as PIL objects)."""
+    if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation: camera photos stored sideways
+        im = ImageOps.exif_transpose(im)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8), "L")
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im.convert("RGBA"))
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return im
 
 
 def resize_center_crop(im: Image.Image, pre: Preprocessing) -> Image.Image:
@@ -77,6 +82,31 @@ def normalize(batch: torch.Tensor, pre: Preprocessing, device: torch.device) -> 
     mean = torch.tensor(pre.mean, device=device).view(1, 3, 1, 1) * 255.0
     std = torch.tensor(pre.std, device=device).view(1, 3, 1, 1) * 255.0
     return x.sub_(mean).div_(std)
+
+
+class EvalTransform:
+    """One image -> the float tensor (3, crop, crop) that predict feeds the model, for using a run's
+    network in your own code (torchvision-style: a callable on a PIL image).
+
+    A path goes through exactly predict's steps (ImageLoader, then normalize); a PIL image through
+    the same conversions, resize, crop and normalization, except that a large JPEG you opened
+    yourself is decoded at full size (predict lets the JPEG decoder downscale it first)."""
+
+    def __init__(self, pre: Preprocessing) -> None:
+        self.pre = pre
+        self.load = ImageLoader(pre)
+
+    def __call__(self, image: Image.Image | str | os.PathLike) -> torch.Tensor:
+        if isinstance(image, Image.Image):
+            crop = torch.from_numpy(np.array(resize_center_crop(to_rgb(image), self.pre)))
+        else:
+            crop = self.load(image)
+        return normalize(crop[None], self.pre, torch.device("cpu"))[0].contiguous()
+
+    def __repr__(self) -> str:
+        p = self.pre
+        return (f"EvalTransform(resize={p.resize}, crop={p.crop}, interpolation={p.interpolation!r}, "
+                f"mean={p.mean}, std={p.std})")
 
 
 class ImageFiles(torch.utils.data.Dataset):
