@@ -43,6 +43,7 @@ METHODS = {
     "random embeddings": dict(model="glove_6b_50d", text=TextOptions(embeddings="random")),
 }
 TRANSFER = ("minilm linear-probe", "minilm lp-ft", "glove frozen", "glove finetune")
+MARGIN = 0.005  # "beats TF-IDF": by at least this much balanced accuracy; a smaller gap is a tie
 
 
 def tfidf(train: list[dict], test: list[dict]) -> float:
@@ -104,9 +105,10 @@ def main() -> int:
     if "tf-idf" in methods:
         for name, per in results.items():
             for m in TRANSFER:
-                if m in per and np.mean(per[m]) <= np.mean(per["tf-idf"]):
+                if m in per and np.mean(per[m]) < np.mean(per["tf-idf"]) + MARGIN:
                     ok = False
-                    print(f"MISSED: {m} at {name} per class {np.mean(per[m]):.3f} <= tf-idf {np.mean(per['tf-idf']):.3f}")
+                    print(f"MISSED: {m} at {name} per class {np.mean(per[m]):.4f} vs tf-idf {np.mean(per['tf-idf']):.4f} "
+                          f"(a win needs a margin of at least {MARGIN})")
     if "all" in results and {"minilm lp-ft", "minilm linear-probe"} <= set(results["all"]):
         lp, ft = np.mean(results["all"]["minilm linear-probe"]), np.mean(results["all"]["minilm lp-ft"])
         print(f"all rows: minilm lp-ft {ft:.3f} vs linear probe {lp:.3f} ({'above' if ft > lp else 'NOT above'})")

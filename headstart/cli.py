@@ -334,8 +334,9 @@ def _print_run(run, as_json: bool) -> None:
         click.echo(f"text      {t['truncated']} truncated at {t['max_length']} tokens{words}")
     click.echo(f"strategy  {m['strategy_reason']}")
     if m.get("cache_hit") is not None:
+        rate = m.get("extract_images_per_second")
         feats = (f"cache hit, {m['extract_seconds']:.2f}s" if m["cache_hit"]
-                 else f"{m['extract_seconds']:.1f}s, {m.get('extract_images_per_second') or '-'} images/s")
+                 else f"{m['extract_seconds']:.1f}s" + (f", {rate} {unit}/s" if rate else ""))
         click.echo(f"features  {feats}")
     for p in m["phases"]:
         what = "head on cached features" if p["from_cache"] else f"head + top {p['trainable_groups']} of {p['groups']} groups"
