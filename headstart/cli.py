@@ -218,6 +218,16 @@ def _text(text_column: str, label_column: str, max_length: int | None, skip_empt
                        skip_empty=skip_empty, encoder=encoder, embeddings=embeddings, min_count=min_count)
 
 
+def _relaunch_for(ctx: click.Context, processes: int) -> None:
+    """--processes N: this same command again in N processes (unless already one of them)."""
+    if processes < 1:
+        raise HeadstartError(f"--processes must be >= 1; got {processes}")
+    if processes > 1 and "WORLD_SIZE" not in os.environ:
+        from .launch import relaunch
+
+        ctx.exit(relaunch(processes, sys.argv[1:]))
+
+
 STRATEGY_HELP = ("auto (chooses from the data, model and device), linear-probe, finetune, partial:N (top N depth "
                  "groups), gradual (unfreeze one group at a time), lp-ft (linear probe, then fine-tune all).")
 
@@ -280,12 +290,7 @@ def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, mo
     from .runtime import is_main_rank
 
     _quiet(quiet or as_json or not is_main_rank())
-    if processes < 1:
-        raise HeadstartError(f"--processes must be >= 1; got {processes}")
-    if processes > 1 and "WORLD_SIZE" not in os.environ:
-        from .launch import relaunch
-
-        ctx.exit(relaunch(processes, sys.argv[1:]))
+    _relaunch_for(ctx, processes)
     from . import api
 
     if resume_dir:
@@ -393,12 +398,7 @@ def pretrain(ctx: click.Context, data: str | None, arch: str, out: str | None, e
     from .runtime import is_main_rank
 
     _quiet(quiet or as_json or not is_main_rank())
-    if processes < 1:
-        raise HeadstartError(f"--processes must be >= 1; got {processes}")
-    if processes > 1 and "WORLD_SIZE" not in os.environ:
-        from .launch import relaunch
-
-        ctx.exit(relaunch(processes, sys.argv[1:]))
+    _relaunch_for(ctx, processes)
     if resume_dir:
         run = resume_pretrain(resume_dir, device=device, num_workers=workers, tracker=tracker)
     else:

@@ -243,3 +243,23 @@ def test_pretrain_killed_mid_epoch_resumes_to_the_same_weights_and_card(tmp_path
     a, b = load_file(str(tmp_path / "ref" / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert get_card(f"file:{out}").source_classes == 3
+
+
+def test_advise_takes_a_pretrained_folder(source_dir, shapes_dir, tmp_path):
+    report = headstart.advise(shapes_dir, models=[f"file:{source_dir}"], scratch=False, curve=[1, 2], seeds=1,
+                              out=tmp_path / "advice.html")
+    assert report["recommended_model"] == f"file:{source_dir}" and (tmp_path / "advice.html").is_file()
+
+
+
+def test_pretrain_in_two_processes_writes_one_card(tmp_path):
+    import subprocess
+    import sys
+
+    src = make_image_folder(tmp_path / "src", per_class=8, seed=8, size=32)
+    done = subprocess.run([sys.executable, "-m", "headstart.cli", "pretrain", str(src), "--arch", ARCH, "--epochs", "1",
+                           "--batch-size", "8", "--processes", "2", "--quiet", "--out", str(tmp_path / "ddp")],
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "ddp" / "metrics.json").read_text())["processes"] == 2
+    assert get_card(f"file:{tmp_path / 'ddp'}").source_classes == 3
