@@ -115,3 +115,12 @@ def test_cached_scores_are_reused_and_damaged_ones_recomputed(shapes, tmp_path):
     assert again["logme"] == first["logme"] and again["score_seconds"] > 0
     third = headstart.rank_models(shapes, ["mobilenet_v2"], cache_dir=tmp_path / "c")["models"][0]
     assert third["logme"] == first["logme"] and third["score_seconds"] < again["score_seconds"]
+
+
+def test_advise_subsamples_a_large_held_out_part_and_says_so(shapes, tmp_path, monkeypatch):
+    import importlib
+
+    module = importlib.import_module("headstart.advise")
+    monkeypatch.setattr(module, "MAX_TEST_PER_CLASS", 1)
+    r = module.advise(shapes, models=["mobilenet_v2"], scratch=False, curve=[1], seeds=1, out=tmp_path / "a.html")
+    assert any("subsampled to 1 images per class" in n for n in r["notes"])
