@@ -36,6 +36,7 @@ def source_preprocessing(samples: ImageSamples, input_size: int | None, limit: i
     from PIL import Image
 
     from .data.images import appearance
+    from .data.transforms import open_rgb
 
     look = appearance(samples)
     side = min(look["median_width"], look["median_height"])
@@ -46,8 +47,8 @@ def source_preprocessing(samples: ImageSamples, input_size: int | None, limit: i
     idx = rng.choice(len(samples), size=min(limit, len(samples)), replace=False)
     total, total_sq, n = np.zeros(3), np.zeros(3), 0
     for i in idx:
-        with Image.open(samples.paths[i]) as im:
-            a = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.float64) / 255
+        im = open_rgb(samples.paths[i])  # training's own conversions (EXIF, 16-bit, alpha on white)
+        a = np.asarray(im.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float64) / 255
         total += a.reshape(-1, 3).sum(0)
         total_sq += (a.reshape(-1, 3) ** 2).sum(0)
         n += a.shape[0] * a.shape[1]
@@ -103,9 +104,11 @@ def pretrain(
 
     from . import api
     from .console import log
-    from .data.images import read_image_data
+    from .data.images import drop_bad_images, read_image_data
 
-    samples = read_image_data(data)  # refuses DATA with one class, naming it
+    # DATA with one class is refused, naming it; unreadable files are listed (or left out with
+    # skip_bad_files) before the statistics read them
+    samples = drop_bad_images(read_image_data(data), skip_bad_files, log=log)
     pre, look = source_preprocessing(samples, input_size)
     greyscale = look["greyscale_share"] > 0.5
     card = scratch_card(arch, pre, Path(out).name, Path(str(samples.source)).name, len(samples), greyscale)

@@ -166,6 +166,9 @@ def test_pretrain_refuses_one_class_and_unknown_architectures(tmp_path, capsys):
     two = make_image_folder(tmp_path / "two", per_class=2, classes=("circle", "square"))
     code, _, err = cli(capsys, "pretrain", two, "--arch", "no_such_net", "--out", tmp_path / "p")
     assert code == 2 and "unknown architecture" in err and not (tmp_path / "p").exists()
+    (two / "circle" / "broken.png").write_bytes(b"not an image")
+    code, _, err = cli(capsys, "pretrain", two, "--arch", ARCH, "--out", tmp_path / "p")
+    assert code == 2 and "broken.png" in err and len(err.splitlines()) == 1 and not (tmp_path / "p").exists()
 
 
 def test_a_text_run_is_no_source_yet(source_dir, tmp_path):
