@@ -86,6 +86,7 @@ def _candy(rng: np.random.Generator, kind: int, size: float, cx: float, cy: floa
             rr = r * i / n
             draw.ellipse([cx - rr, cy - rr, cx + rr, cy + rr], fill=c1 if i % 2 else c2)
         m.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+        return None
     elif kind == 2:  # gummy bear: a translucent-looking green/orange blob of head, body and ears, dotted
         col = _jitter(rng, (60, 190, 70) if rng.random() < 0.6 else (240, 140, 30), 30)
         s = size / 2
@@ -101,8 +102,7 @@ def _candy(rng: np.random.Generator, kind: int, size: float, cx: float, cy: floa
             d = max(1.0, size / 30)
             draw.ellipse([x - d, y - d, x + d, y + d], fill=light)
         return None
-    if kind == 1:
-        return None  # mint: a white disc with radial stripes of green or red
+    else:  # mint: a white disc with radial stripes of green or red
         r = size / 2 * 0.6
         outline = [(cx + r * math.cos(t), cy + r * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 32, endpoint=False)]
         draw.polygon(outline, fill=_jitter(rng, (245, 245, 240), 8))
