@@ -264,8 +264,17 @@ def fit(
     num_workers: int | None = None,
     tracker: str | None = None,
     text: TextOptions | None = None,
+    task: str = "auto",
+    detector: str = "auto",
+    input_size: int | None = None,
+    max_size: int | None = None,
+    eval_every: int = 4,
 ) -> Run:
     """Transfer `model` to the labelled images or texts in `data` and write the run to `out`.
+
+    `task` "detect" (or "auto" on DATA in COCO JSON or Pascal VOC layout) trains a detector
+    instead: headstart.detection.train.fit_detector, which takes the options that apply to it
+    (`detector`, `input_size`, `max_size`, `eval_every` are its own) and returns a DetectionRun.
 
     `model` defaults to efficientnet_lite0 for images and minilm_l6 for text. Text options
     (columns, --max-length, and for word-vector cards the encoder and --embeddings) come in
@@ -280,6 +289,17 @@ def fit(
     phases that train the body (15 epochs, head lr 1e-3 with the body at lr * body_lr_mult,
     patience 5, 16 images per batch on a CPU).
     """
+    if _task(task, data) == "detect":
+        from .detection.train import fit_detector
+
+        return fit_detector(  # type: ignore[return-value]
+            data, model, out, strategy=strategy, detector=detector, arch=arch, epochs=epochs,
+            head_epochs=None if head_epochs == HEAD_EPOCHS else head_epochs, unfreeze_every=unfreeze_every, lr=lr,
+            body_lr_mult=body_lr_mult or 1.0, layer_decay=layer_decay or 1.0, weight_decay=weight_decay,
+            batch_size=batch_size, warmup=warmup, bn=bn, augment="none" if augment == "none" else "flip",
+            eval_every=eval_every, input_size=input_size, max_size=max_size, precision=precision, seed=seed,
+            val_split=val_split, skip_bad=skip_bad_files, overwrite=overwrite, allow_download=allow_download,
+            device=device, num_workers=num_workers or 0)
     t_start = time.perf_counter()
     Strategy.parse(strategy) if strategy.strip().lower() != "auto" else None  # a typo fails before any work
     spec = HeadSpec(kind=head, hidden=hidden, dropout=dropout)  # type: ignore[arg-type]
@@ -377,6 +397,20 @@ def fit(
     metrics["total_seconds"] = round(time.perf_counter() - t_start, 3)
     run.save()
     return run
+
+
+TASKS = ("auto", "classify", "detect")
+
+
+def _task(task: str, data: str | Path | None) -> str:
+    """classify or detect: as given, or (auto) detect when DATA is a COCO JSON / Pascal VOC dataset."""
+    if task not in TASKS:
+        raise HeadstartError(f"--task must be one of {', '.join(TASKS)}; got '{task}'")
+    if task == "auto":
+        from .detection.data import is_detection_data
+
+        return "detect" if data is not None and is_detection_data(data) else "classify"
+    return task
 
 
 def _text_metrics(tokens: Tokenized, network: dict[str, Any] | None) -> dict[str, Any]:
@@ -495,6 +529,13 @@ def resume(
         raise HeadstartError(f"--resume '{d}' is not a headstart run; give the --out folder of a fit that was stopped")
     if info.get("status") != "training":
         raise HeadstartError(f"--resume '{d}': the run already finished; evaluate it, or fit again with --out")
+    if info.get("task") == "detect":
+        from .detection.train import resume_detector
+
+        if data is not None and Path(data).expanduser().resolve() != Path(info["data"]["source"]).resolve():
+            raise HeadstartError(f"--resume '{d}' refuses to continue with other inputs: DATA {data} (the run used "
+                                 f"{info['data']['source']}); drop DATA, or start a new run with --out")
+        return resume_detector(d, info, device=device, num_workers=num_workers or 0)  # type: ignore[return-value]
     cfg = TrainConfig.from_dict(info["config"])
     card = ModelCard.from_dict(info["card"])
     differences = []
@@ -549,6 +590,10 @@ def evaluate(
 
     t0 = time.perf_counter()
     r = _as_run(run, device)
+    if r.modality == "detection":
+        from .detection.run import evaluate_detector
+
+        return evaluate_detector(r, data, skip_bad=skip_bad_files, device=device)  # type: ignore[arg-type]
     if r.modality == "text":
         options = (r.info.get("text") or {}).get("options") or {}
         samples = read_text_data(data, text_column=text_column or options.get("text_column", "text"),
@@ -599,10 +644,14 @@ def evaluate(
 
 def predict(run: Run | str | Path, files: list[str | Path], top_k: int = 5, **kw: Any) -> list[dict[str, Any]]:
     """Label and top-k scores for each image file (text runs: each text). `run` is a Run, a run
-    folder, or an .onnx file written by `headstart export` (run with onnxruntime)."""
+    folder, or an .onnx file written by `headstart export` (run with onnxruntime). Detection runs
+    return each image's boxes instead (`out_dir=` also writes them drawn, as PNGs, and as JSON)."""
     from .export import OnnxRun, is_onnx_file
 
     if isinstance(run, OnnxRun) or is_onnx_file(run):
         onnx_run = run if isinstance(run, OnnxRun) else OnnxRun(run)
         return onnx_run.predict(files, top_k=top_k, **kw)
-    return _as_run(run, kw.pop("device", None)).predict(files, top_k=top_k, **kw)
+    r = _as_run(run, kw.pop("device", None))
+    if r.modality == "detection":  # boxes: detections per image; out_dir=FOLDER also draws them (PNG + JSON)
+        return r.predict(files, **{k: v for k, v in kw.items() if k in ("out_dir", "score_threshold", "batch_size")})
+    return r.predict(files, top_k=top_k, **kw)

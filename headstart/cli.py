@@ -42,8 +42,22 @@ cache_options = [
     click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                  help="Feature cache folder (default: $HEADSTART_CACHE or ~/.cache/headstart)."),
     click.option("--no-cache", is_flag=True, help="Compute features without reading or writing the cache."),
-    click.option("--skip-bad-files", is_flag=True, help="Leave out files that are not readable images."),
+    click.option("--skip-bad-files", "--skip-bad", "skip_bad_files", is_flag=True,
+                 help="Leave out files that are not readable images (detection: also boxes outside their image or "
+                      "of zero area, and annotations of unknown categories)."),
     click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best available)."),
+]
+# Options of detection (fit --task detect).
+detect_options = [
+    click.option("--task", default="auto", show_default=True, type=click.Choice(["auto", "classify", "detect"]),
+                 help="auto: detect when DATA is a COCO JSON file (or a folder holding one) or a Pascal VOC folder."),
+    click.option("--detector", default="auto", show_default=True, type=click.Choice(["auto", "faster", "mask"]),
+                 help="Detection: Faster R-CNN, or Mask R-CNN (auto: when DATA has masks)."),
+    click.option("--input-size", default=None, type=int,
+                 help="Detection: shorter image side in pixels (default DATA's median, within 256..800)."),
+    click.option("--max-size", default=None, type=int, help="Detection: longest image side (default 5/3 x input size)."),
+    click.option("--eval-every", default=4, show_default=True, type=int,
+                 help="Detection: epochs between validation mAP measurements (the best one is kept)."),
 ]
 
 
@@ -267,6 +281,7 @@ STRATEGY_HELP = ("auto (chooses from the data, model and device), linear-probe, 
 @click.option("--workers", default=None, type=int, help="Image-decoding worker processes.")
 @with_options(text_options)
 @with_options(word_options)
+@with_options(detect_options)
 @with_options(cache_options)
 @json_option
 @quiet_option
@@ -279,6 +294,7 @@ def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, mo
         processes: int, tracker: str | None, resume_dir: str | None, overwrite: bool,
         extract_batch_size: int | None, workers: int | None, text_column: str, label_column: str,
         max_length: int | None, skip_empty: bool, encoder: str, embeddings: str, min_count: int,
+        task: str, detector: str, input_size: int | None, max_size: int | None, eval_every: int,
         cache_dir: str | None, no_cache: bool, skip_bad_files: bool, device: str | None, as_json: bool,
         quiet: bool) -> None:
     """Transfer a pretrained model to the labelled images or texts in DATA.
@@ -286,6 +302,11 @@ def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, mo
     Images: a folder with one subfolder of images per class, or a CSV with path,label
     columns (paths relative to the CSV). Texts: a CSV or JSONL file with text,label
     columns, or a folder with one subfolder of .txt files per class.
+
+    Detection (--task detect, chosen by itself for such DATA): a COCO JSON file (or a folder
+    holding annotations.json and images/) or a Pascal VOC folder (Annotations/, JPEGImages/);
+    --model is a zoo card (its ImageNet body gets new detection heads) or a torchvision
+    detector checkpoint file (its box and mask predictors are replaced for the new classes).
     """
     from .runtime import is_main_rank
 
@@ -319,7 +340,8 @@ def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, mo
                       class_balance=not no_class_balance, arch=arch, cache_dir=cache_dir, no_cache=no_cache,
                       skip_bad_files=skip_bad_files, overwrite=overwrite, allow_download=allow_download,
                       device=device, extract_batch_size=extract_batch_size, num_workers=workers, tracker=tracker,
-                      text=_text(text_column, label_column, max_length, skip_empty, encoder, embeddings, min_count))
+                      text=_text(text_column, label_column, max_length, skip_empty, encoder, embeddings, min_count),
+                      task=task, detector=detector, input_size=input_size, max_size=max_size, eval_every=eval_every)
     if is_main_rank():
         _print_run(run, as_json)
 
@@ -329,6 +351,9 @@ def _print_run(run, as_json: bool) -> None:
     m = run.metrics
     if as_json:
         _emit_json(m)
+        return
+    if m.get("task") == "detect":
+        _print_detect_run(run)
         return
     unit = "texts" if run.modality == "text" else "images"
     click.echo(f"{m['model']}, {m['strategy']}: {m['n_train']} train / {m['n_val']} val {unit}, {m['n_classes']} classes")
@@ -353,6 +378,25 @@ def _print_run(run, as_json: bool) -> None:
     best = m.get("best") or {}
     where = f" (phase {best['phase']}, epoch {best['phase_epoch']})" if best.get("phase") else ""
     click.echo(f"val       accuracy {_fmt(m['val_accuracy'])}, balanced {_fmt(m['val_balanced_accuracy'])}{where}")
+    click.echo(f"run       {run.dir}")
+
+
+def _print_detect_run(run) -> None:
+    m = run.metrics
+    kind = "Mask R-CNN" if m["detector"] == "mask" else "Faster R-CNN"
+    click.echo(f"{kind} from {m['model']}, {m['strategy']}: {m['n_train']} train / {m['n_val']} val images, "
+               f"{m['n_classes']} classes, {m['input_size']} px")
+    click.echo(f"strategy  {m['strategy_reason']}")
+    if m["start"].get("reused_classes"):
+        click.echo(f"reused    the checkpoint's rows for {', '.join(m['start']['reused_classes'])}")
+    for p in m["phases"]:
+        cached = f", first {p['frozen_units_cached']} body units cached" if p.get("frozen_units_cached") else ""
+        click.echo(f"phase     {p['name']}: heads + top {p['trainable_groups']} of {p['groups']} backbone groups"
+                   f"{cached}, {p.get('epochs_run', 0)} epochs, {p['seconds']:.1f}s")
+    if m.get("train_images_per_second"):
+        click.echo(f"speed     {m['train_images_per_second']} images/s while training")
+    if m.get("val_map") is not None:
+        click.echo(f"val       mAP {_fmt(m['val_map'])}, mAP@.5 {_fmt(m['val_map_50'])} (epoch {m['best_epoch']})")
     click.echo(f"run       {run.dir}")
 
 
@@ -587,6 +631,9 @@ def evaluate(run_dir: str, data: str, extract_batch_size: int | None, workers: i
     if as_json:
         _emit_json(res)
         return
+    if "map" in res:  # a detector
+        _print_detect_metrics(res)
+        return
     click.echo(f"accuracy {res['accuracy']:.3f}   balanced accuracy {_fmt(res['balanced_accuracy'])}   "
                f"macro F1 {res['macro_f1']:.3f}   n {res['n']}")
     width = max(8, *(len(c) for c in res["classes"]))
@@ -599,24 +646,52 @@ def evaluate(run_dir: str, data: str, extract_batch_size: int | None, workers: i
             click.echo(f"{c:<{width}}  " + " ".join(f"{v:>4}" for v in row))
 
 
+def _print_detect_metrics(res: dict[str, Any]) -> None:
+    click.echo(f"mAP {_fmt(res['map'])}   mAP@.5 {_fmt(res['map_50'])}   mAP@.75 {_fmt(res['map_75'])}   "
+               f"{res['n_images']} images, {res['n_boxes']} boxes")
+    if res.get("mask_map") is not None:
+        click.echo(f"masks: mAP {_fmt(res['mask_map'])}   mAP@.5 {_fmt(res['mask_map_50'])}")
+    width = max(8, *(len(c) for c in res["classes"]))
+    click.echo(f"{'class':<{width}}  AP@[.5:.95]  AP@.5")
+    for c in res["classes"]:
+        click.echo(f"{c:<{width}}  {_fmt(res['per_class_ap'].get(c)):>11}  {_fmt(res['per_class_ap_50'].get(c)):>5}")
+
+
 @cli.command()
 @click.argument("run_dir", type=click.Path())
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--top-k", default=5, show_default=True, type=int)
 @click.option("--skip-bad-files", is_flag=True, help="Leave out files that are not readable images.")
 @click.option("--device", default=None)
+@click.option("--out", "-o", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Detection runs: folder for the images drawn with their boxes (PNG) and detections.json.")
+@click.option("--score-threshold", default=0.5, show_default=True, type=float,
+              help="Detection runs: keep detections at least this confident.")
 @json_option
 @quiet_option
 def predict(run_dir: str, files: tuple[str, ...], top_k: int, skip_bad_files: bool, device: str | None,
-            as_json: bool, quiet: bool) -> None:
+            out_dir: str | None, score_threshold: float, as_json: bool, quiet: bool) -> None:
     """Label image FILES (or folders of images) with a run; for a text run, FILES are texts
     (quoted strings) or text files (.txt: one text; .csv/.jsonl: the text column of each row).
-    RUN_DIR may also be an .onnx file written by `headstart export` (run with onnxruntime)."""
+    RUN_DIR may also be an .onnx file written by `headstart export` (run with onnxruntime).
+    A detection run finds the boxes in each image (--out draws them)."""
     _quiet(quiet or as_json)
     from .export import OnnxRun, is_onnx_file
     from .run import load
 
     model = OnnxRun(run_dir) if is_onnx_file(run_dir) else load(run_dir, device=device)
+    if getattr(model, "modality", "") == "detection":
+        rows = model.predict(list(files), out_dir=out_dir, device=device, score_threshold=score_threshold)
+        if as_json:
+            _emit_json(rows)
+            return
+        for r in rows:
+            found = ", ".join(f"{d['label']} {d['score']:.2f} [{', '.join(f'{v:.0f}' for v in d['box'])}]"
+                              for d in r["detections"]) or "nothing"
+            click.echo(f"{r['file']}\t{found}")
+        if out_dir:
+            click.echo(f"drawn: {out_dir}/*.png, detections: {out_dir}/detections.json")
+        return
     preds = model.predict(list(files), top_k=top_k, skip_bad_files=skip_bad_files, device=device)
     if as_json:
         _emit_json(preds)
@@ -668,13 +743,42 @@ def export(run_dir: str, fmt: str, out: str | None, as_json: bool, quiet: bool) 
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--no-cache", is_flag=True)
+@click.option("--task", default="classify", show_default=True, type=click.Choice(["classify", "detect"]),
+              help="detect: a candy detector on synthetic scenes (COCO JSON), from an ImageNet body (minutes on a CPU).")
+@click.option("--train-images", default=60, show_default=True, type=int, help="detect: training scenes.")
+@click.option("--test-images", default=40, show_default=True, type=int, help="detect: held-out scenes.")
+@click.option("--epochs", default=None, type=int, help="detect: training epochs (default: about 600 steps).")
+@click.option("--input-size", default=None, type=int, help="detect: shorter image side in pixels.")
 @json_option
 @quiet_option
 def demo(folder: str, model: str, shots: int, test_per_class: int, seed: int, cache_dir: str | None, no_cache: bool,
+         task: str, train_images: int, test_images: int, epochs: int | None, input_size: int | None,
          as_json: bool, quiet: bool) -> None:
-    """Few-shot transfer of an ImageNet model to MNIST digits, end to end."""
+    """Few-shot transfer of an ImageNet model to MNIST digits, end to end (--task detect: a
+    detector for synthetic candy)."""
     _quiet(quiet or as_json)
-    from .demo import run_demo
+    from click.core import ParameterSource
+
+    from .demo import run_demo, run_detect_demo
+
+    if task == "detect":
+        chosen = click.get_current_context().get_parameter_source("model") == ParameterSource.COMMANDLINE
+        d = run_detect_demo(folder=folder, model=model if chosen else "mobilenet_v2", train_images=train_images,
+                            test_images=test_images, epochs=epochs, input_size=input_size, seed=seed)
+        if as_json:
+            _emit_json(d)
+            return
+        click.echo(f"{d['detector']} R-CNN from {d['model']} (ImageNet) -> 4 kinds of candy, {d['n_train']} training "
+                   f"scenes, {d['n_test']} held-out ({d['test_boxes']} boxes)")
+        click.echo(f"  strategy    {d['strategy']}, {d['epochs']} epochs, {d['train_images_per_second']} images/s")
+        click.echo(f"  held-out    mAP@.5 {_fmt(d['map_50'])}   mAP@[.5:.95] {_fmt(d['map'])}   mAP@.75 {_fmt(d['map_75'])}")
+        click.echo("  AP@.5       " + "   ".join(f"{c} {_fmt(v)}" for c, v in d["per_class_ap_50"].items()))
+        click.echo(f"  timings     fit {d['fit_seconds']:.0f}s, evaluate {d['evaluate_seconds']:.1f}s, "
+                   f"total {d['total_seconds']:.0f}s")
+        click.echo(f"  drawn       {d['drawn_dir']}/*.png")
+        click.echo(f"next: headstart evaluate {d['run_dir']} {d['test_dir']}")
+        click.echo(f"      headstart predict {d['run_dir']} {d['test_dir']}/images --out predictions")
+        return
 
     r = run_demo(folder=folder, model=model, shots=shots, test_per_class=test_per_class, seed=seed,
                  cache_dir=cache_dir, no_cache=no_cache)

@@ -294,6 +294,10 @@ def load(run_dir: str | Path, device: str | None = None) -> Run:
             f"run '{d}' has not finished (it was stopped or is still training); continue it with "
             f"`headstart fit --resume {d}`"
         )
+    if info.get("task") == "detect":  # a detector: headstart.detection.run
+        from .detection.run import load_detection
+
+        return load_detection(d, info, device)  # type: ignore[return-value]
     try:
         metrics = json.loads((d / METRICS_FILE).read_text())
     except (OSError, ValueError):
