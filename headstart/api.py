@@ -567,7 +567,9 @@ def resume(
 
 
 def _as_run(run: Run | str | Path, device: str | None = None) -> Run:
-    return run if isinstance(run, Run) else load(run, device=device)
+    from .detection.run import DetectionRun
+
+    return run if isinstance(run, (Run, DetectionRun)) else load(run, device=device)  # type: ignore[return-value]
 
 
 def evaluate(
@@ -653,5 +655,5 @@ def predict(run: Run | str | Path, files: list[str | Path], top_k: int = 5, **kw
         return onnx_run.predict(files, top_k=top_k, **kw)
     r = _as_run(run, kw.pop("device", None))
     if r.modality == "detection":  # boxes: detections per image; out_dir=FOLDER also draws them (PNG + JSON)
-        return r.predict(files, **{k: v for k, v in kw.items() if k in ("out_dir", "score_threshold", "batch_size")})
+        return r.predict(files, **{k: v for k, v in kw.items() if k in ("out_dir", "score_threshold", "batch_size", "skip_bad_files")})
     return r.predict(files, top_k=top_k, **kw)

@@ -681,7 +681,8 @@ def predict(run_dir: str, files: tuple[str, ...], top_k: int, skip_bad_files: bo
 
     model = OnnxRun(run_dir) if is_onnx_file(run_dir) else load(run_dir, device=device)
     if getattr(model, "modality", "") == "detection":
-        rows = model.predict(list(files), out_dir=out_dir, device=device, score_threshold=score_threshold)
+        rows = model.predict(list(files), out_dir=out_dir, device=device, score_threshold=score_threshold,
+                             skip_bad_files=skip_bad_files)
         if as_json:
             _emit_json(rows)
             return

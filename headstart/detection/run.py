@@ -55,10 +55,11 @@ class DetectionRun:
 
     @torch.no_grad()
     def detect(self, files: list[str | Path], device: str | None = None, batch_size: int = 4,
-               score_threshold: float = SCORE_THRESHOLD) -> list[dict[str, Any]]:
+               score_threshold: float = SCORE_THRESHOLD, skip_bad_files: bool = False) -> list[dict[str, Any]]:
         """Detections for each image file: {file, width, height, detections: [{label, score, box
         [x0, y0, x1, y1]} ...]} (and a `masks` list of (H, W) bool arrays under the key "_masks" for
         Mask R-CNN runs, for drawing)."""
+        from ..console import log
         from ..data.images import readable
         from ..run import expand_files
         from .train import load_image
@@ -66,10 +67,7 @@ class DetectionRun:
         if not 0.0 <= score_threshold <= 1.0:
             raise HeadstartError(f"--score-threshold must be in [0, 1]; got {score_threshold}")
         paths = expand_files(files)
-        bad = [str(p) for p in paths if not readable(p)]
-        if bad:
-            raise HeadstartError(f"{plural(len(bad), 'file')} cannot be read as an image: {', '.join(bad[:5])}"
-                                 + (f" ... and {len(bad) - 5} more" if len(bad) > 5 else ""))
+        paths = [paths[i] for i in readable(paths, skip_bad_files, log=log)]
         dev = pick_device(device)
         model = self.model.to(dev).eval()
         out = []

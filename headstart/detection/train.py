@@ -346,6 +346,7 @@ class DetectionTrainer:
 
     def _epoch(self, optimizer, scheduler) -> float:
         cfg, s = self.cfg, self.state
+        torch.manual_seed(cfg.seed * 100_003 + s.global_epoch)  # the samplers of RPN and ROI heads: resumable
         rng = np.random.default_rng([cfg.seed, s.global_epoch])
         order = rng.permutation(self.train_idx)
         flips = rng.random(len(order)) < 0.5 if cfg.augment == "flip" else np.zeros(len(order), dtype=bool)
@@ -551,8 +552,8 @@ def fit_detector(
             log(f"reused the checkpoint's rows for {', '.join(start['reused_classes'])} (same class names)")
     chosen, reason = _detect_strategy(strategy, len(train_idx), card is None)
     _S.parse(chosen).check(len(net.backbone.groups), card.name if card else spec.arch)
-    if epochs is None:  # about 600 optimizer steps in all, 12..60 epochs
-        epochs = int(min(60, max(12, round(600 * (batch_size or 4) / max(1, len(train_idx))))))
+    if epochs is None:  # about 450 optimizer steps in all, 12..60 epochs (candy, 60 scenes: 30 epochs, ~10 min on 2 cores)
+        epochs = int(min(60, max(12, round(450 * (batch_size or 4) / max(1, len(train_idx))))))
     cfg = DetectConfig(strategy=chosen, epochs=epochs, head_epochs=head_epochs or epochs, unfreeze_every=unfreeze_every,
                        lr=lr or 0.01, body_lr_mult=body_lr_mult, layer_decay=layer_decay, weight_decay=weight_decay,
                        batch_size=batch_size or 4, warmup=warmup, clip_grad=clip_grad, bn=bn, augment=augment, eval_every=eval_every,

@@ -1,0 +1,181 @@
+"""Detection (issue 7): a candy detector from an ImageNet body, on CPU.
+
+1. Accuracy per strategy: synthetic candy (headstart.detection.synthetic), 60 training scenes,
+   40 held-out scenes (other seed); `fit --task detect` from mobilenet_v2's ImageNet body with
+   each strategy; COCO mAP@.5 and mAP@[.5:.95] on the held-out scenes (pycocotools via
+   torchmetrics), fit time. Target: a fine-tuned model within 15 minutes reaches mAP@.5 >= 0.7.
+2. Training-step throughput: headstart's detection loop (DetectionTrainer: its data loading,
+   its step, gradient clipping, scheduler) against torchvision's reference training loop
+   (references/detection/engine.py: `loss_dict = model(images, targets)`, sum, backward, step)
+   on the same model, the same batches (same images, order and flips) and the same optimizer,
+   epochs interleaved, images read from disk in both. Target >= 0.9x. Also for a strategy with a
+   frozen prefix (the frozen body units' outputs cached): what caching buys.
+
+    .venv/bin/python benchmarks/bench_detect.py [--strategies finetune,linear-probe,partial:2,lp-ft]
+                                                [--skip-accuracy] [--skip-throughput]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import ROOT
+
+from headstart.detection.data import read_detection_data
+from headstart.detection.run import evaluate_detector
+from headstart.detection.synthetic import write_candy
+from headstart.detection.train import DetectConfig, DetectionTrainer, fit_detector, flip, load_image, target_of
+from headstart.strategies import warmup_cosine
+
+MODEL = "mobilenet_v2"
+
+
+def data() -> tuple[Path, Path]:
+    root = ROOT / "candy-60-40"
+    train, test = root / "train", root / "test"
+    if not train.is_dir():
+        write_candy(train, 60, seed=1)
+    if not test.is_dir():
+        write_candy(test, 40, seed=2)
+    return train, test
+
+
+def accuracy(strategies: list[str], epochs: int | None) -> list[dict]:
+    train, test = data()
+    rows = []
+    for strategy in strategies:
+        kw: dict = {}
+        if strategy == "lp-ft":  # a head phase, then everything: the same total epochs as the others
+            kw = {"head_epochs": 10, "epochs": (epochs or 30) - 10}
+        t0 = time.perf_counter()
+        run = fit_detector(train, MODEL, ROOT / "runs" / f"detect-{strategy.replace(':', '')}", strategy=strategy,
+                           detector="faster", val_split=0.0, overwrite=True, epochs=kw.pop("epochs", epochs), **kw)
+        fit_s = time.perf_counter() - t0
+        ev = evaluate_detector(run, test)
+        row = {"strategy": strategy, "map_50": ev["map_50"], "map": ev["map"], "map_75": ev["map_75"],
+               "per_class_ap_50": ev["per_class_ap_50"], "fit_seconds": round(fit_s, 1),
+               "epochs": run.metrics["epochs_run"], "images_per_second": run.metrics["train_images_per_second"]}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def throughput(rounds: int = 3, strategy_frozen: str = "partial:2") -> dict:
+    from torchvision.models.detection import FasterRCNN  # noqa: F401  (the reference model class)
+
+    train, _ = data()
+    samples = read_detection_data(train, log=lambda m: None)
+    run = fit_detector(train, MODEL, ROOT / "runs" / "detect-throughput-init", strategy="finetune", epochs=1,
+                       detector="faster", val_split=0.0, overwrite=True)  # just a built, pretrained-body detector
+    base = run.model
+    idx = np.arange(len(samples))
+    cfg = DetectConfig(strategy="finetune", epochs=100, batch_size=4, lr=0.005)
+
+    def ours(strategy: str) -> tuple[DetectionTrainer, torch.optim.Optimizer, object]:
+        model = copy.deepcopy(base)
+        t = DetectionTrainer(ROOT / "runs" / "unused", samples, idx, idx[:0], model, run.spec,
+                             DetectConfig(**{**cfg.to_dict(), "strategy": strategy}), torch.device("cpu"))
+        trainable = t.phases[-1].trainable
+        stop = t._freeze(trainable)
+        from headstart.detection.train import PrefixCache
+
+        t.cache = PrefixCache(stop) if stop else None
+        opt = t._optimizer(trainable)
+        return t, opt, warmup_cosine(opt, 10_000, 0)
+
+    def reference_epoch(model, opt, keys) -> float:
+        """torchvision's references/detection/engine.py train_one_epoch, without its logging."""
+        t0 = time.perf_counter()
+        for k in range(0, len(keys), cfg.batch_size):
+            images, targets = [], []
+            for i, f in keys[k: k + cfg.batch_size]:
+                img, tgt = load_image(samples.images[i].path), target_of(samples.images[i], False)
+                if f:
+                    img, tgt = flip(img, tgt)
+                images.append(img)
+                targets.append(tgt)
+            loss_dict = model(images, targets)
+            losses = sum(loss for loss in loss_dict.values())
+            opt.zero_grad()
+            losses.backward()
+            opt.step()
+        return len(keys) / (time.perf_counter() - t0)
+
+    def our_epoch(trainer, opt, sched) -> tuple[float, list]:
+        rng = np.random.default_rng([cfg.seed, trainer.state.global_epoch])  # the keys _epoch will use
+        order = rng.permutation(trainer.train_idx)
+        flips = rng.random(len(order)) < 0.5
+        keys = [(int(i), bool(f)) for i, f in zip(order, flips)]
+        t0 = time.perf_counter()
+        trainer._epoch(opt, sched)
+        rate = len(keys) / (time.perf_counter() - t0)
+        trainer.state.global_epoch += 1
+        return rate, keys
+
+    trainer, opt, sched = ours("finetune")
+    ref = copy.deepcopy(base)
+    ref.train()
+    for m in ref.modules():  # frozen BatchNorm statistics, as torchvision's pretrained backbones (FrozenBatchNorm2d)
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    ref_opt = torch.optim.SGD([p for p in ref.parameters() if p.requires_grad], lr=cfg.lr, momentum=0.9,
+                              weight_decay=1e-4)
+    frozen, fopt, fsched = ours(strategy_frozen)
+    our_rates, ref_rates, frozen_rates = [], [], []
+    for r in range(rounds + 1):  # round 0 warms up (and fills the frozen prefix cache)
+        rate, keys = our_epoch(trainer, opt, sched)
+        ref_rate = reference_epoch(ref, ref_opt, keys)
+        frozen_rate, _ = our_epoch(frozen, fopt, fsched)
+        if r:
+            our_rates.append(rate)
+            ref_rates.append(ref_rate)
+            frozen_rates.append(frozen_rate)
+        print(f"  round {r}: headstart {rate:.2f} img/s, torchvision reference {ref_rate:.2f} img/s, "
+              f"headstart {strategy_frozen} (cached prefix) {frozen_rate:.2f} img/s", flush=True)
+    out = {"headstart_images_per_second": round(float(np.median(our_rates)), 2),
+           "reference_images_per_second": round(float(np.median(ref_rates)), 2),
+           f"headstart_{strategy_frozen}_images_per_second": round(float(np.median(frozen_rates)), 2)}
+    out["ratio"] = round(out["headstart_images_per_second"] / out["reference_images_per_second"], 3)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--strategies", default="finetune,linear-probe,partial:2,lp-ft")
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--skip-accuracy", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
+    a = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    ok = True
+    if not a.skip_throughput:
+        t = throughput(a.rounds)
+        print(json.dumps(t))
+        print(f"throughput: headstart {t['headstart_images_per_second']} vs torchvision reference loop "
+              f"{t['reference_images_per_second']} images/s = {t['ratio']}x (target >= 0.9x)")
+        ok &= t["ratio"] >= 0.9
+    if not a.skip_accuracy:
+        rows = accuracy(a.strategies.split(","), a.epochs)
+        print(f"{'strategy':<14} {'mAP@.5':>7} {'mAP':>6} {'fit s':>6}")
+        for r in rows:
+            print(f"{r['strategy']:<14} {r['map_50']:>7.3f} {r['map']:>6.3f} {r['fit_seconds']:>6.0f}")
+        best = [r for r in rows if r["strategy"] == "finetune"]
+        if best:
+            hit = best[0]["map_50"] >= 0.7 and best[0]["fit_seconds"] <= 900
+            print(f"target: finetune mAP@.5 {best[0]['map_50']:.3f} in {best[0]['fit_seconds']:.0f} s "
+                  f"(>= 0.7 within 900 s): {'met' if hit else 'MISSED'}")
+            ok &= hit
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
