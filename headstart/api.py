@@ -117,6 +117,7 @@ def prepare(
         raise HeadstartError(f"--val-split must be in [0, 1); got {val_split}")
     text = text or TextOptions()
     kind = data_modality(data)
+    _not_detection(data, kind)
     if model is None:
         model = DEFAULT_MODEL[kind]
     card = model if isinstance(model, ModelCard) else get_card(model, arch=arch, allow_download=allow_download)
@@ -160,6 +161,7 @@ def prepare(
 def read_samples(data: str | Path, kind: str | None = None, text: TextOptions | None = None, min_classes: int = 2):
     """DATA's labelled samples, images or texts (`kind`, else detected)."""
     kind = kind or data_modality(data)
+    _not_detection(data, kind)
     if kind == "text":
         text = text or TextOptions()
         return read_text_data(data, text_column=text.text_column, label_column=text.label_column,
@@ -400,6 +402,13 @@ def fit(
 
 
 TASKS = ("auto", "classify", "detect")
+
+
+def _not_detection(data: str | Path, kind: str) -> None:
+    if kind == "detection":
+        raise HeadstartError(f"DATA '{data}' is a detection dataset (boxes in COCO JSON / Pascal VOC), and this command "
+                             "takes labelled images or texts (class folders, CSV, JSONL); train a detector with "
+                             "`headstart fit DATA --task detect`")
 
 
 def _task(task: str, data: str | Path | None) -> str:

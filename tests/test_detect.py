@@ -253,3 +253,23 @@ def test_checkpoint_class_list_of_the_wrong_length(candy, coco_checkpoint, tmp_p
     torch.save({"model": sd, "classes": ["__background__", "person"]}, path)
     with pytest.raises(HeadstartError, match="91 outputs .* 2 names"):
         fit_detector(candy, str(path), tmp_path / "r", epochs=1, input_size=128)
+
+
+def test_demo_detect_small_variant(tmp_path, capsys):
+    assert main(["demo", "--task", "detect", "--dir", str(tmp_path), "--train-images", "6", "--test-images", "2",
+                 "--epochs", "1", "--input-size", "128", "--json", "--quiet"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["n_train"] == 6 and d["n_test"] == 2 and d["model"] == "mobilenet_v2"
+    assert 0.0 <= d["map_50"] <= 1.0
+    assert list(Path(d["drawn_dir"]).glob("*.png"))
+    coco = json.loads((Path(d["train_dir"]) / "annotations.json").read_text())
+    assert {c["name"] for c in coco["categories"]} == {"chocolate_bar", "lollipop", "gummy_bear", "mint"}
+
+
+def test_classification_commands_refuse_detection_data(candy, tmp_path):
+    import headstart
+
+    with pytest.raises(HeadstartError, match="--task detect"):
+        headstart.rank_models(candy)
+    with pytest.raises(HeadstartError, match="--task detect"):
+        headstart.fit(candy, out=tmp_path / "c", task="classify")

@@ -1,5 +1,6 @@
-"""Which kind of DATA the user gave: images or text.
+"""Which kind of DATA the user gave: images, text, or a detection dataset.
 
+  detection      a COCO JSON file, a folder holding one, or a Pascal VOC folder (headstart.detection.data)
   a folder       images when its class subfolders hold image files, text when they hold .txt files
   a .jsonl file  text
   a .csv / .tsv  images when its header has a `path` column, text otherwise
@@ -25,6 +26,10 @@ def data_modality(data: str | os.PathLike) -> str:
         raise HeadstartError(
             f"DATA '{data}' does not exist; give a folder with one subfolder per class (of images or .txt files), "
             "a CSV (path,label for images; text,label for texts) or a JSONL file of texts")
+    from ..detection.data import is_detection_data
+
+    if is_detection_data(root):
+        return "detection"
     if root.is_dir():
         files = (p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
         for p in islice(files, 200):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, fields
@@ -516,6 +517,8 @@ def fit_detector(
     from ..strategies import Strategy as _S
 
     t_start = time.perf_counter()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise HeadstartError("detection trains in one process for now; drop --processes")
     if strategy.strip().lower() != "auto":
         _S.parse(strategy)  # a typo fails before any work
     if detector not in DETECTORS:
