@@ -55,21 +55,14 @@ class DetectionRun:
 
     @torch.no_grad()
     def detect(self, files: list[str | Path], device: str | None = None, batch_size: int = 4,
-               score_threshold: float = SCORE_THRESHOLD) -> list[dict[str, Any]]:
+               score_threshold: float = SCORE_THRESHOLD, skip_bad_files: bool = False) -> list[dict[str, Any]]:
         """Detections for each image file: {file, width, height, detections: [{label, score, box
         [x0, y0, x1, y1]} ...]} (and a `masks` list of (H, W) bool arrays under the key "_masks" for
         Mask R-CNN runs, for drawing)."""
-        from ..data.images import readable
-        from ..run import expand_files
         from .train import load_image
 
-        if not 0.0 <= score_threshold <= 1.0:
-            raise HeadstartError(f"--score-threshold must be in [0, 1]; got {score_threshold}")
-        paths = expand_files(files)
-        bad = [str(p) for p in paths if not readable(p)]
-        if bad:
-            raise HeadstartError(f"{plural(len(bad), 'file')} cannot be read as an image: {', '.join(bad[:5])}"
-                                 + (f" ... and {len(bad) - 5} more" if len(bad) > 5 else ""))
+        check_score_threshold(score_threshold)
+        paths = image_paths(files, skip_bad_files)
         dev = pick_device(device)
         model = self.model.to(dev).eval()
         out = []
@@ -77,16 +70,8 @@ class DetectionRun:
             chunk = paths[k: k + batch_size]
             images = [load_image(p) for p in chunk]
             for p, img, d in zip(chunk, images, model([i.to(dev) for i in images])):
-                keep = d["scores"] >= score_threshold
-                row: dict[str, Any] = {"file": str(p), "width": int(img.shape[-1]), "height": int(img.shape[-2]),
-                                       "detections": [
-                                           {"label": self.classes[int(c) - 1], "score": round(float(s), 4),
-                                            "box": [round(float(v), 1) for v in b]}
-                                           for b, s, c in zip(d["boxes"][keep].cpu(), d["scores"][keep].cpu(),
-                                                              d["labels"][keep].cpu())]}
-                if "masks" in d:
-                    row["_masks"] = (d["masks"][keep][:, 0] > 0.5).cpu()
-                out.append(row)
+                d = {key: v.cpu().numpy() for key, v in d.items()}
+                out.append(detection_row(p, img.shape[-2:], d, self.classes, score_threshold))
         return out
 
     def predict(self, files: list[str | Path], out_dir: str | Path | None = None, **kw: Any) -> list[dict[str, Any]]:
@@ -96,6 +81,36 @@ class DetectionRun:
         if out_dir is not None:
             write_predictions(rows, Path(out_dir), self.classes)
         return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+
+
+def check_score_threshold(score_threshold: float) -> None:
+    if not 0.0 <= score_threshold <= 1.0:
+        raise HeadstartError(f"--score-threshold must be in [0, 1]; got {score_threshold}")
+
+
+def image_paths(files: list[str | Path], skip_bad_files: bool = False) -> list[Path]:
+    """The image files to detect in (folders are searched); unreadable ones stop with all of them
+    listed, unless skip_bad_files, which drops them (and says so)."""
+    from ..console import log
+    from ..data.images import readable
+    from ..run import expand_files
+
+    paths = expand_files(files)
+    return [paths[i] for i in readable(paths, skip_bad_files, log=log)]
+
+
+def detection_row(path: Path, size: tuple[int, int], d: dict[str, np.ndarray], classes: tuple[str, ...],
+                  score_threshold: float) -> dict[str, Any]:
+    """One image's row of detect(): the detector's outputs `d` (boxes, labels 1-based into `classes`,
+    scores, masks (N, 1, H, W) probabilities for Mask R-CNN) kept at `score_threshold` and up, for an
+    image of `size` (height, width). Shared by the run folder and ONNX exports, so both write the same."""
+    keep = d["scores"] >= score_threshold
+    row: dict[str, Any] = {"file": str(path), "width": int(size[1]), "height": int(size[0]), "detections": [
+        {"label": classes[int(c) - 1], "score": round(float(s), 4), "box": [round(float(v), 1) for v in b]}
+        for b, s, c in zip(d["boxes"][keep], d["scores"][keep], d["labels"][keep])]}
+    if "masks" in d:
+        row["_masks"] = torch.from_numpy(d["masks"][keep][:, 0] > 0.5)
+    return row
 
 
 def write_predictions(rows: list[dict[str, Any]], out_dir: Path, classes: tuple[str, ...]) -> None:
