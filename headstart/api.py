@@ -664,5 +664,6 @@ def predict(run: Run | str | Path, files: list[str | Path], top_k: int = 5, **kw
         return onnx_run.predict(files, top_k=top_k, **kw)
     r = _as_run(run, kw.pop("device", None))
     if r.modality == "detection":  # boxes: detections per image; out_dir=FOLDER also draws them (PNG + JSON)
-        return r.predict(files, **{k: v for k, v in kw.items() if k in ("out_dir", "score_threshold", "batch_size", "skip_bad_files")})
+        return r.predict(files, **{k: v for k, v in kw.items() if k in ("out_dir", "score_threshold", "batch_size",
+                                                                         "skip_bad_files")})
     return r.predict(files, top_k=top_k, **kw)

@@ -715,7 +715,8 @@ def predict(run_dir: str, files: tuple[str, ...], top_k: int, skip_bad_files: bo
 def export(run_dir: str, fmt: str, out: str | None, as_json: bool, quiet: bool) -> None:
     """Write a finished image run (body + head) as one ONNX or TorchScript file: float32 NCHW
     images prepared as the run's card says in, class logits out, any batch size; the classes and
-    the preparation are inside the file as JSON. Checked against PyTorch before it is written."""
+    the preparation are inside the file as JSON. Checked against PyTorch before it is written.
+    A detection run: one RGB image in [0, 1] of any size in, boxes, labels, scores (masks) out."""
     _quiet(quiet or as_json)
     from .export import export_run
 
@@ -724,6 +725,9 @@ def export(run_dir: str, fmt: str, out: str | None, as_json: bool, quiet: bool) 
         _emit_json(r.to_dict())
         return
     m = r.metadata
+    if m["task"] == "detect":
+        _print_detect_export(r)
+        return
     pre = m["preprocessing"]
     click.echo(f"wrote {r.path} ({r.format}, {r.bytes / 1e6:.1f} MB): {m['card']['name']}, "
                f"{len(m['classes'])} classes")
@@ -731,8 +735,29 @@ def export(run_dir: str, fmt: str, out: str | None, as_json: bool, quiet: bool) 
                f"{pre['resize']} ({pre['interpolation']}), centre crop {pre['crop']}, mean {pre['mean']}, "
                f"std {pre['std']}")
     click.echo(f"output  '{m['output']['name']}' [batch, {len(m['classes'])}] logits")
-    click.echo(f"checked matches PyTorch within {r.max_abs_diff:.1e} (max abs logit difference, random batch "
-               f"of {r.check_batch})")
+    click.echo(f"checked {r.summary()}")
+
+
+def _print_detect_export(r) -> None:
+    """What a detection export takes and gives (headstart.detection.export)."""
+    m = r.metadata
+    det, pre, start = m["detector"], m["preprocessing"], m.get("start") or {}
+    source = start.get("card") or os.path.basename(str(start.get("checkpoint", "?")))
+    click.echo(f"wrote {r.path} ({r.format}, {r.bytes / 1e6:.1f} MB): {det['name']} from {source}, "
+               f"{len(m['classes'])} classes ({', '.join(m['classes'])})")
+    image = m["inputs"][0]
+    shape = "list of [3, height, width]" if r.format == "torchscript" else "[3, height, width]"
+    click.echo(f"input   '{image['name']}' float32 {shape}, RGB in [0, 1], any size; inside the network: shorter "
+               f"side to {pre['min_size']} (longer at most {pre['max_size']}), mean {pre['mean']}, std {pre['std']}")
+    if r.format == "onnx":
+        click.echo(f"input   '{m['inputs'][1]['name']}' float32 scalar, optional (default {det['min_score']}): "
+                   "drops detections scoring at most this")
+    else:
+        click.echo(f"call    module(images) -> (losses, detections); module.roi_heads.score_thresh "
+                   f"(default {det['min_score']}) is settable")
+    outs = ", ".join(f"'{o['name']}' [{', '.join(map(str, o['shape']))}]" for o in m["outputs"])
+    click.echo(f"output  {outs}; boxes x0 y0 x1 y1 in input pixels; labels 1-based into the classes")
+    click.echo(f"checked {r.summary()}")
 
 
 @cli.command()

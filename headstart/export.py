@@ -12,6 +12,9 @@ server needs nothing else. An export is checked before it is written (ONNX: onnx
 onnxruntime against PyTorch on a random batch of a batch size other than the traced one;
 TorchScript: the reloaded module against PyTorch) and written atomically.
 
+Detection runs (Faster / Mask R-CNN) export too, one image of any size in, boxes, labels,
+scores (and masks) out: headstart.detection.export, which export_run and OnnxRun hand them to.
+
 ONNX uses PyTorch's TorchScript-based exporter (dynamo=False): it needs no onnxscript, takes
 under a second for an EfficientNet, and gives a dynamic batch axis from `dynamic_axes`.
 """
@@ -59,15 +62,32 @@ class Exported:
     check_batch: int
     seconds: float
     metadata: dict[str, Any]
+    check: dict[str, Any] | None = None  # detection: the check's figures (images, detections, box/score diffs)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "format": self.format, "bytes": self.bytes,
                 "max_abs_diff": self.max_abs_diff, "check_batch": self.check_batch,
-                "seconds": round(self.seconds, 3), "metadata": self.metadata}
+                "seconds": round(self.seconds, 3), "metadata": self.metadata} | (
+            {"check": self.check} if self.check is not None else {})
+
+    def summary(self) -> str:
+        """How closely the file matches PyTorch, in words."""
+        c = self.check
+        if c is None:
+            return (f"matches PyTorch within {self.max_abs_diff:.1e} (max abs logit difference, random batch of "
+                    f"{self.check_batch})")
+        sizes = ", ".join(f"{w}x{h}" for w, h in c["images"])
+        masks = f", masks {c['mask_pixels_differing']:.1e} of pixels" if "mask_pixels_differing" in c else ""
+        return (f"matches PyTorch on {len(c['images'])} synthetic scenes ({sizes}; traced at {c['traced'][0]}x"
+                f"{c['traced'][1]}): {' and '.join(map(str, c['detections']))} detections, boxes within "
+                f"{c['max_box_diff_px']:.1e} px, scores within {c['max_score_diff']:.1e}{masks}")
 
 
 def _finished_run(run: Run | str | Path) -> Run:
-    """The run to export: finished, an image run. Checked from headstart.json before any weights load."""
+    """The run to export: finished, an image or detection run. Checked from headstart.json before any
+    weights load."""
+    if getattr(run, "modality", None) == "detection":
+        return run  # a DetectionRun
     if isinstance(run, Run):
         if run.modality != "image":
             raise _text_refusal(run.dir, run.card.name)
@@ -88,6 +108,8 @@ def _finished_run(run: Run | str | Path) -> Run:
             "then export it"
         )
     card = info.get("card") or {}
+    if info.get("task") == "detect":
+        return load(d, device="cpu")
     if card.get("modality") != "image":
         raise _text_refusal(d, card.get("name", "?"))
     return load(d, device="cpu")
@@ -229,6 +251,10 @@ def export_run(run: Run | str | Path, format: str = "onnx", out: str | Path | No
         raise HeadstartError(f"--format '{format}' is not one of {', '.join(FORMATS)}")
     r = _finished_run(run)
     path = _out_path(r, fmt, out)
+    if r.modality == "detection":
+        from .detection.export import export_detection
+
+        return export_detection(r, fmt, path, t0)  # type: ignore[arg-type]
     pre = r.preprocessing
     assert isinstance(pre, Preprocessing)
     model = copy.deepcopy(r.model).cpu().float().eval().to(memory_format=torch.contiguous_format)
@@ -264,7 +290,8 @@ def export_run(run: Run | str | Path, format: str = "onnx", out: str | Path | No
 
 def export(run: Run | str | Path, format: str = "onnx", out: str | Path | None = None) -> Path:
     """Write a finished image run's whole network (body + head) as one ONNX or TorchScript file;
-    returns its path (default RUN_DIR/model.onnx or RUN_DIR/model.torchscript.pt).
+    returns its path (default RUN_DIR/model.onnx or RUN_DIR/model.torchscript.pt). Detection runs:
+    see headstart.detection.export (one image in; boxes, labels, scores, masks out).
 
     Input: float32 NCHW images, prepared as the run's card says (resize, centre crop, mean/std),
     any batch size; output: class logits. The preparation and the class names are in the file
@@ -272,8 +299,7 @@ def export(run: Run | str | Path, format: str = "onnx", out: str | Path | None =
     The file is checked against PyTorch before it is written, and written atomically.
     """
     r = export_run(run, format, out)
-    log(f"exported {r.format} to {r.path} ({r.bytes / 1e6:.1f} MB); it matches PyTorch within {r.max_abs_diff:.1e} "
-        f"(max abs logit difference, random batch of {r.check_batch})")
+    log(f"exported {r.format} to {r.path} ({r.bytes / 1e6:.1f} MB); it {r.summary()}")
     return r.path
 
 
@@ -284,7 +310,8 @@ def is_onnx_file(path: Any) -> bool:
 class OnnxRun:
     """An exported .onnx file, served with onnxruntime on the CPU: predict() gives what Run.predict
     gives, with the same image preparation (headstart.features.image_batches), read from the
-    file's metadata."""
+    file's metadata. A detection export (metadata task "detect") is served by
+    headstart.detection.export.OnnxDetector: modality "detection", predict() gives DetectionRun's rows."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         self.path = Path(path).expanduser()
@@ -305,21 +332,34 @@ class OnnxRun:
                                  "predict takes ONNX files written by `headstart export`")
         self.metadata: dict[str, Any] = meta
         self.classes: tuple[str, ...] = tuple(meta["classes"])
+        self.detector = None
+        if meta.get("task") == "detect":
+            from .detection.export import OnnxDetector
+
+            self.detector = OnnxDetector(self.session, meta, self.path)
+            return
         self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
         self.input_name, self.output_name = meta["input"]["name"], meta["output"]["name"]
 
     @property
     def modality(self) -> str:
-        return "image"
+        return "detection" if self.detector is not None else "image"
+
+    def _classifier(self, what: str) -> None:
+        if self.detector is not None:
+            raise HeadstartError(f"'{self.path}' is a detection export: it has no {what}; use predict() (boxes, "
+                                 "labels, scores per image)")
 
     def transform(self):
         """A PIL image (or a path) -> the float tensor (3, crop, crop) the ONNX input takes (as Run.transform)."""
         from .data.transforms import EvalTransform
 
+        self._classifier("transform")
         return EvalTransform(self.preprocessing)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Class logits for a float32 NCHW batch already prepared."""
+        self._classifier("logits")
         return self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
 
     def probabilities(self, files: list[str | Path], batch_size: int | None = None, skip_bad_files: bool = False,
@@ -327,6 +367,7 @@ class OnnxRun:
         """(file names, class probabilities) for image files (folders are searched)."""
         from .features import image_batches
 
+        self._classifier("class probabilities")
         paths = expand_files(files)
         paths = [paths[i] for i in readable(paths, skip_bad_files, log=log)]
         probs = np.empty((len(paths), len(self.classes)), dtype=np.float32)
@@ -338,8 +379,14 @@ class OnnxRun:
         return [str(p) for p in paths], probs
 
     def predict(self, files: list[str | Path], top_k: int = 5, batch_size: int | None = None,
-                skip_bad_files: bool = False, device: str | None = None) -> list[dict[str, Any]]:
-        """Label, score and top-k classes for each image file (folders are searched for images)."""
+                skip_bad_files: bool = False, device: str | None = None, **detect: Any) -> list[dict[str, Any]]:
+        """Label, score and top-k classes for each image file (folders are searched for images).
+        A detection export: each image's boxes instead (`detect`: out_dir=, score_threshold=; top_k and
+        batch_size do not apply)."""
+        if self.detector is not None:
+            return self.detector.predict(files, skip_bad_files=skip_bad_files, device=device, **detect)
+        if detect:
+            raise HeadstartError(f"{', '.join(detect)}: options of detection exports; '{self.path}' classifies")
         check_top_k(top_k)
         if device not in (None, "cpu"):
             raise HeadstartError(f"--device {device}: ONNX files run on the CPU with onnxruntime; leave out --device, "

@@ -20,8 +20,10 @@ from .data import DetectionData, mask_of
 
 @torch.no_grad()
 def detect(model: nn.Module, data: DetectionData, idx: np.ndarray | list[int], device: torch.device,
-           batch_size: int = 4) -> list[dict[str, torch.Tensor]]:
-    """The model's detections (eval mode, on the CPU afterwards) for data.images[idx]."""
+           batch_size: int = 1) -> list[dict[str, torch.Tensor]]:
+    """The model's detections (eval mode, on the CPU afterwards) for data.images[idx]. One image at a
+    time by default: a batch is padded to its largest image, and the padding changes the features
+    near the borders, so an image's detections would depend on the images batched with it."""
     from .train import load_image
 
     was = model.training

@@ -76,6 +76,7 @@ class StagedBackbone(nn.Module):
         self.units = nn.ModuleList([m for _, m in units])
         self.unit_names = [n for n, _ in units]
         self.levels = list(levels)
+        self.level_of = [levels.index(i) if i in levels else -1 for i in range(len(units))]  # each unit's level
         self.groups = [list(g) for g in groups]  # unit indices of each depth group, input first
         self.fpn = fpn
         self.out_channels = out_channels
@@ -94,8 +95,15 @@ class StagedBackbone(nn.Module):
     def pyramid(self, collected: dict[int, Tensor]) -> "OrderedDict[str, Tensor]":
         return self.fpn(OrderedDict((str(k), collected[i]) for k, i in enumerate(self.levels)))
 
-    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
-        return self.pyramid(self.trunk(x)[1])
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """trunk() then pyramid(), written so that torch.jit.script compiles it (TorchScript export):
+        a loop over the units themselves, the levels' names looked up in a list of ints."""
+        collected: dict[str, Tensor] = {}
+        for i, unit in enumerate(self.units):
+            x = unit(x)
+            if self.level_of[i] >= 0:
+                collected[str(self.level_of[i])] = x
+        return self.fpn(collected)
 
     def group_params(self) -> list[list[str]]:
         """Parameter names (relative to this module) of each depth group."""

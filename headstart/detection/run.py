@@ -54,20 +54,15 @@ class DetectionRun:
         atomic_write_json(self.dir / RUN_FILE, self.info)
 
     @torch.no_grad()
-    def detect(self, files: list[str | Path], device: str | None = None, batch_size: int = 4,
+    def detect(self, files: list[str | Path], device: str | None = None, batch_size: int = 1,
                score_threshold: float = SCORE_THRESHOLD, skip_bad_files: bool = False) -> list[dict[str, Any]]:
         """Detections for each image file: {file, width, height, detections: [{label, score, box
         [x0, y0, x1, y1]} ...]} (and a `masks` list of (H, W) bool arrays under the key "_masks" for
         Mask R-CNN runs, for drawing)."""
-        from ..console import log
-        from ..data.images import readable
-        from ..run import expand_files
         from .train import load_image
 
-        if not 0.0 <= score_threshold <= 1.0:
-            raise HeadstartError(f"--score-threshold must be in [0, 1]; got {score_threshold}")
-        paths = expand_files(files)
-        paths = [paths[i] for i in readable(paths, skip_bad_files, log=log)]
+        check_score_threshold(score_threshold)
+        paths = image_paths(files, skip_bad_files)
         dev = pick_device(device)
         model = self.model.to(dev).eval()
         out = []
@@ -75,16 +70,8 @@ class DetectionRun:
             chunk = paths[k: k + batch_size]
             images = [load_image(p) for p in chunk]
             for p, img, d in zip(chunk, images, model([i.to(dev) for i in images])):
-                keep = d["scores"] >= score_threshold
-                row: dict[str, Any] = {"file": str(p), "width": int(img.shape[-1]), "height": int(img.shape[-2]),
-                                       "detections": [
-                                           {"label": self.classes[int(c) - 1], "score": round(float(s), 4),
-                                            "box": [round(float(v), 1) for v in b]}
-                                           for b, s, c in zip(d["boxes"][keep].cpu(), d["scores"][keep].cpu(),
-                                                              d["labels"][keep].cpu())]}
-                if "masks" in d:
-                    row["_masks"] = (d["masks"][keep][:, 0] > 0.5).cpu()
-                out.append(row)
+                d = {key: v.cpu().numpy() for key, v in d.items()}
+                out.append(detection_row(p, img.shape[-2:], d, self.classes, score_threshold))
         return out
 
     def predict(self, files: list[str | Path], out_dir: str | Path | None = None, **kw: Any) -> list[dict[str, Any]]:
@@ -94,6 +81,36 @@ class DetectionRun:
         if out_dir is not None:
             write_predictions(rows, Path(out_dir), self.classes)
         return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+
+
+def check_score_threshold(score_threshold: float) -> None:
+    if not 0.0 <= score_threshold <= 1.0:
+        raise HeadstartError(f"--score-threshold must be in [0, 1]; got {score_threshold}")
+
+
+def image_paths(files: list[str | Path], skip_bad_files: bool = False) -> list[Path]:
+    """The image files to detect in (folders are searched); unreadable ones stop with all of them
+    listed, unless skip_bad_files, which drops them (and says so)."""
+    from ..console import log
+    from ..data.images import readable
+    from ..run import expand_files
+
+    paths = expand_files(files)
+    return [paths[i] for i in readable(paths, skip_bad_files, log=log)]
+
+
+def detection_row(path: Path, size: tuple[int, int], d: dict[str, np.ndarray], classes: tuple[str, ...],
+                  score_threshold: float) -> dict[str, Any]:
+    """One image's row of detect(): the detector's outputs `d` (boxes, labels 1-based into `classes`,
+    scores, masks (N, 1, H, W) probabilities for Mask R-CNN) kept at `score_threshold` and up, for an
+    image of `size` (height, width). Shared by the run folder and ONNX exports, so both write the same."""
+    keep = d["scores"] >= score_threshold
+    row: dict[str, Any] = {"file": str(path), "width": int(size[1]), "height": int(size[0]), "detections": [
+        {"label": classes[int(c) - 1], "score": round(float(s), 4), "box": [round(float(v), 1) for v in b]}
+        for b, s, c in zip(d["boxes"][keep], d["scores"][keep], d["labels"][keep])]}
+    if "masks" in d:
+        row["_masks"] = torch.from_numpy(d["masks"][keep][:, 0] > 0.5)
+    return row
 
 
 def write_predictions(rows: list[dict[str, Any]], out_dir: Path, classes: tuple[str, ...]) -> None:
@@ -155,7 +172,7 @@ def load_detection(d: Path, info: dict[str, Any], device: str | None = None) -> 
 
 
 def evaluate_detector(run: DetectionRun, data: str | Path, skip_bad: bool = False, device: str | None = None,
-                      batch_size: int = 4) -> dict[str, Any]:
+                      batch_size: int = 1) -> dict[str, Any]:
     """COCO mAP of the run on labelled detection DATA (class names matched to the run's)."""
     from dataclasses import replace
 
