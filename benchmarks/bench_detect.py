@@ -12,7 +12,7 @@
    frozen prefix (the frozen body units' outputs cached): what caching buys.
 
     .venv/bin/python benchmarks/bench_detect.py [--strategies finetune,linear-probe,partial:2,lp-ft]
-                                                [--skip-accuracy] [--skip-throughput]
+                                                [--detector faster|mask] [--skip-accuracy] [--skip-throughput]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def data() -> tuple[Path, Path]:
     return train, test
 
 
-def accuracy(strategies: list[str], epochs: int | None) -> list[dict]:
+def accuracy(strategies: list[str], epochs: int | None, detector: str = "faster") -> list[dict]:
     train, test = data()
     rows = []
     for strategy in strategies:
@@ -56,11 +56,13 @@ def accuracy(strategies: list[str], epochs: int | None) -> list[dict]:
         if strategy == "lp-ft":  # a head phase, then everything: the same total epochs as the others
             kw = {"head_epochs": 10, "epochs": (epochs or 30) - 10}
         t0 = time.perf_counter()
-        run = fit_detector(train, MODEL, ROOT / "runs" / f"detect-{strategy.replace(':', '')}", strategy=strategy,
-                           detector="faster", val_split=0.0, overwrite=True, epochs=kw.pop("epochs", epochs), **kw)
+        run = fit_detector(train, MODEL, ROOT / "runs" / f"detect-{detector}-{strategy.replace(':', '')}",
+                           strategy=strategy, detector=detector, val_split=0.0, overwrite=True,
+                           epochs=kw.pop("epochs", epochs), **kw)
         fit_s = time.perf_counter() - t0
         ev = evaluate_detector(run, test)
-        row = {"strategy": strategy, "map_50": ev["map_50"], "map": ev["map"], "map_75": ev["map_75"],
+        row = {"strategy": strategy, "detector": detector, "map_50": ev["map_50"], "map": ev["map"],
+               "map_75": ev["map_75"], "mask_map_50": ev.get("mask_map_50"), "mask_map": ev.get("mask_map"),
                "per_class_ap_50": ev["per_class_ap_50"], "fit_seconds": round(fit_s, 1),
                "epochs": run.metrics["epochs_run"], "images_per_second": run.metrics["train_images_per_second"]}
         rows.append(row)
@@ -151,6 +153,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--strategies", default="finetune,linear-probe,partial:2,lp-ft")
     ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--detector", default="faster", choices=["faster", "mask"])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
@@ -164,7 +167,7 @@ def main() -> int:
               f"{t['reference_images_per_second']} images/s = {t['ratio']}x (target >= 0.9x)")
         ok &= t["ratio"] >= 0.9
     if not a.skip_accuracy:
-        rows = accuracy(a.strategies.split(","), a.epochs)
+        rows = accuracy(a.strategies.split(","), a.epochs, a.detector)
         print(f"{'strategy':<14} {'mAP@.5':>7} {'mAP':>6} {'fit s':>6}")
         for r in rows:
             print(f"{r['strategy']:<14} {r['map_50']:>7.3f} {r['map']:>6.3f} {r['fit_seconds']:>6.0f}")

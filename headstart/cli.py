@@ -794,7 +794,7 @@ def demo(folder: str, model: str, shots: int, test_per_class: int, seed: int, ca
         if as_json:
             _emit_json(d)
             return
-        click.echo(f"{d['detector']} R-CNN from {d['model']} (ImageNet) -> 4 kinds of candy, {d['n_train']} training "
+        click.echo(f"{'Mask' if d['detector'] == 'mask' else 'Faster'} R-CNN from {d['model']} (ImageNet) -> 4 kinds of candy, {d['n_train']} training "
                    f"scenes, {d['n_test']} held-out ({d['test_boxes']} boxes)")
         click.echo(f"  strategy    {d['strategy']}, {d['epochs']} epochs, {d['train_images_per_second']} images/s")
         click.echo(f"  held-out    mAP@.5 {_fmt(d['map_50'])}   mAP@[.5:.95] {_fmt(d['map'])}   mAP@.75 {_fmt(d['map_75'])}")

@@ -144,7 +144,8 @@ def run_detect_demo(
     if not test.is_dir():
         write_candy(test, test_images, seed=2 * seed + 2)
     t_data = time.perf_counter() - t0
-    log(f"headstart demo: a {detector} R-CNN detector for 4 kinds of candy, from {model}'s ImageNet body")
+    log(f"headstart demo: a {'Mask' if detector == 'mask' else 'Faster'} R-CNN detector for 4 kinds of candy, from "
+        f"{model}'s ImageNet body")
     log(f"data: {train_images} training scenes in {train}/ (COCO JSON), {test_images} held-out in {test}/")
     run = fit(train, model=model, out=folder / "detect-run", task="detect", strategy=strategy, detector=detector,
               epochs=epochs, seed=seed, val_split=0.0, input_size=input_size, overwrite=True)

@@ -577,15 +577,18 @@ def fit_detector(
 
 
 def _detect_strategy(strategy: str, n_train: int, from_detector: bool) -> tuple[str, str]:
-    """`auto` for detection. Measured on the synthetic candy data (60 training images, CPU): see
-    benchmarks/bench_detect.py for the figures behind this rule."""
+    """`auto` for detection. From an ImageNet body, measured on the synthetic candy scenes (60 training,
+    40 held-out, mobilenet_v2, 30 epochs, benchmarks/bench_detect.py): held-out mAP@.5 / mAP finetune
+    0.983 / 0.750, partial:2 0.976 / 0.739, lp-ft 0.970 / 0.731, linear-probe 0.931 / 0.574. From a
+    detector checkpoint: torchvision's own default (3 of 5 backbone groups train), not measured here
+    (no COCO weights offline)."""
     if strategy.strip().lower() != "auto":
         return Strategy.parse(strategy).name, f"chosen with --strategy {strategy}"
     if from_detector:
         return "partial:3", ("a detector checkpoint: its backbone, pyramid and proposals already fit detection, so the "
                              "top three backbone groups and the heads adapt (torchvision's own fine-tuning default)")
     return "finetune", ("an ImageNet body under new detection heads: the features must learn to localise, so every "
-                        "layer trains (frozen BatchNorm statistics)")
+                        "layer trains, with frozen BatchNorm statistics")
 
 
 def _data_record(samples: DetectionData, skip_bad: bool) -> dict[str, Any]:
