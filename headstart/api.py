@@ -541,9 +541,13 @@ def resume(
     if info.get("task") == "detect":
         from .detection.train import resume_detector
 
+        differences = [f"--{k.replace('_', '-')} {v} (the run used {info['config'][k]})"
+                       for k, v in (given or {}).items() if v is not None and info["config"].get(k, v) != v]
         if data is not None and Path(data).expanduser().resolve() != Path(info["data"]["source"]).resolve():
-            raise HeadstartError(f"--resume '{d}' refuses to continue with other inputs: DATA {data} (the run used "
-                                 f"{info['data']['source']}); drop DATA, or start a new run with --out")
+            differences.append(f"DATA {data} (the run used {info['data']['source']})")
+        if differences:
+            raise HeadstartError(f"--resume '{d}' refuses to continue with other inputs: {'; '.join(differences)}; "
+                                 "drop those options, or start a new run with --out")
         return resume_detector(d, info, device=device, num_workers=num_workers or 0)  # type: ignore[return-value]
     cfg = TrainConfig.from_dict(info["config"])
     card = ModelCard.from_dict(info["card"])

@@ -273,3 +273,17 @@ def test_classification_commands_refuse_detection_data(candy, tmp_path):
         headstart.rank_models(candy)
     with pytest.raises(HeadstartError, match="--task detect"):
         headstart.fit(candy, out=tmp_path / "c", task="classify")
+
+
+def test_resume_refuses_other_options(candy, tmp_path, monkeypatch):
+    import headstart
+    from headstart.detection import train as dtrain
+
+    def dies(self, *a):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dtrain.DetectionTrainer, "_epoch", dies)
+    with pytest.raises(KeyboardInterrupt):
+        headstart.fit(candy, out=tmp_path / "k", task="detect", detector="faster", **TINY)
+    with pytest.raises(HeadstartError, match="--lr 0.5 .the run used 0.01"):
+        headstart.resume(tmp_path / "k", given={"lr": 0.5})
