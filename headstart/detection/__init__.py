@@ -1,0 +1,1 @@
+"""Detection: transfer a detector (Faster / Mask R-CNN) to new object classes. See README, Detection."""

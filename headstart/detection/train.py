@@ -38,7 +38,7 @@ from .. import __version__
 from ..console import log
 from ..errors import HeadstartError
 from ..fileio import atomic_dir, atomic_write_json
-from ..run import RUN_FILE, RUN_FORMAT, check_out_dir, run_info
+from ..run import RUN_FILE, RUN_FORMAT, check_out_dir
 from ..runtime import pick_device
 from ..strategies import BN_POLICIES, Phase, Strategy, plan, set_modes, warmup_cosine
 from .data import DetectionData, DetectionImage, mask_of, read_detection_data, split_images
@@ -651,10 +651,3 @@ def resume_detector(run_dir: Path, info: dict[str, Any], device: str | None = No
     log(f"resuming {run_dir} ({cfg.strategy})")
     return _train(run_dir, samples, train_idx, val_idx, net, spec, cfg, pick_device(device), info, num_workers,
                   t_start, resume=True)
-
-
-def is_detect_run(info: dict[str, Any] | None) -> bool:
-    return bool(info) and info.get("task") == "detect"
-
-
-__all__ = ["DetectConfig", "fit_detector", "resume_detector", "is_detect_run", "run_info"]
