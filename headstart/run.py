@@ -264,6 +264,17 @@ def expand_files(files: list[str | Path]) -> list[Path]:
     return paths
 
 
+def read_run_weights(d: Path) -> dict[str, torch.Tensor]:
+    """RUN_DIR/model.safetensors, or a one-line error saying the run is unfinished or damaged."""
+    weights = d / WEIGHTS_FILE
+    if not weights.is_file():
+        raise HeadstartError(f"run '{d}' has no {WEIGHTS_FILE}; the run did not finish, run `headstart fit` again")
+    try:
+        return load_file(str(weights))
+    except Exception as e:  # safetensors raises its own error types for damaged files
+        raise HeadstartError(f"run '{d}': {WEIGHTS_FILE} is damaged ({str(e)[:120]}); run `headstart fit` again") from None
+
+
 def load(run_dir: str | Path, device: str | None = None) -> Run:
     """Load a run folder written by `headstart fit`.
 
@@ -306,13 +317,7 @@ def load(run_dir: str | Path, device: str | None = None) -> Run:
     head = HeadSpec.from_dict(info["head"])
     classes = tuple(info["classes"])
     model = assemble(card, head, len(classes), info.get("text"))
-    weights = d / WEIGHTS_FILE
-    if not weights.is_file():
-        raise HeadstartError(f"run '{d}' has no {WEIGHTS_FILE}; the run did not finish, run `headstart fit` again")
-    try:
-        sd = load_file(str(weights))
-    except Exception as e:  # safetensors raises its own error types for damaged files
-        raise HeadstartError(f"run '{d}': {WEIGHTS_FILE} is damaged ({str(e)[:120]}); run `headstart fit` again") from None
+    sd = read_run_weights(d)
     mapped, _ = match_state_dict(model, sd, "name", "", f"run '{d}'")
     model.load_state_dict(mapped, strict=True)
     model.eval().to(pick_device(device))

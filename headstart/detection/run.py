@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from ..errors import HeadstartError, plural
 from ..fileio import atomic_write_bytes, atomic_write_json
-from ..run import METRICS_FILE, RUN_FILE, RUN_FORMAT, WEIGHTS_FILE
+from ..run import METRICS_FILE, RUN_FILE, RUN_FORMAT, WEIGHTS_FILE, read_run_weights
 from ..runtime import pick_device
 from .model import DetectorSpec, build_detector
 
@@ -153,13 +153,7 @@ def load_detection(d: Path, info: dict[str, Any], device: str | None = None) -> 
     spec = DetectorSpec.from_dict(info["spec"])
     card = ModelCard.from_dict(info["card"]) if info.get("card") else None
     model = build_detector(spec, card, pretrained=False)
-    weights = d / WEIGHTS_FILE
-    if not weights.is_file():
-        raise HeadstartError(f"run '{d}' has no {WEIGHTS_FILE}; the run did not finish, run `headstart fit` again")
-    try:
-        sd = load_file(str(weights))
-    except Exception as e:  # safetensors raises its own error types for damaged files
-        raise HeadstartError(f"run '{d}': {WEIGHTS_FILE} is damaged ({str(e)[:120]}); run `headstart fit` again") from None
+    sd = read_run_weights(d)
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if [k for k in missing if not k.endswith("num_batches_tracked")] or unexpected:
         raise HeadstartError(f"run '{d}': {WEIGHTS_FILE} does not fit the detector its headstart.json describes; "
