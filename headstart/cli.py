@@ -188,8 +188,8 @@ training_options = [
     click.option("--hidden", default=HeadSpec.hidden, show_default=True, type=int, help="Hidden units of the mlp head."),
     click.option("--dropout", default=HeadSpec.dropout, show_default=True, type=float, help="Dropout in the head."),
     click.option("--body-lr-mult", default=None, type=float,
-                 help="Body learning rate = --lr x this (phases that train the body; default 0.1, word-vector "
-                      "networks 1: their encoder is new)."),
+                 help="Body learning rate = --lr x this (phases that train the body; default 0.1, transformer "
+                      "encoders 0.05, word-vector networks 1: their encoder is new)."),
     click.option("--layer-decay", default=None, type=float,
                  help="Each body group lower down learns at this fraction of the one above it (default 1; "
                       "word-vector networks 0.1: the embeddings learn slower than the encoder)."),

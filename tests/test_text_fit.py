@@ -97,6 +97,7 @@ def test_minilm_lp_ft_trains_the_encoder(tmp_path, reviews):
     assert [p["name"] for p in phases] == ["head", "finetune"]
     assert phases[0]["body_forward_images"] == 0 and phases[1]["body_forward_images"] > 0
     assert phases[1]["trainable_groups"] == phases[1]["groups"] == 7
+    assert run.metrics["config"]["body_lr_mult"] == 0.05  # the encoder at 5e-5, as usual for BERT-like encoders
     base = headstart.load(tmp_path / "lpft").model.body.state_dict()
     from headstart.text.network import load_encoder_body
     from headstart.zoo import get_card
