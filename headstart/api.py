@@ -549,31 +549,12 @@ def resume(
     if info.get("task") == "detect":
         from .detection.train import resume_detector
 
-        differences = [f"--{k.replace('_', '-')} {v} (the run used {info['config'][k]})"
-                       for k, v in (given or {}).items() if v is not None and info["config"].get(k, v) != v]
-        if data is not None and Path(data).expanduser().resolve() != Path(info["data"]["source"]).resolve():
-            differences.append(f"DATA {data} (the run used {info['data']['source']})")
-        if differences:
-            raise HeadstartError(f"--resume '{d}' refuses to continue with other inputs: {'; '.join(differences)}; "
-                                 "drop those options, or start a new run with --out")
+        _refuse_other_inputs(d, info, data, given)
         return resume_detector(d, info, device=device, num_workers=num_workers or 0)  # type: ignore[return-value]
     cfg = TrainConfig.from_dict(info["config"])
     card = ModelCard.from_dict(info["card"])
-    differences = []
-    if model is not None and model != card.name:
-        differences.append(f"--model {model} (the run used {card.name})")
-    saved_head = info["config"].get("head") or {}
-    for key, value in (given or {}).items():
-        saved = saved_head.get("kind" if key == "head" else key) if key in ("head", "hidden", "dropout") \
-            else info["config"].get(key)
-        if saved is not None and value is not None and value != saved:
-            differences.append(f"--{key.replace('_', '-')} {value} (the run used {saved})")
+    _refuse_other_inputs(d, info, data, given, model, card.name)
     source = data if data is not None else info["data"]["source"]
-    if data is not None and Path(data).expanduser().resolve() != Path(info["data"]["source"]).resolve():
-        differences.append(f"DATA {data} (the run used {info['data']['source']})")
-    if differences:
-        raise HeadstartError(f"--resume '{d}' refuses to continue with other inputs: {'; '.join(differences)}; "
-                             "drop those options, or start a new run with --out")
     text_info = info.get("text")
     p = prepare(source, card, val_split=cfg.val_split, seed=cfg.seed, cache_dir=cache_dir, no_cache=no_cache,
                 skip_bad_files=info["data"].get("skip_bad_files", False), device=device, num_workers=num_workers,
@@ -585,6 +566,27 @@ def resume(
     return _train_body(d, card, p.samples, p.train_idx, p.val_idx, cfg, info.get("strategy_reason", ""), p.features,
                        p.device, p.body, num_workers, tracker, fresh=False, t_start=t_start, tokens=p.tokens,
                        text_info=text_info, num_features=p.num_features)
+
+
+
+def _refuse_other_inputs(d: Path, info: dict[str, Any], data: str | Path | None, given: dict[str, Any] | None,
+                         model: str | None = None, run_model: str | None = None) -> None:
+    """--resume continues a run with its own settings: DATA, --model or a training option that
+    differs from the run's is refused, all of them named in one line."""
+    differences = []
+    if model is not None and run_model is not None and model != run_model:
+        differences.append(f"--model {model} (the run used {run_model})")
+    saved_head = info["config"].get("head") or {}
+    for key, value in (given or {}).items():
+        saved = saved_head.get("kind" if key == "head" else key) if key in ("head", "hidden", "dropout") \
+            else info["config"].get(key)
+        if saved is not None and value is not None and value != saved:
+            differences.append(f"--{key.replace('_', '-')} {value} (the run used {saved})")
+    if data is not None and Path(data).expanduser().resolve() != Path(info["data"]["source"]).resolve():
+        differences.append(f"DATA {data} (the run used {info['data']['source']})")
+    if differences:
+        raise HeadstartError(f"--resume '{d}' refuses to continue with other inputs: {'; '.join(differences)}; "
+                             "drop those options, or start a new run with --out")
 
 
 def _as_run(run: Run | str | Path, device: str | None = None) -> Run:
