@@ -203,9 +203,12 @@ def _prepare_text(data: str | Path, card: ModelCard, val_split: float, seed: int
         from .text.vectors import token_coverage
 
         coverage = token_coverage([samples.texts[i] for i in train_idx], wv)
+        others = stats["new_words"] - 1  # UNK aside
+        start = f"{stats['composed']:,} from their parts' vectors, the rest random" if stats["composed"] else "random"
         log(f"vocabulary: {len(vocab):,} words ({text.encoder} encoder), {100 * stats['vocab_covered']:.1f}% of them with a "
-            f"pretrained vector; {100 * coverage:.1f}% of the training tokens have one")
-        record = text_record(vocab, text.encoder, text.hidden, wv.dim) | {
+            f"pretrained vector" + (f" ({others:,} others: {start})" if others > 0 else "") +
+            f"; {100 * coverage:.1f}% of the training tokens have one")
+        record = text_record(vocab, text.encoder, text.hidden, wv.dim, stats["new_words"]) | {
             "options": asdict(text), "vocab_covered": stats["vocab_covered"], "token_coverage": coverage}
         built.append(net)
         tokenizer = Tokenizer(pre, vocabulary=vocab)
@@ -329,7 +332,7 @@ def fit(
     if words and strategy.strip().lower() == "auto":
         chosen, reason = Strategy.parse(text.strategy()), (
             f"--embeddings {text.embeddings} with the {text.encoder} encoder" + (
-                ": the new encoder trains, the pretrained embeddings stay fixed" if text.strategy() == "partial:1"
+                ": the new encoder and the words without a vector train, the pretrained vectors stay fixed" if text.strategy() == "partial:1"
                 else ": random embeddings, everything trains (no transfer)" if text.embeddings == "random" else ""))
     else:
         chosen, reason = _resolve_strategy(strategy, samples, train_idx, card, n_params, dev)

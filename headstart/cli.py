@@ -220,7 +220,8 @@ word_options = [
                  help="Word-vector models: keep the pretrained embeddings fixed, train them, or train them once "
                       "the rest has learned (at a tenth of the rate); random: the same network without transfer."),
     click.option("--min-count", default=2, show_default=True, type=int,
-                 help="Word-vector models: words without a vector join the vocabulary from this many occurrences."),
+                 help="Word-vector models: words without a vector join the vocabulary from this many occurrences "
+                      "(they train with the cnn or bilstm encoder, even with frozen embeddings)."),
 ]
 
 

@@ -132,11 +132,47 @@ def test_glove_embeddings_frozen_finetune_and_staged(tmp_path, reviews):
     assert not torch.equal(_embedding(runs["finetune"]), start_emb)  # finetune: moved
     assert [p["name"] for p in runs["frozen-then-finetune"].metrics["phases"]] == ["first group frozen", "finetune"]
     assert not torch.equal(_embedding(runs["frozen-then-finetune"]), start_emb)
-    assert start_emb[UNK].abs().sum() > 0  # unknown words: not zeros
+    assert start.new_words.weight[int(start.new_slot[UNK])].abs().sum() > 0  # unknown words: not zeros
     # reloaded runs predict as the fitted ones
     again = headstart.load(tmp_path / "finetune")
     texts = ["a joy to watch", "a waste of time"]
     assert [p["label"] for p in again.predict(texts)] == [p["label"] for p in runs["finetune"].predict(texts)]
+
+
+def test_glove_words_without_a_vector_train_while_the_vectors_stay_frozen(tmp_path):
+    """Words missing from the vectors have rows of their own: a compound starts at the average of
+    its parts' vectors, the others at random; they train with --embeddings frozen while every
+    pretrained row stays as it was; the run reloads with them."""
+    from headstart.text.network import build_word_body, word_vectors
+    from headstart.text.words import Vocabulary
+    from headstart.zoo import get_card
+
+    card = get_card("glove_6b_50d")
+    wv = word_vectors(card)
+    made_up = ("zorblyish", "grimblyish", "by-the-numbers")
+    assert all(wv._row(w) is None for w in made_up)
+    data = tmp_path / "made-up.csv"
+    with open(data, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for _ in range(3):
+            w.writerows([f"a zorblyish film, {p}", "fresh"] for p in POS)
+            w.writerows([f"a grimblyish by-the-numbers film; {n}", "rotten"] for n in NEG)
+    run = headstart.fit(data, model="glove_6b_50d", out=tmp_path / "run", epochs=3,
+                        text=TextOptions(embeddings="frozen", encoder="cnn"))
+    vocab = Vocabulary.from_dict(run.info["text"]["network"]["vocabulary"])
+    start, stats = build_word_body(card, vocab, "cnn", 100, 0)
+    assert stats["new_words"] == 1 + len(made_up) and stats["composed"] == 1  # UNK, the made-up words
+    slot = int(start.new_slot[vocab.words.index("by-the-numbers")])
+    parts = torch.from_numpy(wv.vectors[[wv._row(p) for p in ("by", "the", "numbers")]]).mean(0)
+    assert torch.allclose(start.new_words.weight[slot], parts)
+    body = run.model.body
+    assert torch.equal(body.embedding.weight, start.embedding.weight)  # the pretrained rows: frozen
+    assert not torch.equal(body.new_words.weight, start.new_words.weight)  # the new words' rows: trained
+    texts = ["zorblyish", "a grimblyish by-the-numbers story"]
+    again = headstart.load(tmp_path / "run")
+    assert torch.equal(again.model.body.new_words.weight, body.new_words.weight)
+    assert again.predict(texts, top_k=2) == run.predict(texts, top_k=2)
 
 
 def test_glove_auto_encoder_is_mean_for_few_examples(tmp_path, reviews):

@@ -296,7 +296,7 @@ def test_bad_files_name_the_file_and_the_line(tmp_path, ref, monkeypatch):
 
 
 def test_embedding_matrix_copies_known_rows_and_draws_the_rest(ref):
-    vocab = Vocabulary(["<pad>", "<unk>", "the", "paris", "café", "zzz", "king", "qqq"])
+    vocab = Vocabulary(["<pad>", "<unk>", "the", "paris", "café", "zzz", "king", "qqq", "the-king", "zzz/qqq"])
     m, stats = embedding_matrix(vocab, ref, seed=0)
     assert m.dtype == np.float32 and m.shape == (len(vocab), DIM)
     assert np.array_equal(m[PAD], np.zeros(DIM))
@@ -307,7 +307,9 @@ def test_embedding_matrix_copies_known_rows_and_draws_the_rest(ref):
     assert np.array_equal(m[6], ref.vectors[idx["king"]])
     for i in (UNK, 5, 7):
         assert np.abs(m[i]).sum() > 0
-    assert stats == {"vocab_size": 8, "vocab_covered": 4 / 6, "missing_examples": ["zzz", "qqq"]}
+    assert np.allclose(m[8], (ref.vectors[idx["the"]] + ref.vectors[idx["king"]]) / 2)  # a compound: its parts
+    assert stats == {"vocab_size": 10, "vocab_covered": 4 / 8, "composed": 1,
+                     "missing_examples": ["zzz", "qqq", "the-king", "zzz/qqq"], "new_rows": [UNK, 5, 7, 8, 9]}
     again, _ = embedding_matrix(vocab, ref, seed=0)
     other, _ = embedding_matrix(vocab, ref, seed=1)
     assert np.array_equal(again, m) and not np.array_equal(other[5], m[5])

@@ -9,7 +9,10 @@ counter treat text exactly like images.
   WordVectorBody   an embedding layer initialised from word vectors for the target
                    vocabulary, then an encoder: "cnn" (convolutions of width 3, 4, 5 with max
                    pooling over time, Kim 2014), "bilstm" (bidirectional LSTM, max pooling) or
-                   "mean" (average of the vectors); depth groups: the embeddings, the encoder
+                   "mean" (average of the vectors). The words without a pretrained vector (and
+                   the unknown word) have rows of their own in `new_words`, so that they train
+                   with the encoder while the pretrained rows stay frozen. Depth groups: the
+                   pretrained embeddings, then the new words' rows and the encoder
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ def _layer_list(model: nn.Module) -> tuple[str, int] | None:
 
 class WordVectorBody(nn.Module):
     def __init__(self, vocab_size: int, dim: int, encoder: str = "cnn", hidden: int = 100, dropout: float = 0.3,
-                 pad_id: int = 0) -> None:
+                 pad_id: int = 0, new_words: int = 0) -> None:
         super().__init__()
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}")
@@ -92,10 +95,16 @@ class WordVectorBody(nn.Module):
         else:
             self.num_features = dim
         self.dropout = nn.Dropout(dropout if encoder != "mean" else 0.0)
+        # new_slot[id]: the word's row in new_words, or -1 for a word whose row is in `embedding`
+        self.new_words = nn.Embedding(new_words, dim) if new_words else None
+        self.register_buffer("new_slot", torch.full((vocab_size,), -1, dtype=torch.long) if new_words else None)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         mask = ids != self.pad_id
         e = self.embedding(ids)
+        if self.new_words is not None:
+            slot = self.new_slot[ids]
+            e = torch.where((slot >= 0).unsqueeze(-1), self.new_words(slot.clamp(min=0)), e)
         if self.kind == "mean":
             return pool(e, mask, "mean")
         if self.kind == "cnn":
@@ -116,6 +125,18 @@ class WordVectorBody(nn.Module):
         out, _ = self.lstm(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])
         return self.dropout(pool(out, mask, "max"))
+
+    def set_new_words(self, rows: list[int], vectors: torch.Tensor) -> None:
+        """Give the vocabulary's `rows` (words without a pretrained vector) their own trainable
+        rows, starting at `vectors`."""
+        if self.new_words is None or len(rows) != self.new_words.num_embeddings:
+            raise ValueError(f"this body was built for {0 if self.new_words is None else self.new_words.num_embeddings} "
+                             f"new words, not {len(rows)}")
+        with torch.no_grad():
+            self.new_slot.fill_(-1)
+            self.new_slot[torch.as_tensor(rows, dtype=torch.long)] = torch.arange(len(rows))
+            self.new_words.weight.copy_(vectors)
+            self.embedding.weight[rows] = 0.0  # unused: the rows live in new_words
 
     def depth_groups(self) -> list[list[str]]:
         names = [n for n, _ in self.named_parameters()]

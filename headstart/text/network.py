@@ -8,7 +8,8 @@
 
 A transformers card's body is fixed by the card. A word-vector card's body is built for the
 target vocabulary (words of the training texts): rows of words that have a vector are
-copied from the file, the others start random (with the vectors' statistics) and train.
+copied from the file; the others start from the vectors of their parts (compounds) or at
+random with the vectors' statistics, and train even when the pretrained rows are frozen.
 """
 
 from __future__ import annotations
@@ -199,31 +200,38 @@ def build_word_body(card: ModelCard, vocabulary, encoder: str, hidden: int, seed
     from .words import PAD
 
     wv = wv if wv is not None else word_vectors(card)
-    torch.manual_seed(seed)
-    body = WordVectorBody(len(vocabulary), wv.dim, encoder=encoder, hidden=hidden)
     matrix, stats = embedding_matrix(vocabulary, wv, seed=seed)
     from .words import UNK
 
     matrix[UNK] = wv.vectors.mean(0)  # an unknown word: the average word, neutral under pooling
-    if not pretrained:
+    new_rows = stats.pop("new_rows")
+    if not pretrained:  # every row trains: no rows of their own for the new words
         rng = np.random.default_rng(seed)
         matrix = rng.normal(wv.vectors.mean(0), wv.vectors.std(0), size=matrix.shape).astype(np.float32)
         matrix[PAD] = 0.0
+        new_rows = []
+    torch.manual_seed(seed)
+    body = WordVectorBody(len(vocabulary), wv.dim, encoder=encoder, hidden=hidden, new_words=len(new_rows))
     with torch.no_grad():
         body.embedding.weight.copy_(torch.from_numpy(matrix))
+    if new_rows:
+        body.set_new_words(new_rows, torch.from_numpy(matrix[new_rows]))
+    stats["new_words"] = len(new_rows)
     return body, stats
 
 
-def text_record(vocabulary, encoder: str, hidden: int, dim: int) -> dict:
+def text_record(vocabulary, encoder: str, hidden: int, dim: int, new_words: int = 0) -> dict:
     """What a run saves to rebuild its word-vector network (headstart.json's "text")."""
-    return {"vocabulary": vocabulary.to_dict(), "encoder": encoder, "hidden": hidden, "dim": dim}
+    return {"vocabulary": vocabulary.to_dict(), "encoder": encoder, "hidden": hidden, "dim": dim,
+            "new_words": new_words}
 
 
 def word_body_from_record(record: dict) -> tuple[WordVectorBody, object]:
     from .words import Vocabulary
 
     vocab = Vocabulary.from_dict(record["vocabulary"])
-    return WordVectorBody(len(vocab), int(record["dim"]), encoder=record["encoder"], hidden=int(record["hidden"])), vocab
+    return WordVectorBody(len(vocab), int(record["dim"]), encoder=record["encoder"], hidden=int(record["hidden"]),
+                          new_words=int(record.get("new_words", 0))), vocab
 
 
 def read_config(model_dir: Path) -> dict | None:

