@@ -166,9 +166,11 @@ def make_accelerator(cfg: TrainConfig, run_dir: Path, tracker: str | None, cpu: 
         except ImportError:
             raise HeadstartError("--tracker mlflow needs the mlflow package: pip install mlflow-skinny") from None
     device_type = "cpu" if cpu or not torch.cuda.is_available() else "cuda"
+    precision = _precision(cfg, device_type)
+    _fresh_accelerate_state(precision, cpu)
     return Accelerator(
         cpu=cpu,
-        mixed_precision=_precision(cfg, device_type),
+        mixed_precision=precision,
         gradient_accumulation_steps=cfg.accumulate,
         # --batch-size is the global batch: split across processes, so N processes compute
         # what one process would; the shuffling seed is shared and set per epoch.
@@ -176,6 +178,21 @@ def make_accelerator(cfg: TrainConfig, run_dir: Path, tracker: str | None, cpu: 
         log_with=tracker,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
     )
+
+
+def _fresh_accelerate_state(precision: str, cpu: bool) -> None:
+    """Accelerate keeps one state per process and refuses an Accelerator with another precision
+    or device than the first one's: a second fit in the same Python process (a notebook, a
+    script comparing bf16 with fp32) starts that state anew. Under torchrun the distributed
+    part of it (the process group) stays."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    if not AcceleratorState._shared_state:
+        return
+    state = AcceleratorState()
+    if state.mixed_precision == precision and not (cpu and state.device.type != "cpu"):
+        return
+    AcceleratorState._reset_state(reset_partial_state=PartialState().num_processes == 1)
 
 
 class Trainer:

@@ -289,3 +289,17 @@ def test_gradient_accumulation_matches_the_larger_batch(data, tiny, tmp_path):
     a, b = big.model.state_dict(), acc.model.state_dict()
     worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
     assert worst < 1e-5, worst
+
+
+def test_fits_in_one_process_may_change_precision(tmp_path):
+    """Accelerate keeps one state per process; a second fit with another precision (bf16, then
+    fp32, as a notebook comparing them does) gets an Accelerator of its own precision."""
+    from headstart.train import TrainConfig, make_accelerator
+
+    def cfg(precision: str) -> TrainConfig:
+        return TrainConfig(strategy="finetune", head={"kind": "linear"}, epochs=1, head_epochs=1, precision=precision)
+
+    first = make_accelerator(cfg("bf16"), tmp_path / "a", None, cpu=True)
+    assert first.mixed_precision == "bf16"
+    second = make_accelerator(cfg("fp32"), tmp_path / "b", None, cpu=True)
+    assert second.mixed_precision == "no"
