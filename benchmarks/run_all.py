@@ -1,5 +1,5 @@
 """Run every CPU benchmark, in an order where each reuses the last one's data (benchmarks/gpu.py
-runs on a CUDA machine, by hand).
+and gpu_text.py run on a CUDA machine, by hand).
 
     make bench      (or: .venv/bin/python benchmarks/run_all.py)
 """

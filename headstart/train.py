@@ -293,7 +293,8 @@ class Trainer:
         if self.tokens is not None:  # text: tokenized once, padded per batch; nothing to decode, so no workers
             train_set = LabelledTokens(self.tokens.subset(self.train_idx), labels[self.train_idx])
             val_set = LabelledTokens(self.tokens.subset(self.val_idx), labels[self.val_idx])
-            collate_fn, workers = collate(self.tokens.pad_id), 0
+            collate_fn, workers = collate(self.tokens.pad_id, 8 if acc.device.type == "cuda" else 1,
+                                          self.tokens.max_length), 0
         else:
             train_set = LabelledImages([self.samples.paths[i] for i in self.train_idx], labels[self.train_idx],
                                        TrainLoader(pre, cfg.augment), seed=cfg.seed)

@@ -288,3 +288,14 @@ def test_predict_mistakes(tmp_path):
     assert "no rows" in error(read_predict_texts, [str(write(tmp_path / "h.csv", "text\n"))])
     j = write(tmp_path / "j.jsonl", '{"text": "a"}\nnot json\n')
     assert f"{j}:2" in error(read_predict_texts, [str(j)])
+
+
+def test_collate_pads_to_the_longest_or_a_multiple():
+    from headstart.text.inputs import collate
+
+    batch = [([5, 6, 7], 0), ([5, 6, 7, 8, 9], 1)]
+    x, y = collate(0)(batch)
+    assert x.shape == (2, 5) and x[0].tolist() == [5, 6, 7, 0, 0] and y.tolist() == [0, 1]
+    assert collate(0, 8)(batch)[0].shape == (2, 8)  # a GPU's batches: a multiple of 8 tokens
+    long = [(list(range(1, 19)), 0)]
+    assert collate(0, 8, cap=20)(long)[0].shape == (1, 20)  # not past the cap (the tokens' max length)

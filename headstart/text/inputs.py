@@ -129,11 +129,21 @@ def sentence_transformers_config(model_dir: Path) -> dict:
     return out
 
 
-def collate(pad_id: int):
-    """A DataLoader collate_fn: (ids, label) pairs -> (B, L) ids padded to the longest, labels."""
+def collate(pad_id: int, multiple: int = 1, cap: int | None = None):
+    """A DataLoader collate_fn: (ids, label) pairs -> (B, L) ids padded to the longest, labels.
+
+    `multiple` > 1 rounds L up to a multiple of it (not past `cap`, unless the longest already
+    is): fewer distinct batch shapes. The trainer asks for 8 on a GPU, where cuDNN's attention
+    kernels under bf16 are built once per shape. MiniLM lp-ft on 3,600 reviews, one epoch on an
+    H100: padded to the longest, the first bf16 run trained at 1,201 texts/s (a new shape for
+    nearly every length), a second one over the same shapes at 3,855, fp32 at 3,882; padded to
+    a multiple of 8, 1,970 and 4,703 texts/s, fp32 4,944."""
 
     def fn(batch):
         longest = max(len(ids) for ids, _ in batch)
+        if multiple > 1:
+            rounded = -(-longest // multiple) * multiple
+            longest = max(longest, min(rounded, cap)) if cap else rounded
         x = torch.full((len(batch), longest), pad_id, dtype=torch.long)
         for i, (ids, _) in enumerate(batch):
             x[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
