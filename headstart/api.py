@@ -296,7 +296,10 @@ def fit(
     The strategy decides what trains when (see headstart.strategies); `auto` picks one from
     the examples per class, the model's size and the device, and says why in
     metrics["strategy_reason"]. Phases with a frozen body train the head on cached
-    features; phases that train the body run the training loop (headstart.train).
+    features; phases that train the body run the training loop (headstart.train). A
+    linear probe's head, once validation has picked its epoch and measured it, trains again
+    on every example, the validation ones too, up to that epoch on the same schedule
+    (metrics["refit"]; the val figures are the validated head's).
     `epochs`, `lr`, `patience` and `batch_size` default per strategy: for linear-probe they
     are the head's (200 epochs, lr 3e-3, patience 20, batch 256), otherwise those of the
     phases that train the body (15 epochs, head lr 1e-3 with the body at lr * body_lr_mult: 0.1,
@@ -368,8 +371,14 @@ def fit(
     result = train_head(spec, x[train_idx], samples.labels[train_idx],
                         x[val_idx] if len(val_idx) else None, samples.labels[val_idx] if len(val_idx) else None,
                         len(samples.classes), training)
+    head, refit = result.head, None
+    if len(val_idx):  # the validation examples have picked the epoch and measured the head: now they train too
+        everything = np.concatenate([train_idx, val_idx])
+        refit = train_head(spec, x[everything], samples.labels[everything], None, None, len(samples.classes),
+                           training, stop_at=result.best_epoch)
+        head = refit.head
     body = body_factory()
-    network_model = TransferModel(body.cpu().to(memory_format=torch.contiguous_format), result.head)
+    network_model = TransferModel(body.cpu().to(memory_format=torch.contiguous_format), head)
     info: dict[str, Any] = {"task": "classify", "data": samples.source, "strategy": chosen.name,
                             "strategy_reason": reason, "training": training.__dict__ | {"val_split": val_split}}
     if text_info:
@@ -399,6 +408,8 @@ def fit(
                     "epochs_planned": training.epochs, "epochs_run": result.epochs_run,
                     "stopped_early": result.epochs_run < training.epochs, "body_forward_images": 0,
                     "seconds": round(result.seconds, 3)}],
+        "refit": {"examples": int(len(train_idx) + len(val_idx)), "epochs": refit.epochs_run,
+                  "seconds": round(refit.seconds, 3)} if refit else None,
         "device": str(dev),
         "history": result.history,
         "headstart": __version__,

@@ -374,6 +374,9 @@ def _print_run(run, as_json: bool) -> None:
         stop = ", stopped early" if p["stopped_early"] else ""
         click.echo(f"phase     {p['name']}: {what}, {p['epochs_run']} of {p['epochs_planned']} epochs{stop}, "
                    f"{p['seconds']:.1f}s")
+    if m.get("refit"):
+        r = m["refit"]
+        click.echo(f"refit     head on all {r['examples']} {unit} (train + val), its {r['epochs']} epochs again")
     if m.get("images_per_second"):
         click.echo(f"speed     {m['images_per_second']} {unit}/s while training the body")
     best = m.get("best") or {}

@@ -84,8 +84,11 @@ def train_head(
     y_val: np.ndarray | None,
     num_classes: int,
     cfg: HeadTraining = HeadTraining(),
+    stop_at: int | None = None,
 ) -> HeadResult:
-    """Train `spec` on features; early-stop on validation accuracy; return the best head (raw-feature input)."""
+    """Train `spec` on features; early-stop on validation accuracy; return the best head (raw-feature input).
+    `stop_at`: stop after this epoch, the learning-rate schedule still that of cfg.epochs (a refit
+    that repeats a validated run up to its best epoch)."""
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -117,7 +120,7 @@ def train_head(
     history: list[dict[str, Any]] = []
     epoch = 0
     with progress("training head", cfg.epochs) as advance:
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(1, min(cfg.epochs, stop_at or cfg.epochs) + 1):
             head.train()
             order = torch.randperm(len(yt), generator=gen)
             total = 0.0

@@ -109,8 +109,8 @@ def choose(per_class: int, n_params: int, device: torch.device, n_train: int,
     unless training the body would take too long on this device. DATA that looks unlike
     the source photos (`unlike`: greyscale, small images upscaled 4x or more) needs its
     features adapted: fine-tune, even with few examples. Measured on MNIST with
-    mobilenet_v2 (1,000 held-out digits, 3 seeds): 10 per class linear-probe 0.826, lp-ft 0.840,
-    finetune 0.882; 20 per class (lite0) 0.833 / 0.882 / 0.908."""
+    mobilenet_v2 (1,000 held-out digits, 3 seeds): 10 per class linear-probe 0.841, lp-ft 0.840,
+    finetune 0.882; 20 per class (lite0) 0.850 / 0.882 / 0.908."""
     if per_class < 10 and not unlike:
         return Strategy("linear-probe"), (
             f"{per_class} labelled examples in the smallest class: too few to move pretrained weights, "

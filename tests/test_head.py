@@ -149,3 +149,17 @@ def test_head_training_on_5000_by_1280_is_fast():
     t = time.perf_counter()
     train_head(HeadSpec(), x[:4000], y[:4000], x[4000:], y[4000:], 10, HeadTraining(epochs=200))
     assert time.perf_counter() - t < 15  # generous here; the benchmark holds the real bar
+
+
+def test_stop_at_repeats_a_run_up_to_an_epoch():
+    """A refit trains to the validated epoch on the full run's learning-rate schedule: on the same
+    examples, the head equals the full run's own head at that epoch."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    cfg = HeadTraining(epochs=30, seed=3)
+    full = train_head(HeadSpec(), x, y, x[:20], y[:20], 2, cfg)  # validation decides nothing here but the epoch
+    again = train_head(HeadSpec(), x, y, None, None, 2, cfg, stop_at=full.best_epoch)
+    assert again.epochs_run == full.best_epoch
+    probe = torch.as_tensor(x)
+    assert torch.allclose(again.head(probe), full.head(probe), atol=1e-5)
