@@ -335,8 +335,8 @@ def fit(
     if words and strategy.strip().lower() == "auto":
         chosen, reason = Strategy.parse(text.strategy()), (
             f"--embeddings {text.embeddings} with the {text.encoder} encoder" + (
-                ": the new encoder and the words without a vector train, the pretrained vectors stay fixed" if text.strategy() == "partial:1"
-                else ": random embeddings, everything trains (no transfer)" if text.embeddings == "random" else ""))
+                ": the new encoder and the words without a vector train, the pretrained vectors stay fixed"
+                if text.strategy() == "partial:1" else ": random embeddings, everything trains (no transfer)" if text.embeddings == "random" else ""))
     else:
         chosen, reason = _resolve_strategy(strategy, samples, train_idx, card, n_params, dev)
     if body_lr_mult is None:  # a word-vector network's encoder is new: it trains at the head's rate
@@ -580,7 +580,6 @@ def resume(
     return _train_body(d, card, p.samples, p.train_idx, p.val_idx, cfg, info.get("strategy_reason", ""), p.features,
                        p.device, p.body, num_workers, tracker, fresh=False, t_start=t_start, tokens=p.tokens,
                        text_info=text_info, num_features=p.num_features)
-
 
 
 def _refuse_other_inputs(d: Path, info: dict[str, Any], data: str | Path | None, given: dict[str, Any] | None,

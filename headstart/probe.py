@@ -119,8 +119,9 @@ def train_head(
     best_acc = best_bacc = best_score = None
     history: list[dict[str, Any]] = []
     epoch = 0
-    with progress("training head", cfg.epochs) as advance:
-        for epoch in range(1, min(cfg.epochs, stop_at or cfg.epochs) + 1):
+    last = min(cfg.epochs, stop_at or cfg.epochs)
+    with progress("training head", last) as advance:
+        for epoch in range(1, last + 1):
             head.train()
             order = torch.randperm(len(yt), generator=gen)
             total = 0.0

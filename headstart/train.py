@@ -181,16 +181,16 @@ def make_accelerator(cfg: TrainConfig, run_dir: Path, tracker: str | None, cpu: 
 
 
 def _fresh_accelerate_state(precision: str, cpu: bool) -> None:
-    """Accelerate keeps one state per process and refuses an Accelerator with another precision
-    or device than the first one's: a second fit in the same Python process (a notebook, a
-    script comparing bf16 with fp32) starts that state anew. Under torchrun the distributed
-    part of it (the process group) stays."""
+    """Accelerate keeps one state per process: it refuses an Accelerator with another precision
+    than the first one's, and keeps the first one's device. A second fit in the same Python
+    process (a notebook, a script comparing bf16 with fp32, or the CPU with the GPU) starts that
+    state anew. Under torchrun the distributed part of it (the process group) stays."""
     from accelerate.state import AcceleratorState, PartialState
 
     if not AcceleratorState._shared_state:
         return
     state = AcceleratorState()
-    if state.mixed_precision == precision and not (cpu and state.device.type != "cpu"):
+    if state.mixed_precision == precision and cpu == (state.device.type == "cpu"):
         return
     AcceleratorState._reset_state(reset_partial_state=PartialState().num_processes == 1)
 
