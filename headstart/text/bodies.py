@@ -9,7 +9,11 @@ counter treat text exactly like images.
   WordVectorBody   an embedding layer initialised from word vectors for the target
                    vocabulary, then an encoder: "cnn" (convolutions of width 3, 4, 5 with max
                    pooling over time, Kim 2014), "bilstm" (bidirectional LSTM, max pooling) or
-                   "mean" (average of the vectors). The words without a pretrained vector (and
+                   "mean" (average of the vectors). Before the cnn or bilstm, each word's
+                   vector passes through a trainable projection (linear + ReLU, `project` wide):
+                   it re-maps fixed vectors for the task (sentiment words that GloVe puts side
+                   by side) as a function of the vector, so it applies to words the training
+                   texts never had. The words without a pretrained vector (and
                    the unknown word) have rows of their own in `new_words`, so that they train
                    with the encoder while the pretrained rows stay frozen. Depth groups: the
                    pretrained embeddings, then the new words' rows and the encoder
@@ -80,17 +84,20 @@ def _layer_list(model: nn.Module) -> tuple[str, int] | None:
 
 class WordVectorBody(nn.Module):
     def __init__(self, vocab_size: int, dim: int, encoder: str = "cnn", hidden: int = 100, dropout: float = 0.3,
-                 pad_id: int = 0, new_words: int = 0) -> None:
+                 pad_id: int = 0, new_words: int = 0, project: int = 0) -> None:
         super().__init__()
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}")
         self.kind, self.pad_id = encoder, pad_id
         self.embedding = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
+        # project = 0: the encoder reads the vectors as they are (runs saved before the projection existed)
+        self.project = nn.Sequential(nn.Linear(dim, project), nn.ReLU()) if project and encoder != "mean" else None
+        width = project if self.project is not None else dim
         if encoder == "cnn":
-            self.convs = nn.ModuleList(nn.Conv1d(dim, hidden, k) for k in CNN_WIDTHS)
+            self.convs = nn.ModuleList(nn.Conv1d(width, hidden, k) for k in CNN_WIDTHS)
             self.num_features = hidden * len(CNN_WIDTHS)
         elif encoder == "bilstm":
-            self.lstm = nn.LSTM(dim, hidden, batch_first=True, bidirectional=True)
+            self.lstm = nn.LSTM(width, hidden, batch_first=True, bidirectional=True)
             self.num_features = 2 * hidden
         else:
             self.num_features = dim
@@ -107,6 +114,8 @@ class WordVectorBody(nn.Module):
             e = torch.where((slot >= 0).unsqueeze(-1), self.new_words(slot.clamp(min=0)), e)
         if self.kind == "mean":
             return pool(e, mask, "mean")
+        if self.project is not None:
+            e = self.project(e)
         if self.kind == "cnn":
             short = max(CNN_WIDTHS) - e.shape[1]
             if short > 0:  # texts shorter than the widest filter: pad (padding is masked out below)
