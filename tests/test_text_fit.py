@@ -180,7 +180,7 @@ def test_glove_words_without_a_vector_train_while_the_vectors_stay_frozen(tmp_pa
     body = run.model.body
     assert torch.equal(body.embedding.weight, start.embedding.weight)  # the pretrained rows: frozen
     assert not torch.equal(body.new_words.weight, start.new_words.weight)  # the new words' rows: trained
-    assert run.info["text"]["network"]["project"] == 200  # the vectors' projection (twice --hidden): trained
+    assert run.info["text"]["network"]["project"] == 200  # the vectors' projection (twice hidden, >= 50-d): trained
     assert not torch.equal(body.project[0].weight, start.project[0].weight)
     texts = ["zorblyish", "a grimblyish by-the-numbers story"]
     again = headstart.load(tmp_path / "run")

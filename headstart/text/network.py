@@ -194,9 +194,10 @@ def build_word_body(card: ModelCard, vocabulary, encoder: str, hidden: int, seed
                     wv=None, pretrained: bool = True) -> tuple[WordVectorBody, dict]:
     """The network for the target vocabulary, embeddings initialised from the card's vectors
     (pretrained=False: every row random with the vectors' statistics, the no-transfer baseline).
-    An order-aware encoder reads the vectors through a projection twice its width (bodies.py):
-    GloVe 50-d kept frozen, BiLSTM, all Rotten Tomatoes rows (benchmarks/bench_text.py, 5 seeds)
-    0.736 without it, 0.751 with it (fine-tuned: 0.745, 0.754)."""
+    An order-aware encoder reads the vectors through a projection twice its width (as wide as the
+    vectors if they are wider; bodies.py). GloVe 50-d kept frozen, BiLSTM, all Rotten Tomatoes
+    rows (benchmarks/bench_text.py, 5 seeds): 0.736 without it, 0.751 with it (fine-tuned: 0.745,
+    0.754)."""
     import numpy as np
 
     from .vectors import embedding_matrix
@@ -215,7 +216,7 @@ def build_word_body(card: ModelCard, vocabulary, encoder: str, hidden: int, seed
         new_rows = []
     torch.manual_seed(seed)
     body = WordVectorBody(len(vocabulary), wv.dim, encoder=encoder, hidden=hidden, new_words=len(new_rows),
-                          project=2 * hidden if encoder != "mean" else 0)
+                          project=max(2 * hidden, wv.dim) if encoder != "mean" else 0)
     with torch.no_grad():
         body.embedding.weight.copy_(torch.from_numpy(matrix))
     if new_rows:
