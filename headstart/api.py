@@ -208,7 +208,7 @@ def _prepare_text(data: str | Path, card: ModelCard, val_split: float, seed: int
         log(f"vocabulary: {len(vocab):,} words ({text.encoder} encoder), {100 * stats['vocab_covered']:.1f}% of them with a "
             f"pretrained vector" + (f" ({others:,} others: {start})" if others > 0 else "") +
             f"; {100 * coverage:.1f}% of the training tokens have one")
-        record = text_record(vocab, net, text.hidden, wv.dim) | {
+        record = text_record(vocab, net) | {
             "options": asdict(text), "vocab_covered": stats["vocab_covered"], "token_coverage": coverage}
         built.append(net)
         tokenizer = Tokenizer(pre, vocabulary=vocab)

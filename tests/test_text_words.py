@@ -382,7 +382,7 @@ def test_word_body_record_rebuilds_the_network_and_older_records_load(encoder):
 
     vocab = Vocabulary.build(["a good film", "a bad film"], min_count=1)
     body = WordVectorBody(len(vocab), 8, encoder=encoder, hidden=6, new_words=1, project=12)
-    record = json.loads(json.dumps(text_record(vocab, body, 6, 8)))
+    record = json.loads(json.dumps(text_record(vocab, body)))
     assert record["project"] == (0 if encoder == "mean" else 12)  # mean pooling reads the vectors as they are
     again, _ = word_body_from_record(record)
     again.load_state_dict(body.state_dict())  # strict: the same parameters

@@ -88,7 +88,7 @@ class WordVectorBody(nn.Module):
         super().__init__()
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}")
-        self.kind, self.pad_id = encoder, pad_id
+        self.kind, self.pad_id, self.hidden = encoder, pad_id, hidden
         self.embedding = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
         # project = 0: the encoder reads the vectors as they are (runs saved before the projection existed)
         self.project = nn.Sequential(nn.Linear(dim, project), nn.ReLU()) if project and encoder != "mean" else None

@@ -225,9 +225,10 @@ def build_word_body(card: ModelCard, vocabulary, encoder: str, hidden: int, seed
     return body, stats
 
 
-def text_record(vocabulary, body: WordVectorBody, hidden: int, dim: int) -> dict:
+def text_record(vocabulary, body: WordVectorBody) -> dict:
     """What a run saves to rebuild its word-vector network (headstart.json's "text")."""
-    return {"vocabulary": vocabulary.to_dict(), "encoder": body.kind, "hidden": hidden, "dim": dim,
+    return {"vocabulary": vocabulary.to_dict(), "encoder": body.kind, "hidden": body.hidden,
+            "dim": body.embedding.embedding_dim,
             "new_words": 0 if body.new_words is None else body.new_words.num_embeddings,
             "project": 0 if body.project is None else body.project[0].out_features}
 
