@@ -38,7 +38,7 @@ from .probe import HeadTraining, train_head
 from .rank import rank_models
 from .runtime import pick_device
 from .strategies import Strategy, choose
-from .text.network import TextOptions
+from .text.network import AUTO_RNN_PER_CLASS, TextOptions
 from .zoo import get_card
 from .zoo.card import ModelCard, WeightSource
 
@@ -215,30 +215,36 @@ def _tfidf_baseline(texts, y: np.ndarray, train: np.ndarray, test: np.ndarray) -
     return float((clf.predict(vec.transform([texts[i] for i in test])) == y[test]).mean())
 
 
-def _text_scratch(samples, train: np.ndarray, test: np.ndarray, seed: int, steps: int, device: torch.device,
-                  work: Path) -> float:
-    """The word-vector network (a CNN over embeddings) with random embeddings, trained on `train` only."""
+def _text_scratch(samples, card: ModelCard, text: TextOptions, train: np.ndarray, test: np.ndarray, seed: int,
+                  steps: int, device: torch.device, work: Path) -> float:
+    """fit's word-vector network for `--embeddings random` (encoder, width and vocabulary as fit
+    builds them for this many examples, every row drawn with `card`'s vectors' statistics),
+    trained as fit trains it, on `train` only, for about `steps` optimizer steps."""
     from .features import run_text_body
+    from .strategies import BODY_PHASE_LR
     from .surgery import TransferModel
-    from .text.bodies import WordVectorBody
     from .text.inputs import Tokenizer
-    from .text.words import Vocabulary
+    from .text.network import build_vocabulary, build_word_body, word_vectors
     from .train import Trainer, TrainConfig, _seed_everything, make_accelerator
-    from .zoo.builtin import GLOVE_6B_50D
 
-    vocab = Vocabulary.build([samples.texts[i] for i in train], min_count=1)
-    tokens = Tokenizer(GLOVE_6B_50D.preprocessing, vocabulary=vocab)(list(samples.texts))
+    k = len(samples.classes)
+    per_class = int(np.bincount(samples.labels[train], minlength=k).min())
+    opts = dataclasses.replace(text, embeddings="random").resolved(per_class)
+    wv = word_vectors(card)
+    vocab = build_vocabulary([samples.texts[i] for i in train], wv, opts.min_count)
+    _seed_everything(seed)
+    body, _ = build_word_body(card, vocab, opts.encoder, opts.hidden, seed, wv=wv, pretrained=False)
+    tokens = Tokenizer(card.preprocessing, vocabulary=vocab)(list(samples.texts), opts.max_length)
     batch = min(32, len(train))
     epochs = min(100, max(10, math.ceil(steps / max(1, len(train) // batch))))
-    cfg = TrainConfig(strategy="finetune", head={"kind": "linear", "hidden": 512, "dropout": 0.0}, epochs=epochs,
-                      head_epochs=1, lr=1e-3, body_lr_mult=1.0, batch_size=batch, warmup=0.05, bn="train",
-                      augment="none", seed=seed, val_split=0.0, class_balance=True)
-    _seed_everything(seed)
-    body = WordVectorBody(len(vocab), 50, encoder="cnn")
-    model = TransferModel(body, HeadSpec().build(body.num_features, len(samples.classes)))
+    spec = HeadSpec()
+    cfg = TrainConfig(strategy=opts.strategy(), head=spec.to_dict(), epochs=epochs, head_epochs=1, lr=BODY_PHASE_LR,
+                      body_lr_mult=1.0, layer_decay=1.0, batch_size=batch, bn="train", augment="none", seed=seed,
+                      val_split=0.0, class_balance=True)
+    model = TransferModel(body, spec.build(body.num_features, k))
     acc = make_accelerator(cfg, work, None, cpu=device.type == "cpu")
     sub = samples.subset(train)
-    trainer = Trainer(work, GLOVE_6B_50D, sub, np.arange(len(sub)), np.array([], dtype=np.int64), lambda: None,
+    trainer = Trainer(work, card, sub, np.arange(len(sub)), np.array([], dtype=np.int64), lambda: None,
                       cfg, acc, model, checkpoints=False, verbose=False,  # type: ignore[arg-type]
                       tokens=tokens.subset(train))
     trainer.run()
@@ -271,7 +277,7 @@ def advise(
 ) -> dict[str, Any]:
     """The advisor's report as a dict (the JSON), and as a self-contained HTML file when `out` is given.
     DATA holds images or texts; for texts the simple baseline is TF-IDF + logistic regression and
-    training from scratch is the word-vector network (a CNN) with random embeddings."""
+    training from scratch is fit's word-vector network with random embeddings (`--embeddings random`)."""
     t0 = time.perf_counter()
     if seeds < 1:
         raise HeadstartError(f"--seeds must be >= 1; got {seeds}")
@@ -330,7 +336,7 @@ def advise(
         points = [pool_min]
     dropped = [n for n in wanted if n > pool_min]
     if dropped:
-        notes.append(f"curve points {', '.join(map(str, dropped))} per class need more images than DATA holds "
+        notes.append(f"curve points {', '.join(map(str, dropped))} per class need more {kind}s than DATA holds "
                      f"outside the test part ({pool_min} per class); the curve stops at {max(points)}")
     if int(counts.max() * test_fraction) > MAX_TEST_PER_CLASS:
         notes.append(f"the held-out part is subsampled to {MAX_TEST_PER_CLASS} {kind}s per class")
@@ -347,11 +353,15 @@ def advise(
         def from_scratch(train: np.ndarray, test: np.ndarray, s: int, n: int) -> float:
             return _scratch(best, samples, train, test, s, scratch_size, scratch_steps, dev, work / f"s{s}-n{n}")
     else:
+        from .zoo.builtin import GLOVE_6B_50D
+
+        scratch_card = best if words else GLOVE_6B_50D  # the word network's vectors: their statistics, no values
+
         def simple(train: np.ndarray, test: np.ndarray) -> float:
             return _tfidf_baseline(samples.texts, y, train, test)
 
         def from_scratch(train: np.ndarray, test: np.ndarray, s: int, n: int) -> float:
-            return _text_scratch(samples, train, test, s, scratch_steps, dev, work / f"s{s}-n{n}")
+            return _text_scratch(samples, scratch_card, text, train, test, s, scratch_steps, dev, work / f"s{s}-n{n}")
     result = Curve(points, {}, {}, {}, "pixels" if kind == "image" else "tfidf")
     scratch_points = [n for n in points if n <= scratch_max_per_class] if scratch else []
     if scratch and len(scratch_points) < len(points):
@@ -361,8 +371,10 @@ def advise(
         notes.append(f"from scratch: {best.name}'s architecture from random weights, every layer trained, at "
                      f"{scratch_size} px (--scratch-size) for about {scratch_steps} steps (at least 10 epochs)")
     elif scratch:
-        notes.append(f"from scratch: a CNN over word embeddings (headstart's word-vector network) from random "
-                     f"embeddings, trained for about {scratch_steps} steps (at least 10 epochs)")
+        encoder = (f"its encoder chosen as fit chooses it: mean pooling below {AUTO_RNN_PER_CLASS} per class"
+                   if text.encoder == "auto" else f"the {text.encoder} encoder")
+        notes.append(f"from scratch: fit's word-vector network with --embeddings random ({encoder}), every layer "
+                     f"trained for about {scratch_steps} steps (at least 10 epochs)")
     if words:
         notes.append(f"transfer with {best.name}: a linear probe on the averaged word vectors; fit's BiLSTM over them "
                      "usually does better from 200 examples per class")
@@ -419,7 +431,7 @@ def advise(
         "inputs": inputs,
         "curve_labels": {"transfer": f"transfer (linear probe on {best.name}'s cached features)",
                          "scratch": ("same architecture from random weights" if kind == "image"
-                                     else "word CNN from random embeddings"),
+                                     else "word network from random embeddings"),
                          result.simple_key: ("logistic regression on pixels" if kind == "image"
                                              else "TF-IDF + logistic regression")},
         "conditions": conditions,

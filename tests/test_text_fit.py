@@ -232,18 +232,33 @@ def test_hf_folder_is_a_text_card(tmp_path, reviews):
         get_card(f"hf:{local}")
 
 
-def test_rank_and_advise_on_text(tmp_path, reviews, capsys):
+def test_rank_and_advise_on_text(tmp_path, reviews, capsys, monkeypatch):
+    import headstart.text.network as network
+
+    built = []  # advise's no-transfer network is fit's, for --embeddings random
+
+    def spy(*args, **kwargs):
+        body, stats = build(*args, **kwargs)
+        built.append((kwargs.get("pretrained", True), body.kind, body.project is not None))
+        return body, stats
+
+    build = network.build_word_body
+    monkeypatch.setattr(network, "build_word_body", spy)
     code, stdout, err = cli(capsys, "rank", reviews, "--json")
     assert code == 0, err
     rows = json.loads(stdout)
     assert {r["model"] for r in rows} == {"minilm_l6", "glove_6b_50d"}
     assert all(r["logme"] is not None and r["leep"] is None for r in rows)
     assert all("no source-task head" in r["note"] for r in rows)
-    report = headstart.advise(reviews, seeds=1, curve=[1, 5], out=tmp_path / "advice.html")
+    report = headstart.advise(reviews, seeds=1, curve=[1, 5, 1000], out=tmp_path / "advice.html")
     assert report["modality"] == "text" and set(report["curve_labels"]) == {"transfer", "scratch", "tfidf"}
     assert [r["per_class"] for r in report["learning_curve"]] == [1, 5]
+    assert any("1000 per class need more texts than DATA holds" in n for n in report["notes"])
     assert report["learning_curve"][-1]["tfidf"]["mean"] is not None
     assert report["learning_curve"][-1]["scratch"]["mean"] is not None
+    assert built.count((False, "mean", False)) == 2  # 1 and 5 per class: fit's auto encoder, every row random
+    cnn = headstart.advise(reviews, seeds=1, curve=[2], text=TextOptions(encoder="cnn"))
+    assert built[-1] == (False, "cnn", True) and "the cnn encoder" in " ".join(cnn["notes"])
     html = (tmp_path / "advice.html").read_text()
     assert "TF-IDF" in html and "<svg" in html and report["recommended_command"] in html.replace("&#x27;", "'")
 
