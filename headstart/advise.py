@@ -224,7 +224,7 @@ def _text_scratch(samples, card: ModelCard, text: TextOptions, train: np.ndarray
     from .strategies import BODY_PHASE_LR
     from .surgery import TransferModel
     from .text.inputs import Tokenizer
-    from .text.network import build_vocabulary, build_word_body, word_vectors
+    from .text.network import WORD_PRECISION, build_vocabulary, build_word_body, word_vectors
     from .train import Trainer, TrainConfig, _seed_everything, make_accelerator
 
     k = len(samples.classes)
@@ -239,8 +239,8 @@ def _text_scratch(samples, card: ModelCard, text: TextOptions, train: np.ndarray
     epochs = min(100, max(10, math.ceil(steps / max(1, len(train) // batch))))
     spec = HeadSpec()
     cfg = TrainConfig(strategy=opts.strategy(), head=spec.to_dict(), epochs=epochs, head_epochs=1, lr=BODY_PHASE_LR,
-                      body_lr_mult=1.0, layer_decay=1.0, batch_size=batch, bn="train", augment="none", seed=seed,
-                      val_split=0.0, class_balance=True)
+                      body_lr_mult=1.0, layer_decay=1.0, batch_size=batch, bn="train", augment="none",
+                      precision=WORD_PRECISION, seed=seed, val_split=0.0, class_balance=True)
     model = TransferModel(body, spec.build(body.num_features, k))
     acc = make_accelerator(cfg, work, None, cpu=device.type == "cpu")
     sub = samples.subset(train)

@@ -37,7 +37,7 @@ from .runtime import default_batch_size, pick_device
 from .strategies import (BODY_EPOCHS, BODY_PATIENCE, BODY_PHASE_LR, HEAD_EPOCHS, HEAD_LR, HEAD_PATIENCE, Strategy, choose)
 from .surgery import TransferModel, depth_groups, split
 from .text.inputs import Tokenized
-from .text.network import TextOptions
+from .text.network import WORD_PRECISION, TextOptions
 from .zoo import ModelCard, get_card, list_cards, load_network, locate
 from .zoo.card import TextPreprocessing
 
@@ -344,6 +344,8 @@ def fit(
     if layer_decay is None:  # ... and its pretrained embeddings, when they train, at a tenth of it
         layer_decay = 0.1 if words and text.embeddings != "random" else 1.0
     text_info = {"options": asdict(text), "network": p.text} if samples.modality == "text" else None
+    if words and precision == "auto":
+        precision = WORD_PRECISION
     if words and epochs is None:  # small data gives few steps per epoch: at least ~300 optimizer steps
         per_epoch = max(1, len(train_idx) // (batch_size or 32))
         epochs = min(100, max(BODY_EPOCHS, math.ceil(300 / per_epoch)))

@@ -270,7 +270,7 @@ STRATEGY_HELP = ("auto (chooses from the data, model and device), linear-probe, 
 @click.option("--patience", default=None, type=int,
               help="Epochs without better validation accuracy before stopping (linear-probe: 20; body: 5).")
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-              help="auto: bf16 (or fp16) on a GPU, fp32 on a CPU.")
+              help="auto: bf16 (or fp16) on a GPU, fp32 on a CPU and for word-vector networks.")
 @click.option("--processes", default=1, show_default=True, type=int,
               help="Local processes (DDP through torchrun; gloo on a CPU). Multi-node: see the README.")
 @click.option("--tracker", default=None, type=click.Choice(["tensorboard", "mlflow"]),

@@ -133,6 +133,7 @@ def test_glove_embeddings_frozen_finetune_and_staged(tmp_path, reviews):
                                   text=TextOptions(embeddings=emb, encoder="cnn"))
     m = runs["frozen"].metrics
     assert m["strategy"] == "partial:1" and m["text"]["token_coverage"] > 0.95 and m["text"]["encoder"] == "cnn"
+    assert runs["frozen"].info["config"]["precision"] == "fp32"  # --precision auto: fp32 for word vectors, GPU too
     # the start: the same vocabulary and seed give the same initial embeddings as the run was built from
     vocab = Vocabulary.from_dict(runs["frozen"].info["text"]["network"]["vocabulary"])
     start, _ = build_word_body(card, vocab, "cnn", 100, 0)
