@@ -172,10 +172,12 @@ def main() -> int:
     results["embedding"] = {"headstart": best_ours, "sentence_transformers": best_st, "ratio": best_ours / best_st}
     print(f"embedding {n} sentences, batch 64, best of 3: headstart {best_ours:.0f} vs sentence-transformers encode "
           f"{best_st:.0f} sentences/s -> {best_ours / best_st:.2f}x")
+    def mean(rs: list[dict], key: str) -> float:
+        return sum(r[key] for r in rs) / len(rs)
+
     for name, mixed in (("minilm lp-ft", "auto"), ("glove frozen", "bf16")):
         a = [v for k, v in results.items() if k.startswith(f"{name} {mixed}")]
         b = [v for k, v in results.items() if k.startswith(f"{name} fp32")]
-        mean = lambda rs, key: sum(r[key] for r in rs) / len(rs)  # noqa: E731
         print(f"{name} with {a[0]['precision']} vs fp32 (mean of {len(a)} seed{'s' * (len(a) > 1)}): balanced "
               f"accuracy {mean(a, 'balanced_accuracy'):.4f} vs {mean(b, 'balanced_accuracy'):.4f}, "
               f"{mean(a, 'seconds'):.1f} s vs {mean(b, 'seconds'):.1f} s")

@@ -215,22 +215,21 @@ def _tfidf_baseline(texts, y: np.ndarray, train: np.ndarray, test: np.ndarray) -
     return float((clf.predict(vec.transform([texts[i] for i in test])) == y[test]).mean())
 
 
-def _text_scratch(samples, card: ModelCard, text: TextOptions, train: np.ndarray, test: np.ndarray, seed: int,
+def _text_scratch(samples, card: ModelCard, wv, text: TextOptions, train: np.ndarray, test: np.ndarray, seed: int,
                   steps: int, device: torch.device, work: Path) -> float:
     """fit's word-vector network for `--embeddings random` (encoder, width and vocabulary as fit
-    builds them for this many examples, every row drawn with `card`'s vectors' statistics),
+    builds them for this many examples, every row drawn with the statistics of `wv`, `card`'s vectors),
     trained as fit trains it, on `train` only, for about `steps` optimizer steps."""
     from .features import run_text_body
     from .strategies import BODY_PHASE_LR
     from .surgery import TransferModel
     from .text.inputs import Tokenizer
-    from .text.network import WORD_PRECISION, build_vocabulary, build_word_body, word_vectors
+    from .text.network import WORD_PRECISION, build_vocabulary, build_word_body
     from .train import Trainer, TrainConfig, _seed_everything, make_accelerator
 
     k = len(samples.classes)
     per_class = int(np.bincount(samples.labels[train], minlength=k).min())
     opts = dataclasses.replace(text, embeddings="random").resolved(per_class)
-    wv = word_vectors(card)
     vocab = build_vocabulary([samples.texts[i] for i in train], wv, opts.min_count)
     _seed_everything(seed)
     body, _ = build_word_body(card, vocab, opts.encoder, opts.hidden, seed, wv=wv, pretrained=False)
@@ -355,13 +354,17 @@ def advise(
     else:
         from .zoo.builtin import GLOVE_6B_50D
 
+        from .text.network import word_vectors
+
         scratch_card = best if words else GLOVE_6B_50D  # the word network's vectors: their statistics, no values
+        scratch_vectors = word_vectors(scratch_card) if scratch else None  # read once for every curve point
 
         def simple(train: np.ndarray, test: np.ndarray) -> float:
             return _tfidf_baseline(samples.texts, y, train, test)
 
         def from_scratch(train: np.ndarray, test: np.ndarray, s: int, n: int) -> float:
-            return _text_scratch(samples, scratch_card, text, train, test, s, scratch_steps, dev, work / f"s{s}-n{n}")
+            return _text_scratch(samples, scratch_card, scratch_vectors, text, train, test, s, scratch_steps, dev,
+                                 work / f"s{s}-n{n}")
     result = Curve(points, {}, {}, {}, "pixels" if kind == "image" else "tfidf")
     scratch_points = [n for n in points if n <= scratch_max_per_class] if scratch else []
     if scratch and len(scratch_points) < len(points):
