@@ -15,35 +15,34 @@
 
 __version__ = "0.1.0"
 
-from .api import evaluate, fit, predict, resume  # noqa: E402
-from .advise import advise  # noqa: E402
-from .lr_find import lr_find  # noqa: E402
-from .pretrain import pretrain  # noqa: E402
-from .rank import rank_models  # noqa: E402
-from .errors import HeadstartError  # noqa: E402
-from .export import OnnxRun, export  # noqa: E402
-from .run import Run, load  # noqa: E402
-from .zoo import ModelCard, get_card, list_cards, load_network  # noqa: E402
+# Public names, imported on first use (PEP 562): `import headstart` stays light (no torch) until
+# a function that needs it is called, so `headstart --help` answers at once.
+_PUBLIC = {
+    "fit": "api", "evaluate": "api", "predict": "api", "resume": "api",
+    "advise": "advise",
+    "lr_find": "lr_find",
+    "pretrain": "pretrain",
+    "rank_models": "rank",
+    "HeadstartError": "errors",
+    "OnnxRun": "export", "export": "export",
+    "Run": "run", "load": "run",
+    "ModelCard": "zoo", "get_card": "zoo", "list_cards": "zoo", "load_network": "zoo",
+    "list_models": "zoo",
+}
 
-list_models = list_cards
+__all__ = sorted(_PUBLIC)
 
-__all__ = [
-    "HeadstartError",
-    "advise",
-    "ModelCard",
-    "OnnxRun",
-    "Run",
-    "evaluate",
-    "export",
-    "fit",
-    "get_card",
-    "list_cards",
-    "list_models",
-    "load",
-    "load_network",
-    "lr_find",
-    "predict",
-    "pretrain",
-    "rank_models",
-    "resume",
-]
+
+def __getattr__(name: str):
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'headstart' has no attribute '{name}'")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), "list_cards" if name == "list_models" else name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

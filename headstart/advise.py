@@ -103,10 +103,7 @@ def _take(labels: np.ndarray, pool: np.ndarray, per_class: int, seed: int) -> np
 
 
 def _linear_probe(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, classes: int, seed: int):
-    result = train_head(HeadSpec(), x[train], y[train], None, None, classes, HeadTraining(seed=seed))
-    with torch.no_grad():
-        pred = result.head(torch.from_numpy(np.ascontiguousarray(x[test]))).argmax(1).numpy()
-    return pred
+    return train_head(HeadSpec(), x[train], y[train], None, None, classes, HeadTraining(seed=seed)).predict(x[test])
 
 
 def _pixels(samples: ImageSamples, grey: bool) -> np.ndarray:

@@ -34,7 +34,7 @@ from .heads import HeadSpec
 from .probe import HeadTraining, train_head
 from .run import RUN_FILE, Run, body_fingerprint, check_out_dir, load, run_info
 from .runtime import default_batch_size, pick_device
-from .strategies import (BODY_EPOCHS, BODY_PATIENCE, BODY_PHASE_LR, HEAD_EPOCHS, HEAD_LR, HEAD_PATIENCE, Strategy, choose)
+from .strategies import BODY_EPOCHS, BODY_PATIENCE, BODY_PHASE_LR, WEIGHT_DECAY, Strategy, choose
 from .surgery import TransferModel, depth_groups, split
 from .text.inputs import Tokenized
 from .text.network import WORD_PRECISION, TextOptions
@@ -248,14 +248,14 @@ def fit(
     hidden: int = HeadSpec.hidden,
     dropout: float = HeadSpec.dropout,
     epochs: int | None = None,
-    head_epochs: int = HEAD_EPOCHS,
+    head_epochs: int | None = None,
     lr: float | None = None,
-    head_lr: float = HEAD_LR,
+    head_c: float | None = None,
     body_lr_mult: float | None = None,
     layer_decay: float | None = None,
     l2sp: float = 0.0,
     unfreeze_every: int = 1,
-    weight_decay: float = HeadTraining.weight_decay,
+    weight_decay: float | None = None,
     batch_size: int | None = None,
     accumulate: int = 1,
     warmup: float = 0.1,
@@ -295,23 +295,25 @@ def fit(
 
     The strategy decides what trains when (see headstart.strategies); `auto` picks one from
     the examples per class, the model's size and the device, and says why in
-    metrics["strategy_reason"]. Phases with a frozen body train the head on cached
-    features; phases that train the body run the training loop (headstart.train). A
-    linear probe's head, once validation has picked its epoch and measured it, trains again
-    on every example, the validation ones too, up to that epoch on the same schedule
-    (metrics["refit"]; the val figures are the validated head's).
-    `epochs`, `lr`, `patience` and `batch_size` default per strategy: for linear-probe they
-    are the head's (200 epochs, lr 3e-3, patience 20, batch 256), otherwise those of the
-    phases that train the body (15 epochs, head lr 1e-3 with the body at lr * body_lr_mult: 0.1,
-    0.05 for transformer encoders; patience 5, 16 images per batch on a CPU).
+    metrics["strategy_reason"]. Phases with a frozen body fit the head on cached features
+    (headstart.probe: L-BFGS to convergence, its L2 strength `head_c` chosen by cross-validation
+    unless given); phases that train the body run the training loop (headstart.train).
+    A linear probe uses every labelled example: its folds pick C and measure the head
+    (metrics["val_accuracy"] is the cross-validated accuracy, metrics["cv"] the grid), then it is
+    fitted on all of them; `val_split` applies to strategies that train the body.
+    `epochs`, `lr`, `weight_decay`, `patience` and `batch_size` are those of phases that train the
+    body (15 epochs, head lr 1e-3 with the body at lr * body_lr_mult: 0.1, 0.05 for transformer
+    encoders; weight decay 1e-4, patience 5, 16 images per batch on a CPU); a linear probe has none
+    of them, and refuses them. `head_epochs` is detection's (lp-ft's first phase).
     """
     if _task(task, data) == "detect":
         from .detection.train import fit_detector
 
         return fit_detector(  # type: ignore[return-value]
             data, model, out, strategy=strategy, detector=detector, arch=arch, epochs=epochs,
-            head_epochs=None if head_epochs == HEAD_EPOCHS else head_epochs, unfreeze_every=unfreeze_every, lr=lr,
-            body_lr_mult=body_lr_mult or 1.0, layer_decay=layer_decay or 1.0, weight_decay=weight_decay,
+            head_epochs=head_epochs, unfreeze_every=unfreeze_every, lr=lr,
+            body_lr_mult=body_lr_mult or 1.0, layer_decay=layer_decay or 1.0,
+            weight_decay=WEIGHT_DECAY if weight_decay is None else weight_decay,
             batch_size=batch_size, warmup=warmup, bn=bn, augment="none" if augment == "none" else "flip",
             eval_every=eval_every, input_size=input_size, max_size=max_size, precision=precision, seed=seed,
             val_split=val_split, skip_bad=skip_bad_files, overwrite=overwrite, allow_download=allow_download,
@@ -350,79 +352,98 @@ def fit(
         per_epoch = max(1, len(train_idx) // (batch_size or 32))
         epochs = min(100, max(BODY_EPOCHS, math.ceil(300 / per_epoch)))
     chosen.check(len(depth_groups(body_factory())), card.name)
+    check_probe_options(chosen, epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
+                        patience=patience, head_epochs=head_epochs)
     log(f"strategy {chosen.name}: {reason}")
     if chosen.trains_body:
         from .train import TrainConfig
 
         cfg = TrainConfig(
-            strategy=chosen.name, head=spec.to_dict(), epochs=epochs or BODY_EPOCHS, head_epochs=head_epochs,
-            unfreeze_every=unfreeze_every, lr=lr or BODY_PHASE_LR, head_lr=head_lr, body_lr_mult=body_lr_mult,
-            layer_decay=layer_decay, l2sp=l2sp, weight_decay=weight_decay,
+            strategy=chosen.name, head=spec.to_dict(), epochs=epochs or BODY_EPOCHS, head_epochs=1,
+            unfreeze_every=unfreeze_every, lr=lr or BODY_PHASE_LR, body_lr_mult=body_lr_mult,
+            layer_decay=layer_decay, l2sp=l2sp, weight_decay=WEIGHT_DECAY if weight_decay is None else weight_decay,
             batch_size=batch_size or (32 if words else default_batch_size(dev)), accumulate=accumulate, warmup=warmup,
-            patience=patience or BODY_PATIENCE, head_patience=HEAD_PATIENCE, augment=augment, bn=bn,
+            patience=patience or BODY_PATIENCE, augment=augment, bn=bn,
             precision=precision, seed=seed, val_split=val_split, class_balance=class_balance)
         return _train_body(out_dir, card, samples, train_idx, val_idx, cfg, reason, features, dev, body_factory,
                            num_workers, tracker, fresh=True, t_start=t_start, skip_bad_files=skip_bad_files,
                            tokens=p.tokens, text_info=text_info, num_features=p.num_features)
 
-    training = HeadTraining(epochs=epochs or HEAD_EPOCHS, lr=lr or HEAD_LR, weight_decay=weight_decay,
-                            batch_size=batch_size or HeadTraining.batch_size, patience=patience or HEAD_PATIENCE,
-                            class_balance=class_balance, seed=seed)
+    training = HeadTraining(class_balance=class_balance, seed=seed, c=head_c)
     feats = features()
-    x = feats.array
-    result = train_head(spec, x[train_idx], samples.labels[train_idx],
-                        x[val_idx] if len(val_idx) else None, samples.labels[val_idx] if len(val_idx) else None,
+    everything = np.sort(np.concatenate([train_idx, val_idx]))
+    result = train_head(spec, feats.array[everything], samples.labels[everything], None, None,
                         len(samples.classes), training)
-    head, refit = result.head, None
-    if len(val_idx):  # the validation examples have picked the epoch and measured the head: now they train too
-        everything = np.concatenate([train_idx, val_idx])
-        refit = train_head(spec, x[everything], samples.labels[everything], None, None, len(samples.classes),
-                           training, stop_at=result.best_epoch)
-        head = refit.head
     body = body_factory()
-    network_model = TransferModel(body.cpu().to(memory_format=torch.contiguous_format), head)
-    info: dict[str, Any] = {"task": "classify", "data": samples.source, "strategy": chosen.name,
-                            "strategy_reason": reason, "training": training.__dict__ | {"val_split": val_split}}
+    network_model = TransferModel(body.cpu().to(memory_format=torch.contiguous_format), result.head)
+    run = Run(dir=out_dir, card=card, head=spec, classes=samples.classes, body_id=p.body_id, model=network_model,
+              info=probe_info(samples, chosen.name, reason, training, text_info),
+              metrics=probe_metrics(card.name, chosen.name, reason, spec, result, samples, feats, seed, str(dev),
+                                  fixed=head_c is not None))
+    if p.tokens is not None:
+        run.metrics["text"] = _text_metrics(p.tokens, p.text)
+    run.metrics["total_seconds"] = round(time.perf_counter() - t_start, 3)
+    run.save()
+    return run
+
+
+def check_probe_options(chosen: Strategy, **given: Any) -> None:
+    """A linear probe is fitted exactly, with its L2 strength chosen by cross-validation: options of
+    iterative training do not apply to it, and are refused rather than ignored."""
+    if chosen.trains_body:
+        return
+    named = [k.replace("_", "-") for k, v in given.items() if v is not None]
+    if named:
+        raise HeadstartError(
+            f"--{', --'.join(named)} {'do' if len(named) > 1 else 'does'} not apply to the linear probe (its head is "
+            "fitted to convergence by L-BFGS, the L2 strength chosen by cross-validation on every example; "
+            "--head-c fixes it); leave {} out, or train the body (--strategy lp-ft, finetune, ...)".format(
+                "them" if len(named) > 1 else "it"))
+
+
+def probe_info(samples: Any, strategy: str, reason: str, training: HeadTraining,
+               text_info: dict[str, Any] | None) -> dict[str, Any]:
+    """The headstart.json record of a linear-probe run (Run.save adds the card, head and classes)."""
+    info: dict[str, Any] = {"task": "classify", "data": samples.source, "strategy": strategy, "strategy_reason": reason,
+                            "training": {"class_balance": training.class_balance, "seed": training.seed,
+                                         "head_c": training.c, "folds": training.folds}}
     if text_info:
         info["text"] = text_info
-    metrics: dict[str, Any] = {
-        "model": card.name,
-        "strategy": chosen.name,
+    return info
+
+
+def probe_metrics(model: str, strategy: str, reason: str, spec: HeadSpec, result: Any, samples: Any,
+                  feats: Features, seed: int, device: str, fixed: bool = False) -> dict[str, Any]:
+    """metrics.json of a linear-probe run: the cross-validated figures at the chosen C."""
+    n = len(samples)
+    return {
+        "model": model,
+        "strategy": strategy,
         "strategy_reason": reason,
         "head": spec.kind,
         "val_accuracy": result.val_accuracy,
         "val_balanced_accuracy": result.val_balanced_accuracy,
         "val_loss": result.val_loss,
-        "n_train": int(len(train_idx)),
-        "n_val": int(len(val_idx)),
+        "validation": (f"{result.cv['folds']}-fold cross-validation" if result.cv else
+                       "none: C fixed by --head-c" if fixed else "none: a class has a single example, C at its default"),
+        "head_c": result.c,
+        "cv": result.cv,
+        "n_train": n,
+        "n_val": 0,
         "n_classes": len(samples.classes),
         "class_counts": samples.counts(),
         "seed": seed,
-        "epochs": training.epochs,
-        "epochs_run": result.epochs_run,
-        "best_epoch": result.best_epoch,
         "extract_seconds": round(feats.seconds, 3),
         "train_seconds": round(result.seconds, 3),
         "cache_hit": feats.cache_hit,
         "extract_images_per_second": round(feats.images_per_second, 1) if not feats.cache_hit else None,
-        "best": {"phase": "head", "phase_epoch": result.best_epoch},
+        "best": {"phase": "head"},
         "phases": [{"phase": 0, "name": "head", "trainable_groups": 0, "groups": None, "from_cache": True,
-                    "epochs_planned": training.epochs, "epochs_run": result.epochs_run,
-                    "stopped_early": result.epochs_run < training.epochs, "body_forward_images": 0,
-                    "seconds": round(result.seconds, 3)}],
-        "refit": {"examples": int(len(train_idx) + len(val_idx)), "epochs": refit.epochs_run,
-                  "seconds": round(refit.seconds, 3)} if refit else None,
-        "device": str(dev),
-        "history": result.history,
+                    "iterations": result.iterations, "body_forward_images": 0, "seconds": round(result.seconds, 3)}],
+        "device": device,
+        "history": [],
         "headstart": __version__,
     }
-    run = Run(dir=out_dir, card=card, head=spec, classes=samples.classes, body_id=p.body_id, model=network_model,
-              info=info, metrics=metrics)
-    if p.tokens is not None:
-        metrics["text"] = _text_metrics(p.tokens, p.text)
-    metrics["total_seconds"] = round(time.perf_counter() - t_start, 3)
-    run.save()
-    return run
 
 
 TASKS = ("auto", "classify", "detect")

@@ -16,8 +16,6 @@ import click
 from .errors import HeadstartError
 from .heads import HeadSpec
 from .pretrain import DEFAULT_ARCH as PRETRAIN_ARCH, DEFAULTS as PRETRAIN
-from .probe import HeadTraining
-from .strategies import HEAD_EPOCHS, HEAD_LR
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -252,23 +250,24 @@ STRATEGY_HELP = ("auto (chooses from the data, model and device), linear-probe, 
 @click.option("--out", "-o", type=click.Path(), help="Run folder to write.")
 @click.option("--strategy", default="auto", show_default=True, help=STRATEGY_HELP)
 @with_options(training_options)
-@click.option("--epochs", default=None, type=int,
-              help="Epochs (linear-probe: of the head, default 200; otherwise of phases that train the body, default 15).")
-@click.option("--head-epochs", default=HEAD_EPOCHS, show_default=True, type=int,
-              help="Most epochs of the head on cached features within lp-ft.")
+@click.option("--head-c", default=None, type=float,
+              help="A head on cached features (linear-probe, and lp-ft's first phase): the inverse L2 strength C "
+                   "(default: chosen by cross-validation).")
+@click.option("--epochs", default=None, type=int, help="Epochs of the phases that train the body (default 15).")
+@click.option("--head-epochs", default=None, type=int,
+              help="Detection, lp-ft: epochs of the first phase, the backbone body frozen (default --epochs).")
 @click.option("--lr", default=None, type=float,
-              help="Learning rate of the head (linear-probe: default 3e-3; phases that train the body: 1e-3).")
-@click.option("--head-lr", default=HEAD_LR, show_default=True, type=float, help="Learning rate of lp-ft's linear probe.")
+              help="Learning rate of the head in phases that train the body (default 1e-3; the body's: x --body-lr-mult).")
 @click.option("--l2sp", default=0.0, show_default=True, type=float, help="L2-SP: pull the body toward its pretrained weights.")
 @click.option("--unfreeze-every", default=1, show_default=True, type=int, help="gradual: epochs between unfreezing steps.")
-@click.option("--weight-decay", default=HeadTraining.weight_decay, show_default=True, type=float)
+@click.option("--weight-decay", default=None, type=float, help="Phases that train the body (default 1e-4).")
 @click.option("--batch-size", default=None, type=int,
-              help="Batch size (linear-probe: of features, default 256; otherwise of images across all processes, "
-                   "default 16 on a CPU, 128 on a GPU).")
+              help="Images (texts) per batch in phases that train the body, across all processes (default 16 on a "
+                   "CPU, 128 on a GPU).")
 @click.option("--accumulate", default=1, show_default=True, type=int, help="Gradient accumulation steps.")
 @click.option("--warmup", default=0.1, show_default=True, type=float, help="Share of each phase's steps spent warming up.")
 @click.option("--patience", default=None, type=int,
-              help="Epochs without better validation accuracy before stopping (linear-probe: 20; body: 5).")
+              help="Epochs without better validation accuracy before stopping (default 5).")
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               help="auto: bf16 (or fp16) on a GPU, fp32 on a CPU and for word-vector networks.")
 @click.option("--processes", default=1, show_default=True, type=int,
@@ -289,8 +288,9 @@ STRATEGY_HELP = ("auto (chooses from the data, model and device), linear-probe, 
 @click.pass_context
 def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, model: str | None, arch: str | None,
         allow_download: bool, head: str, hidden: int, dropout: float, body_lr_mult: float, layer_decay: float,
-        bn: str, augment: str, seed: int, val_split: float, no_class_balance: bool, epochs: int | None,
-        head_epochs: int, lr: float | None, head_lr: float, l2sp: float, unfreeze_every: int, weight_decay: float,
+        bn: str, augment: str, seed: int, val_split: float, no_class_balance: bool, head_c: float | None,
+        epochs: int | None, head_epochs: int | None, lr: float | None, l2sp: float, unfreeze_every: int,
+        weight_decay: float | None,
         batch_size: int | None, accumulate: int, warmup: float, patience: int | None, precision: str,
         processes: int, tracker: str | None, resume_dir: str | None, overwrite: bool,
         extract_batch_size: int | None, workers: int | None, text_column: str, label_column: str,
@@ -317,7 +317,7 @@ def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, mo
 
     if resume_dir:
         given_names = ("strategy", "head", "hidden", "dropout", "body_lr_mult", "layer_decay", "bn", "augment", "seed",
-                       "val_split", "epochs", "head_epochs", "lr", "head_lr", "l2sp", "unfreeze_every",
+                       "val_split", "epochs", "head_epochs", "lr", "l2sp", "unfreeze_every",
                        "weight_decay", "batch_size", "accumulate", "warmup", "patience", "precision")
         from click.core import ParameterSource
 
@@ -334,7 +334,7 @@ def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, mo
         if out is None:
             raise click.UsageError("Missing option '--out' (the run folder to write).", ctx)
         run = api.fit(data, model=model, out=out, strategy=strategy, head=head, hidden=hidden, dropout=dropout,
-                      epochs=epochs, head_epochs=head_epochs, lr=lr, head_lr=head_lr, body_lr_mult=body_lr_mult,
+                      epochs=epochs, head_epochs=head_epochs, lr=lr, head_c=head_c, body_lr_mult=body_lr_mult,
                       layer_decay=layer_decay, l2sp=l2sp, unfreeze_every=unfreeze_every, weight_decay=weight_decay,
                       batch_size=batch_size, accumulate=accumulate, warmup=warmup, patience=patience,
                       augment=augment, bn=bn, precision=precision, seed=seed, val_split=val_split,
@@ -370,17 +370,19 @@ def _print_run(run, as_json: bool) -> None:
                  else f"{m['extract_seconds']:.1f}s" + (f", {rate} {unit}/s" if rate else ""))
         click.echo(f"features  {feats}")
     for p in m["phases"]:
+        if p["from_cache"] and "iterations" in p:  # a linear probe's exact fit
+            click.echo(f"phase     head: fitted on cached features of all {m['n_train']} {unit}, C {m['head_c']:.3g} "
+                       f"({m['validation']}), {p['seconds']:.2f}s")
+            continue
         what = "head on cached features" if p["from_cache"] else f"head + top {p['trainable_groups']} of {p['groups']} groups"
         stop = ", stopped early" if p["stopped_early"] else ""
         click.echo(f"phase     {p['name']}: {what}, {p['epochs_run']} of {p['epochs_planned']} epochs{stop}, "
                    f"{p['seconds']:.1f}s")
-    if m.get("refit"):
-        r = m["refit"]
-        click.echo(f"refit     head on all {r['examples']} {unit} (train + val), its {r['epochs']} epochs again")
     if m.get("images_per_second"):
         click.echo(f"speed     {m['images_per_second']} {unit}/s while training the body")
     best = m.get("best") or {}
-    where = f" (phase {best['phase']}, epoch {best['phase_epoch']})" if best.get("phase") else ""
+    where = (f" (phase {best['phase']}, epoch {best['phase_epoch']})" if best.get("phase_epoch") else
+             f" ({m['validation']})" if m.get("validation") else "")
     click.echo(f"val       accuracy {_fmt(m['val_accuracy'])}, balanced {_fmt(m['val_balanced_accuracy'])}{where}")
     click.echo(f"run       {run.dir}")
 

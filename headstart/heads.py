@@ -1,15 +1,19 @@
-"""New heads for a transferred body: `linear`, or `mlp` with a hidden layer and dropout."""
+"""New heads for a transferred body: `linear`, or `mlp` with a hidden layer and dropout.
+
+Torch is imported by the functions that build or change modules, not by this module: a head's
+spec is read by commands that never build one (`headstart --help`, a cached re-fit)."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import HeadstartError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 HEAD_KINDS = ("linear", "mlp")
 
@@ -28,7 +32,9 @@ class HeadSpec:
         if not 0.0 <= self.dropout < 1.0:
             raise HeadstartError(f"--dropout must be in [0, 1); got {self.dropout}")
 
-    def build(self, in_features: int, num_classes: int) -> nn.Sequential:
+    def build(self, in_features: int, num_classes: int) -> "nn.Sequential":
+        from torch import nn
+
         layers: list[tuple[str, nn.Module]] = []
         if self.kind == "linear":
             if self.dropout:
@@ -51,17 +57,21 @@ class HeadSpec:
         return cls(kind=d.get("kind", "linear"), hidden=int(d.get("hidden", 512)), dropout=float(d.get("dropout", 0.0)))
 
 
-def first_linear(head: nn.Module) -> nn.Linear:
+def first_linear(head: "nn.Module") -> "nn.Linear":
+    from torch import nn
+
     return next(m for m in head.modules() if isinstance(m, nn.Linear))
 
 
-@torch.no_grad()
-def fold_standardization(head: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+def fold_standardization(head: "nn.Module", mean: "torch.Tensor", std: "torch.Tensor") -> None:
     """Make a head trained on (x - mean) / std take raw x: rescale its first Linear.
 
     W (x - m)/s + b  ==  (W / s) x + (b - (W / s) m)
     """
+    import torch
+
     lin = first_linear(head)
-    w = lin.weight / std
-    lin.bias.sub_(w @ mean)
-    lin.weight.copy_(w)
+    with torch.no_grad():
+        w = lin.weight / std
+        lin.bias.sub_(w @ mean)
+        lin.weight.copy_(w)

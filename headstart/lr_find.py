@@ -23,7 +23,7 @@ from .errors import HeadstartError
 from .heads import HeadSpec
 from .probe import HeadTraining, class_weights, train_head
 from .runtime import default_batch_size, default_workers, release_free_memory
-from .strategies import HEAD_EPOCHS, HEAD_LR, Strategy, param_groups, plan, set_modes, set_trainable
+from .strategies import Strategy, param_groups, plan, set_modes, set_trainable
 from .surgery import TransferModel, depth_groups
 
 SMOOTHING = 0.98
@@ -83,13 +83,13 @@ def lr_find(
     net = TransferModel(p.body(), spec.build(card.num_features, len(samples.classes)))
     groups = depth_groups(net.body)
     chosen.check(len(groups), card.name)
-    phases = plan(chosen, len(groups), 1, HEAD_EPOCHS, 1)
+    phases = plan(chosen, len(groups), 1, 1, 1)
     index = next(i for i, ph in enumerate(phases) if not ph.from_cache)
     if any(ph.from_cache for ph in phases[:index]):  # lp-ft, gradual: the head first learns on cached features
         x, y, tr = p.features().array, samples.labels, p.train_idx
         head_result = train_head(spec, x[tr], y[tr], None, None, len(samples.classes),
-                                 HeadTraining(epochs=phases[0].epochs, lr=HEAD_LR, seed=seed))
-        net.head.load_state_dict(head_result.head.state_dict())
+                                 HeadTraining(class_balance=class_balance, seed=seed))
+        net.head.load_state_dict({k: torch.from_numpy(v) for k, v in head_result.weights.items()})
     phase = phases[index]
     set_trainable(net, groups, phase.trainable)
     # relative rates per group: the sweep moves them all together, the head's being the one reported
@@ -107,7 +107,8 @@ def lr_find(
         batch_size=min(batch_size or default_batch_size(dev), len(p.train_idx)), shuffle=True, drop_last=True,
         num_workers=workers, persistent_workers=workers > 0,  # one fork for the whole sweep (see train.py)
         generator=torch.Generator().manual_seed(seed))
-    weight = class_weights(torch.as_tensor(labels), len(samples.classes)).to(dev) if class_balance else None
+    weight = (torch.as_tensor(class_weights(labels, len(samples.classes)), dtype=torch.float32).to(dev)
+              if class_balance else None)
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     lrs, raw, smooth = [], [], []
     avg, best = 0.0, math.inf

@@ -201,25 +201,18 @@ def knn_accuracy(features: np.ndarray, labels: np.ndarray, k: int = 5, folds: in
 
 
 def linear_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> float:
-    """Stratified k-fold accuracy of headstart's linear probe (the head `fit` would train)."""
-    import torch
-
+    """Stratified k-fold accuracy of headstart's linear probe (the head `fit` would train), at the
+    L2 strength its own cross-validation picks (headstart.probe)."""
     from .heads import HeadSpec
-    from .probe import HeadTraining, train_head
+    from .probe import HeadTraining, cross_validate, one_thread, standardize
 
     f, labels = _check_features(features, labels)
-    n_folds = _folds(labels, folds)
+    _folds(labels, folds)
     classes, y = np.unique(labels, return_inverse=True)
-    from sklearn.model_selection import StratifiedKFold
-
-    right = 0
-    for tr, te in StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(f, y):
-        result = train_head(HeadSpec(), f[tr].astype(np.float32), y[tr], None, None, len(classes),
-                            HeadTraining(epochs=100, seed=seed))
-        with torch.no_grad():
-            pred = result.head(torch.from_numpy(f[te].astype(np.float32))).argmax(1).numpy()
-        right += int((pred == y[te]).sum())
-    return right / len(y)
+    with one_thread():
+        z = standardize(f)[0]
+        cv = cross_validate(HeadSpec(), z, y, len(classes), HeadTraining(seed=seed, folds=folds))
+    return cv["chosen"]["accuracy"]
 
 
 # -- ranking several cards -----------------------------------------------------------------------------

@@ -29,10 +29,11 @@ KINDS = ("linear-probe", "finetune", "partial", "gradual", "lp-ft", "frozen-then
 NAMES = ("auto", "linear-probe", "finetune", "partial:N", "gradual", "lp-ft", "frozen-then-finetune")
 BN_POLICIES = ("frozen", "train")
 
-# Defaults that differ between a head trained on cached features and phases that run the body.
-HEAD_EPOCHS, BODY_EPOCHS = 200, 15
-HEAD_LR, BODY_PHASE_LR = 3e-3, 1e-3
-HEAD_PATIENCE, BODY_PATIENCE = 20, 5
+# Defaults of the phases that train the body (a head on cached features is fitted exactly: headstart.probe).
+BODY_EPOCHS = 15
+BODY_PHASE_LR = 1e-3
+BODY_PATIENCE = 5
+WEIGHT_DECAY = 1e-4
 AUTO_MINUTES = 20  # auto trains the body only when that takes less than this (estimated)
 
 

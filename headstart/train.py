@@ -60,10 +60,9 @@ class TrainConfig:
     strategy: str
     head: dict[str, Any]
     epochs: int
-    head_epochs: int
+    head_epochs: int  # detection's frozen-body first phase; a classification head phase is one exact fit
     unfreeze_every: int = 1
     lr: float = 1e-3
-    head_lr: float = 3e-3
     body_lr_mult: float = 0.1
     layer_decay: float = 1.0
     l2sp: float = 0.0
@@ -72,7 +71,6 @@ class TrainConfig:
     accumulate: int = 1
     warmup: float = 0.1
     patience: int = 5
-    head_patience: int = 20
     augment: str = "crop-flip"
     bn: str = "frozen"
     precision: str = "auto"
@@ -229,8 +227,8 @@ class Trainer:
                            cfg.unfreeze_every)
         self.num_workers = default_workers(accelerator.device) if num_workers is None else num_workers
         self.l2sp = L2SP(model, cfg.l2sp) if cfg.l2sp else None  # anchored at the pretrained weights
-        y = torch.as_tensor(samples.labels[train_idx])
-        self.loss_fn = nn.CrossEntropyLoss(weight=class_weights(y, len(samples.classes)) if cfg.class_balance else None)
+        weight = torch.as_tensor(class_weights(samples.labels[train_idx], len(samples.classes)), dtype=torch.float32)
+        self.loss_fn = nn.CrossEntropyLoss(weight=weight if cfg.class_balance else None)
         self.body_images = 0  # counted by a forward hook on the body, per phase
         model.body.register_forward_hook(lambda m, i, o: self._count(i[0]))
 
@@ -263,21 +261,18 @@ class Trainer:
                 break
 
     def _head_phase(self, phase: Phase) -> None:
-        """Head only: trained on the cached features, with no body forward pass."""
+        """Head only: fitted on the training split's cached features (headstart.probe: one exact fit,
+        its L2 strength by cross-validation), with no body forward pass; scored on the validation split."""
         x, y = self.features().array, self.samples.labels
         tr, va = self.train_idx, self.val_idx
         cfg = self.cfg
         result = train_head(
             HeadSpec.from_dict(cfg.head), x[tr], y[tr], x[va] if len(va) else None, y[va] if len(va) else None,
-            len(self.samples.classes),
-            HeadTraining(epochs=phase.epochs, lr=cfg.head_lr, weight_decay=cfg.weight_decay,
-                         patience=min(cfg.head_patience, phase.epochs), class_balance=cfg.class_balance,
-                         seed=cfg.seed),
-        )
-        self.model.head.load_state_dict(result.head.state_dict())
-        self.state.global_epoch += result.epochs_run
-        record = {"phase": self.state.phase, "phase_epoch": result.epochs_run, "epoch": self.state.global_epoch,
-                  "train_loss": result.history[-1]["train_loss"], "val_loss": result.val_loss,
+            len(self.samples.classes), HeadTraining(class_balance=cfg.class_balance, seed=cfg.seed))
+        self.model.head.load_state_dict({k: torch.from_numpy(v) for k, v in result.weights.items()})
+        self.state.global_epoch += 1
+        record = {"phase": self.state.phase, "phase_epoch": 1, "epoch": self.state.global_epoch,
+                  "train_loss": None, "val_loss": result.val_loss, "head_c": result.c,
                   "val_accuracy": result.val_accuracy, "val_balanced_accuracy": result.val_balanced_accuracy,
                   "head_only": True}
         self.state.history.append(record)
