@@ -13,33 +13,36 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from . import __version__
+from .cache import FeatureCache, Features, feature_key
 from .console import log
 from .data.detect import DEFAULT_MODEL, data_modality
 from .data.images import ImageSamples, appearance, drop_bad_images, read_image_data, unlike_source
 from .data.texts import read_text_data
 from .data.splits import stratified_split
 from .errors import HeadstartError
-from .features import FeatureCache, Features, extract, feature_key
 from .fileio import atomic_write_json
 from .heads import HeadSpec
 from .probe import HeadTraining, train_head
-from .run import RUN_FILE, Run, body_fingerprint, check_out_dir, load, run_info
+from .rundir import RUN_FILE, check_out_dir, run_info, run_record, save_run
 from .runtime import default_batch_size, pick_device
 from .strategies import BODY_EPOCHS, BODY_PATIENCE, BODY_PHASE_LR, WEIGHT_DECAY, Strategy, choose
-from .surgery import TransferModel, depth_groups, split
-from .text.inputs import Tokenized
-from .text.network import WORD_PRECISION, TextOptions
-from .zoo import ModelCard, get_card, list_cards, load_network, locate
+from .text.options import WORD_PRECISION, TextOptions
+from .zoo import ModelCard, get_card, list_cards, locate
 from .zoo.card import TextPreprocessing
+
+if TYPE_CHECKING:  # torch is imported where a network is built: a linear probe on cached features needs none
+    import torch
+
+    from .run import Run
+    from .text.inputs import Tokenized
 
 
 def _features(
@@ -55,6 +58,8 @@ def _features(
 ) -> tuple[ImageSamples, Features]:
     """Features for every sample. A cache hit needs no file checks (the entry exists only if
     every file decoded); a miss checks every file first, then runs the body."""
+    from .features import extract
+
     t0 = time.perf_counter()
     key = feature_key(body_id, card.preprocessing, samples.paths)
     cached = cache.load(key, len(samples))
@@ -67,14 +72,14 @@ def _features(
 
 
 def _resolve_strategy(strategy: str, samples: ImageSamples, train_idx: np.ndarray, card: ModelCard,
-                      n_params: int, device: torch.device) -> tuple[Strategy, str]:
+                      p: Prepared) -> tuple[Strategy, str]:
     if strategy.strip().lower() != "auto":
         return Strategy.parse(strategy), f"chosen with --strategy {strategy}"
     counts = np.bincount(samples.labels[train_idx], minlength=len(samples.classes))
     unlike = unlike_source(appearance(samples), card.input_size, bool(card.extra.get("greyscale"))) \
         if samples.modality == "image" else []
-    return choose(int(counts.min()), n_params, device, len(train_idx), unlike,
-                  cost=0.001 if samples.modality == "text" else 0.01)
+    return choose(int(counts.min()), lambda: sum(t.numel() for t in p.body().parameters()), lambda: p.device,
+                  len(train_idx), unlike, cost=0.001 if samples.modality == "text" else 0.01)
 
 
 @dataclass
@@ -82,19 +87,28 @@ class Prepared:
     """What every training command starts from: the card, the checked data and its split, a body
     built on first use, and the body's features (from the cache, or extracted on first use).
     Text DATA also carries its token ids, and for word-vector cards the record of the
-    vocabulary the body was built for (saved with the run)."""
+    vocabulary the body was built for (saved with the run). The device is picked on first use:
+    image features read from the cache need no torch."""
 
     card: ModelCard
     samples: Any  # ImageSamples | TextSamples
     train_idx: np.ndarray
     val_idx: np.ndarray
-    device: torch.device
+    device_name: str | None
     body: Callable[[], torch.nn.Module]
     features: Callable[[], Features]
     num_features: int = 0
     tokens: Tokenized | None = None
     text: dict[str, Any] | None = None
     body_id: str = ""
+    cache: FeatureCache = field(default_factory=lambda: FeatureCache(None))
+    _device: Any = None
+
+    @property
+    def device(self) -> torch.device:
+        if self._device is None:
+            self._device = pick_device(self.device_name)
+        return self._device
 
 
 def prepare(
@@ -129,12 +143,14 @@ def prepare(
     if kind == "text":
         return _prepare_text(data, card, val_split, seed, cache_dir, no_cache, device, extract_batch_size, text)
     samples = read_image_data(data)
-    dev = pick_device(device)
     cache = FeatureCache.from_options(cache_dir, no_cache)
     built: list[torch.nn.Module] = []
 
     def body() -> torch.nn.Module:  # built once: for extraction on a cache miss, and for the run
         if not built:
+            from .surgery import split
+            from .zoo import load_network
+
             built.append(split(load_network(card, allow_download), card.classifier)[0])
         return built[0]
 
@@ -149,13 +165,14 @@ def prepare(
     def features() -> Features:
         if not memo:
             memo.append(Features(cached, cache_hit=True, seconds=hit_seconds, key=key) if cached is not None else
-                        _features(card, card.fingerprint(), samples, cache, dev, False, body, extract_batch_size,
-                                  num_workers)[1])
+                        _features(card, card.fingerprint(), samples, cache, prepared.device, False, body,
+                                  extract_batch_size, num_workers)[1])
         return memo[0]
 
     train_idx, val_idx = stratified_split(samples.labels, val_split, seed)
-    return Prepared(card, samples, train_idx, val_idx, dev, body, features, card.num_features,
-                    body_id=card.fingerprint())
+    prepared = Prepared(card, samples, train_idx, val_idx, device, body, features, card.num_features,
+                        body_id=card.fingerprint(), cache=cache)
+    return prepared
 
 
 def read_samples(data: str | Path, kind: str | None = None, text: TextOptions | None = None, min_classes: int = 2):
@@ -173,6 +190,8 @@ def _prepare_text(data: str | Path, card: ModelCard, val_split: float, seed: int
                   no_cache: bool, device: str | None, extract_batch_size: int | None, text: TextOptions) -> Prepared:
     """Text DATA: read and check it, tokenize it once. A word-vector card's body is built for a
     vocabulary of the training split's words plus the vectors' most frequent words (text.network)."""
+    from .features import extract
+    from .run import body_fingerprint
     from .text.inputs import Tokenizer, card_model_dir
     from .text.network import build_vocabulary, build_word_body, load_encoder_body, text_record, word_vectors
 
@@ -227,7 +246,8 @@ def _prepare_text(data: str | Path, card: ModelCard, val_split: float, seed: int
                                 batch_size=extract_batch_size, model_name=card.name))
         return memo[0]
 
-    return Prepared(card, samples, train_idx, val_idx, dev, body, features, num_features, tokens, record, body_id)
+    return Prepared(card, samples, train_idx, val_idx, device, body, features, num_features, tokens, record, body_id,
+                    cache=cache, _device=dev)
 
 
 # A pretrained transformer encoder's body trains at 5e-5 (lr 1e-3 x 0.05), the top of the 2e-5..5e-5
@@ -328,9 +348,8 @@ def fit(
     p = prepare(data, model, arch=arch, allow_download=allow_download, val_split=val_split, seed=seed,
                 cache_dir=cache_dir, no_cache=no_cache, skip_bad_files=skip_bad_files, device=device,
                 extract_batch_size=extract_batch_size, num_workers=num_workers, text=text)
-    card, samples, train_idx, val_idx, dev = p.card, p.samples, p.train_idx, p.val_idx, p.device
+    card, samples, train_idx, val_idx = p.card, p.samples, p.train_idx, p.val_idx
     body_factory, features = p.body, p.features
-    n_params = sum(t.numel() for t in body_factory().parameters())
     words = card.architecture == "word-vectors"
     if p.text:  # a word-vector network: the options as resolved for this data (encoder auto -> cnn or mean)
         text = TextOptions(**p.text["options"])
@@ -340,7 +359,7 @@ def fit(
                 ": the new encoder and the words without a vector train, the pretrained vectors stay fixed"
                 if text.strategy() == "partial:1" else ": random embeddings, everything trains (no transfer)" if text.embeddings == "random" else ""))
     else:
-        chosen, reason = _resolve_strategy(strategy, samples, train_idx, card, n_params, dev)
+        chosen, reason = _resolve_strategy(strategy, samples, train_idx, card, p)
     if body_lr_mult is None:  # a word-vector network's encoder is new: it trains at the head's rate
         body_lr_mult = 1.0 if words else TRANSFORMER_BODY_LR_MULT if card.architecture == "transformers" else 0.1
     if layer_decay is None:  # ... and its pretrained embeddings, when they train, at a tenth of it
@@ -351,12 +370,15 @@ def fit(
     if words and epochs is None:  # small data gives few steps per epoch: at least ~300 optimizer steps
         per_epoch = max(1, len(train_idx) // (batch_size or 32))
         epochs = min(100, max(BODY_EPOCHS, math.ceil(300 / per_epoch)))
-    chosen.check(len(depth_groups(body_factory())), card.name)
-    check_probe_options(chosen, epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
-                        patience=patience, head_epochs=head_epochs)
-    log(f"strategy {chosen.name}: {reason}")
+    check_probe_options(chosen, strategy.strip().lower() == "auto", epochs=epochs, lr=lr, weight_decay=weight_decay,
+                        batch_size=batch_size, patience=patience, head_epochs=head_epochs)
     if chosen.trains_body:
+        from .surgery import depth_groups
         from .train import TrainConfig
+
+        chosen.check(len(depth_groups(body_factory())), card.name)
+        log(f"strategy {chosen.name}: {reason}")
+        dev = p.device
 
         cfg = TrainConfig(
             strategy=chosen.name, head=spec.to_dict(), epochs=epochs or BODY_EPOCHS, head_epochs=1,
@@ -369,31 +391,59 @@ def fit(
                            num_workers, tracker, fresh=True, t_start=t_start, skip_bad_files=skip_bad_files,
                            tokens=p.tokens, text_info=text_info, num_features=p.num_features)
 
-    training = HeadTraining(class_balance=class_balance, seed=seed, c=head_c)
-    feats = features()
-    everything = np.sort(np.concatenate([train_idx, val_idx]))
+    log(f"strategy {chosen.name}: {reason}")
+    return _fit_probe(p, out_dir, spec, HeadTraining(class_balance=class_balance, seed=seed, c=head_c), chosen.name,
+                      reason, text_info, t_start, device)
+
+
+def _fit_probe(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining, strategy: str, reason: str,
+               text_info: dict[str, Any] | None, t_start: float, device: str | None) -> Run:
+    """The linear-probe route: the head fitted on every example's cached features, written beside the
+    body's tensors. With image features and the body's tensors both in the cache, nothing here
+    imports torch: a re-fit costs reading the cache and fitting the head."""
+    from .run import Run
+
+    samples = p.samples
+    feats = p.features()
+    everything = np.sort(np.concatenate([p.train_idx, p.val_idx]))
     result = train_head(spec, feats.array[everything], samples.labels[everything], None, None,
                         len(samples.classes), training)
-    body = body_factory()
-    network_model = TransferModel(body.cpu().to(memory_format=torch.contiguous_format), result.head)
-    run = Run(dir=out_dir, card=card, head=spec, classes=samples.classes, body_id=p.body_id, model=network_model,
-              info=probe_info(samples, chosen.name, reason, training, text_info),
-              metrics=probe_metrics(card.name, chosen.name, reason, spec, result, samples, feats, seed, str(dev),
-                                  fixed=head_c is not None))
+    tensors = _body_tensors(p) | {f"head.{k}": v for k, v in result.weights.items()}
+    info = probe_info(samples, strategy, reason, training, text_info)
+    metrics = probe_metrics(p.card.name, strategy, reason, spec, result, samples, feats, training.seed,
+                            p.device_name or ("cpu" if feats.cache_hit else str(p.device)), fixed=training.c is not None)
     if p.tokens is not None:
-        run.metrics["text"] = _text_metrics(p.tokens, p.text)
-    run.metrics["total_seconds"] = round(time.perf_counter() - t_start, 3)
-    run.save()
-    return run
+        metrics["text"] = _text_metrics(p.tokens, p.text)
+    metrics["total_seconds"] = round(time.perf_counter() - t_start, 3)
+    record = run_record(info, p.card, spec, samples.classes, p.body_id)
+    save_run(out_dir, tensors, metrics, record)
+    return Run(dir=out_dir, card=p.card, head=spec, classes=samples.classes, body_id=p.body_id, info=record,
+               metrics=metrics, device=device)
 
 
-def check_probe_options(chosen: Strategy, **given: Any) -> None:
+def _body_tensors(p: Prepared) -> dict[str, np.ndarray]:
+    """The frozen body's tensors under the run's names (body.*): from the cache when an earlier fit kept
+    them (image cards), else from the built body (then kept for the next fit)."""
+    image = p.samples.modality == "image"
+    kept = p.cache.load_body(p.body_id) if image else None
+    if kept is None:
+        body = p.body()
+        kept = {k: v.detach().cpu().contiguous().numpy() for k, v in body.state_dict().items()}
+        if image:
+            p.cache.store_body(p.body_id, kept)
+    return {f"body.{k}": v for k, v in kept.items()}
+
+
+def check_probe_options(chosen: Strategy, auto: bool, **given: Any) -> None:
     """A linear probe is fitted exactly, with its L2 strength chosen by cross-validation: options of
-    iterative training do not apply to it, and are refused rather than ignored."""
+    iterative training do not apply to it. Asked for with --strategy linear-probe, they are refused
+    rather than ignored; when `auto` chose the probe, fit says that they go unused."""
     if chosen.trains_body:
         return
     named = [k.replace("_", "-") for k, v in given.items() if v is not None]
-    if named:
+    if named and auto:
+        log(f"--{', --'.join(named)} unused: they set phases that train the body, and auto chose the linear probe")
+    elif named:
         raise HeadstartError(
             f"--{', --'.join(named)} {'do' if len(named) > 1 else 'does'} not apply to the linear probe (its head is "
             "fitted to convergence by L-BFGS, the L2 strength chosen by cross-validation on every example; "
@@ -481,6 +531,7 @@ def _train_body(out_dir: Path, card: ModelCard, samples: ImageSamples, train_idx
                 fresh: bool, t_start: float, skip_bad_files: bool = False, tokens: Tokenized | None = None,
                 text_info: dict[str, Any] | None = None, num_features: int | None = None) -> Run:
     """Strategies that train the body: the loop in headstart.train, checkpointed in out_dir."""
+    from .surgery import TransferModel
     from .train import Trainer, _seed_everything, finish, make_accelerator, start_record
 
     acc = make_accelerator(cfg, out_dir, tracker, cpu=dev.type == "cpu")
@@ -627,6 +678,7 @@ def _refuse_other_inputs(d: Path, info: dict[str, Any], data: str | Path | None,
 
 def _as_run(run: Run | str | Path, device: str | None = None) -> Run:
     from .detection.run import DetectionRun
+    from .run import Run, load
 
     return run if isinstance(run, (Run, DetectionRun)) else load(run, device=device)  # type: ignore[return-value]
 
@@ -670,6 +722,8 @@ def evaluate(
     dev = pick_device(device)
     cache = FeatureCache.from_options(cache_dir, no_cache)
     if r.modality == "text":
+        from .features import extract
+
         tokenizer = r.tokenizer()
         tokens = tokenizer(list(samples.texts))
         tokens.say_truncated()

@@ -225,7 +225,7 @@ word_options = [
 
 def _text(text_column: str, label_column: str, max_length: int | None, skip_empty: bool, encoder: str = "auto",
           embeddings: str = "frozen", min_count: int = 2):
-    from .text.network import TextOptions
+    from .text.options import TextOptions
 
     return TextOptions(text_column=text_column, label_column=label_column, max_length=max_length,
                        skip_empty=skip_empty, encoder=encoder, embeddings=embeddings, min_count=min_count)
@@ -357,7 +357,9 @@ def _print_run(run, as_json: bool) -> None:
         _print_detect_run(run)
         return
     unit = "texts" if run.modality == "text" else "images"
-    click.echo(f"{m['model']}, {m['strategy']}: {m['n_train']} train / {m['n_val']} val {unit}, {m['n_classes']} classes")
+    split = (f"{m['n_train']} {unit} (all train the head)" if "validation" in m else
+             f"{m['n_train']} train / {m['n_val']} val {unit}")
+    click.echo(f"{m['model']}, {m['strategy']}: {split}, {m['n_classes']} classes")
     if m.get("text"):
         t = m["text"]
         words = (f", vocabulary {t['vocabulary']:,} words, {100 * t['token_coverage']:.1f}% of tokens with a vector"
@@ -818,7 +820,7 @@ def demo(folder: str, model: str, shots: int, test_per_class: int, seed: int, ca
         _emit_json(r)
         return
     click.echo(f"{r['model']} -> MNIST digits, {r['shots']} labelled per class "
-               f"({r['n_train']} train + {r['n_val']} validation), {r['n_test']} held-out test images")
+               f"({r['n_train']} images, C by {r['validation']}), {r['n_test']} held-out test images")
     click.echo(f"  strategy            {r['strategy']}: {r['strategy_reason']}")
     click.echo(f"  held-out accuracy   {r['test_accuracy']:.3f}  (balanced {r['test_balanced_accuracy']:.3f}, "
                f"macro F1 {r['test_macro_f1']:.3f})")

@@ -1,23 +1,16 @@
-"""Running a frozen body once over a dataset, and keeping the result on disk.
+"""Running a frozen body once over a dataset, into the feature cache (headstart.cache).
 
 A frozen body is a pure function of (weights, preprocessing, input file), so its output
 is computed once and reused by every later fit, evaluate or rank on the same files.
-Entries live under the cache folder as <key>/features.npy + meta.json, where the key
-hashes the body's identity, the preprocessing and the data fingerprint (paths, sizes,
-mtimes). An entry is built in a temporary folder and renamed into place only when
-complete; on every read its shape, dtype and sha256 are checked, and a damaged entry
-is deleted and recomputed, never used.
+An entry is built in a temporary folder and renamed into place only when complete, with the
+sha256 of the features as they were computed, which every read checks.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,104 +18,16 @@ import torch
 from torch import nn
 
 from . import __version__
-from .console import progress, warn
+from .cache import CACHE_FORMAT, FEATURES_FILE, META_FILE, FeatureCache, Features, feature_key
+from .console import progress
 from .errors import HeadstartError, plural
 from .fileio import atomic_dir, atomic_write_json
 from .fuse import fold_batchnorm
-from .data.images import files_fingerprint
 from .data.transforms import ImageFiles, normalize
 from .runtime import default_batch_size, default_workers, release_free_memory
 from .surgery import pool_features
 from .text.inputs import Tokenized
 from .zoo.card import Preprocessing, TextPreprocessing
-
-CACHE_FORMAT = 1
-FEATURES_FILE, META_FILE = "features.npy", "meta.json"
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("HEADSTART_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "headstart"
-
-
-@dataclass
-class Features:
-    """Rows of `array` follow the order of the files they came from."""
-
-    array: np.ndarray
-    cache_hit: bool
-    seconds: float
-    key: str
-    images_per_second: float = 0.0
-
-
-class FeatureCache:
-    """On-disk feature store; root=None disables it (--no-cache)."""
-
-    def __init__(self, root: str | os.PathLike | None) -> None:
-        self.root = Path(root).expanduser() if root is not None else None
-
-    @classmethod
-    def from_options(cls, cache_dir: str | os.PathLike | None = None, no_cache: bool = False) -> "FeatureCache":
-        return cls(None if no_cache else (cache_dir or default_cache_dir()))
-
-    @property
-    def enabled(self) -> bool:
-        return self.root is not None
-
-    def entry(self, key: str) -> Path:
-        assert self.root is not None
-        return self.root / "features" / key[:2] / key
-
-    def load(self, key: str, rows: int) -> np.ndarray | None:
-        """The entry's features, memory-mapped, or None when absent or damaged (then removed)."""
-        if self.root is None:
-            return None
-        d = self.entry(key)
-        if not d.is_dir():
-            return None
-        reason = None
-        try:
-            meta = json.loads((d / META_FILE).read_text())
-            arr = np.load(d / FEATURES_FILE, mmap_mode="r")
-            if meta.get("format") != CACHE_FORMAT or meta.get("key") != key:
-                reason = "written by another format"
-            elif list(arr.shape) != meta["shape"] or arr.shape[0] != rows or str(arr.dtype) != meta["dtype"]:
-                reason = f"shape {arr.shape} does not match its record"
-            elif _digest(arr) != meta["sha256"]:
-                reason = "checksum mismatch"
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-            reason = f"unreadable ({type(e).__name__})"
-        if reason:
-            warn(f"feature cache entry {d} is damaged ({reason}); recomputing it")
-            shutil.rmtree(d, ignore_errors=True)
-            return None
-        return arr
-
-
-def _digest(arr: np.ndarray) -> str:
-    """sha256 of the array's bytes, read in 64 MB slices (the same bytes extraction hashed as it wrote)."""
-    h = hashlib.sha256()
-    step = max(1, (64 << 20) // max(1, arr[0].nbytes if len(arr) else 1))
-    for i in range(0, len(arr), step):
-        h.update(np.ascontiguousarray(arr[i : i + step]).data)
-    return h.hexdigest()
-
-
-def _data_id(inputs: "Sequence[Path] | Tokenized") -> str:
-    return inputs.fingerprint() if isinstance(inputs, Tokenized) else files_fingerprint(inputs)
-
-
-def feature_key(body_id: str, pre: Preprocessing | TextPreprocessing, inputs: "Sequence[Path] | Tokenized") -> str:
-    """Image files are identified by path, size and mtime; texts by their token ids."""
-    blob = json.dumps(
-        {"format": CACHE_FORMAT, "body": body_id, "pre": pre.to_dict(), "data": _data_id(inputs)},
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def image_batches(

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from .errors import HeadstartError
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
 HEAD_KINDS = ("linear", "mlp")
@@ -55,23 +54,3 @@ class HeadSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "HeadSpec":
         return cls(kind=d.get("kind", "linear"), hidden=int(d.get("hidden", 512)), dropout=float(d.get("dropout", 0.0)))
-
-
-def first_linear(head: "nn.Module") -> "nn.Linear":
-    from torch import nn
-
-    return next(m for m in head.modules() if isinstance(m, nn.Linear))
-
-
-def fold_standardization(head: "nn.Module", mean: "torch.Tensor", std: "torch.Tensor") -> None:
-    """Make a head trained on (x - mean) / std take raw x: rescale its first Linear.
-
-    W (x - m)/s + b  ==  (W / s) x + (b - (W / s) m)
-    """
-    import torch
-
-    lin = first_linear(head)
-    with torch.no_grad():
-        w = lin.weight / std
-        lin.bias.sub_(w @ mean)
-        lin.weight.copy_(w)

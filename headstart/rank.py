@@ -270,14 +270,11 @@ def rank_models(
     DATA holds images or texts; candidates of the other modality are skipped with a note.
     Word-vector cards are scored on averaged word vectors (their frozen features: the
     encoder that fit puts over them starts random). `text`: TextOptions (columns, max length)."""
-    import torch
-
     from .console import log, warn
     from .api import read_samples
+    from .cache import FeatureCache
     from .data.detect import data_modality
-    from .features import FeatureCache
-    from .text.network import TextOptions
-    from .runtime import pick_device
+    from .text.options import TextOptions
     from .zoo import get_card, is_installed, list_cards
 
     compute, key = parse_metrics(metric)
@@ -300,14 +297,13 @@ def rank_models(
         others = ", ".join(c.name for c in list_cards() if c.modality == kind)
         raise HeadstartError(f"none of the models given reads {kind}s; give {kind} models with --models ({others})")
     cache = FeatureCache.from_options(cache_dir, no_cache)
-    dev = pick_device(device)
     rows = []
     for card in cards:
         from .api import prepare
 
         card_text = dataclasses.replace(text, encoder="mean") if card.architecture == "word-vectors" else text
         p = prepare(data, card, val_split=0.0, cache_dir=cache.root, no_cache=not cache.enabled,
-                    skip_bad_files=skip_bad_files, device=str(dev), extract_batch_size=extract_batch_size,
+                    skip_bad_files=skip_bad_files, device=device, extract_batch_size=extract_batch_size,
                     num_workers=num_workers, allow_download=allow_download, text=card_text)
         feats = p.features()
         t0 = time.perf_counter()
@@ -322,6 +318,8 @@ def rank_models(
             x = np.asarray(feats.array)
             source_logits = None
             if card.has_source_head:
+                import torch
+
                 head = _source_head(card)
                 with torch.inference_mode():
                     source_logits = head(torch.from_numpy(np.array(x, dtype=np.float32))).numpy()

@@ -12,71 +12,36 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
+from typing import TYPE_CHECKING
 
-from . import __version__
+import numpy as np
+
 from .console import log
 from .data.images import is_image_file, readable
-from .data.transforms import EvalTransform
 from .errors import HeadstartError, plural
-from .features import run_body
 from .fileio import atomic_dir, atomic_write_json
 from .heads import HeadSpec
-from .runtime import is_main_rank, pick_device
-from .surgery import TransferModel, split
-from .zoo.build import build_architecture
+from .rundir import (METRICS_FILE, RUN_FILE, RUN_FORMAT, WEIGHTS_FILE, check_out_dir, is_run_dir,  # noqa: F401
+                     run_info, run_record)
+from .runtime import pick_device
 from .zoo.card import ModelCard, Preprocessing, TextPreprocessing
 from .zoo.weights import match_state_dict
 
-RUN_FILE, METRICS_FILE, WEIGHTS_FILE = "headstart.json", "metrics.json", "model.safetensors"
-RUN_FORMAT = "headstart-run/1"
+if TYPE_CHECKING:  # torch is imported when the network is built or used: a run's record needs none
+    import torch
+    from torch import nn
 
-
-def run_info(path: str | Path) -> dict[str, Any] | None:
-    """The run's headstart.json, or None when `path` holds no headstart run."""
-    try:
-        info = json.loads((Path(path) / RUN_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return info if isinstance(info, dict) and info.get("format") == RUN_FORMAT else None
-
-
-def is_run_dir(path: str | Path) -> bool:
-    return run_info(path) is not None
-
-
-def check_out_dir(out: str | Path, overwrite: bool) -> Path:
-    """Refuse, before any work, to write over something that is not a finished headstart run."""
-    out = Path(out).expanduser()
-    if not is_main_rank():  # under a distributed launch the first process checks, and writes, for all
-        return out
-    if out.exists() and not out.is_dir():
-        raise HeadstartError(f"--out '{out}' is a file; give a folder path for the run")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        info = run_info(out)
-        if info is None:
-            raise HeadstartError(
-                f"--out '{out}' exists and is not a headstart run; choose another folder, "
-                "or pass --overwrite to replace its contents"
-            )
-        if info.get("status") == "training":
-            raise HeadstartError(
-                f"--out '{out}' holds an unfinished run; continue it with `headstart fit --resume {out}`, "
-                "or pass --overwrite to start over"
-            )
-    return out
+    from .data.transforms import EvalTransform
+    from .surgery import TransferModel
 
 
 def body_fingerprint(model: nn.Module) -> str:
     """Identity of a trained body (its tensors), so that its features are cached apart from the card's."""
+    from .surgery import TransferModel
+
     h = hashlib.sha256()
     body = model.body if isinstance(model, TransferModel) else model
     for name, t in body.state_dict().items():
@@ -88,6 +53,9 @@ def body_fingerprint(model: nn.Module) -> str:
 def assemble(card: ModelCard, head: HeadSpec, num_classes: int, text: dict[str, Any] | None = None) -> TransferModel:
     """The run's network, its weights to be loaded: the card's architecture cut at its classifier
     (a text card's encoder; a word-vector network for the run's vocabulary), plus the head."""
+    from .surgery import TransferModel, split
+    from .zoo.build import build_architecture
+
     if card.architecture == "transformers":
         from .text.network import load_encoder_body
 
@@ -104,18 +72,33 @@ def assemble(card: ModelCard, head: HeadSpec, num_classes: int, text: dict[str, 
     return TransferModel(body, head.build(card.num_features, num_classes))
 
 
-@dataclass
 class Run:
-    """A trained model and its record; what headstart.fit returns and headstart.load reads."""
+    """A trained model and its record; what headstart.fit returns and headstart.load reads.
 
-    dir: Path
-    card: ModelCard
-    head: HeadSpec
-    classes: tuple[str, ...]
-    body_id: str
-    model: TransferModel
-    info: dict[str, Any]
-    metrics: dict[str, Any] = field(default_factory=dict)
+    `model` may be left out when the run folder is already written (a linear probe re-fitted on
+    cached features writes it without building the network): it is then loaded on first use."""
+
+    def __init__(self, dir: Path, card: ModelCard, head: HeadSpec, classes: tuple[str, ...], body_id: str,
+                 model: TransferModel | None = None, info: dict[str, Any] | None = None,
+                 metrics: dict[str, Any] | None = None, device: str | None = None) -> None:
+        self.dir, self.card, self.head, self.classes, self.body_id = Path(dir), card, head, tuple(classes), body_id
+        self.info = info if info is not None else {}
+        self.metrics = metrics if metrics is not None else {}
+        self._model, self._device = model, device
+
+    @property
+    def model(self) -> TransferModel:
+        """The network: body and head, logits out."""
+        if self._model is None:
+            self._model = load_network(self.dir, self.card, self.head, self.classes, self.info, self._device)
+        return self._model
+
+    @model.setter
+    def model(self, value: TransferModel) -> None:
+        self._model = value
+
+    def __repr__(self) -> str:
+        return f"Run(dir={str(self.dir)!r}, model={self.card.name!r}, classes={len(self.classes)})"
 
     @property
     def preprocessing(self) -> Preprocessing | TextPreprocessing:
@@ -132,6 +115,8 @@ class Run:
         if not isinstance(self.preprocessing, Preprocessing):
             raise HeadstartError(f"run '{self.dir}' is a text run: its inputs are token ids from run.tokenizer(), "
                                  "not images")
+        from .data.transforms import EvalTransform
+
         return EvalTransform(self.preprocessing)
 
     def tokenizer(self):
@@ -166,6 +151,8 @@ class Run:
         paths = [paths[i] for i in readable(paths, skip_bad_files, log=log)]
         feats = np.empty((len(paths), self.head_inputs), dtype=np.float32)
         if paths:
+            from .features import run_body
+
             run_body(self.model.body, self.preprocessing, paths, feats, dev, batch_size)
         return [str(p) for p in paths], feats
 
@@ -174,14 +161,11 @@ class Run:
         return next(p for p in self.model.head.parameters() if p.ndim == 2).shape[1]
 
     def _record(self) -> dict[str, Any]:
-        self.info.update(
-            format=RUN_FORMAT, status="finished", headstart=__version__, card=self.card.to_dict(),
-            head=self.head.to_dict(), classes=list(self.classes), preprocessing=self.card.preprocessing.to_dict(),
-            body_id=self.body_id, saved=time.strftime("%Y-%m-%dT%H:%M:%S"),
-        )
-        return self.info
+        return run_record(self.info, self.card, self.head, self.classes, self.body_id)
 
     def _write(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
         state = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
         tmp = folder / f".{WEIGHTS_FILE}.tmp"
         save_file(state, str(tmp), metadata={"format": RUN_FORMAT})
@@ -213,14 +197,16 @@ class Run:
         return top_k_results(names, self.head_probabilities(feats), self.classes, top_k,
                              "text" if self.modality == "text" else "file")
 
-    @torch.inference_mode()
     def head_probabilities(self, features: np.ndarray, batch: int = 4096) -> np.ndarray:
         """Class probabilities from body features, on whatever device the head lives."""
+        import torch
+
         head = self.model.head.eval()
         dev = next(head.parameters()).device
-        out = [torch.softmax(head(torch.from_numpy(np.array(features[i : i + batch], dtype=np.float32)).to(dev)),
-                             dim=1).cpu().numpy()
-               for i in range(0, len(features), batch)]
+        with torch.inference_mode():
+            out = [torch.softmax(head(torch.from_numpy(np.array(features[i : i + batch], dtype=np.float32)).to(dev)),
+                                 dim=1).cpu().numpy()
+                   for i in range(0, len(features), batch)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
 
 
@@ -269,6 +255,8 @@ def read_run_weights(d: Path) -> dict[str, torch.Tensor]:
     weights = d / WEIGHTS_FILE
     if not weights.is_file():
         raise HeadstartError(f"run '{d}' has no {WEIGHTS_FILE}; the run did not finish, run `headstart fit` again")
+    from safetensors.torch import load_file
+
     try:
         return load_file(str(weights))
     except Exception as e:  # safetensors raises its own error types for damaged files
@@ -316,10 +304,16 @@ def load(run_dir: str | Path, device: str | None = None) -> Run:
     card = ModelCard.from_dict(info["card"])
     head = HeadSpec.from_dict(info["head"])
     classes = tuple(info["classes"])
+    model = load_network(d, card, head, classes, info, device)
+    return Run(dir=d, card=card, head=head, classes=classes, body_id=info["body_id"], model=model, info=info,
+               metrics=metrics)
+
+
+def load_network(d: Path, card: ModelCard, head: HeadSpec, classes: tuple[str, ...], info: dict[str, Any],
+                 device: str | None = None) -> TransferModel:
+    """The run's network with the weights of RUN_DIR/model.safetensors, in eval mode on `device`."""
     model = assemble(card, head, len(classes), info.get("text"))
     sd = read_run_weights(d)
     mapped, _ = match_state_dict(model, sd, "name", "", f"run '{d}'")
     model.load_state_dict(mapped, strict=True)
-    model.eval().to(pick_device(device))
-    return Run(dir=d, card=card, head=head, classes=classes, body_id=info["body_id"], model=model, info=info,
-               metrics=metrics)
+    return model.eval().to(pick_device(device))

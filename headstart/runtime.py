@@ -1,16 +1,20 @@
-"""Where models run: device choice and CPU thread settings."""
+"""Where models run: device choice and CPU thread settings (torch is imported only to pick a device)."""
 
 from __future__ import annotations
 
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import HeadstartError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def pick_device(name: str | None = None) -> torch.device:
     """The given device, else CUDA when present, else Apple's MPS, else the CPU."""
+    import torch
+
     if name:
         try:
             dev = torch.device(name)

@@ -18,12 +18,15 @@ features (no body forward pass at all); only phases that train part of the body 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .errors import HeadstartError
+
+if TYPE_CHECKING:  # torch is imported by the functions that change modules: choosing a strategy needs none
+    import torch
+    from torch import nn
 
 KINDS = ("linear-probe", "finetune", "partial", "gradual", "lp-ft", "frozen-then-finetune")
 NAMES = ("auto", "linear-probe", "finetune", "partial:N", "gradual", "lp-ft", "frozen-then-finetune")
@@ -104,8 +107,8 @@ def plan(strategy: Strategy, n_groups: int, epochs: int, head_epochs: int, unfre
     return phases
 
 
-def choose(per_class: int, n_params: int, device: torch.device, n_train: int,
-           unlike: list[str] | None = None, cost: float = 0.01) -> tuple[Strategy, str]:
+def choose(per_class: int, n_params: "int | Callable[[], int]", device: "torch.device | Callable[[], torch.device]",
+           n_train: int, unlike: list[str] | None = None, cost: float = 0.01) -> tuple[Strategy, str]:
     """The `auto` rule: very little data -> only the head; more data -> unfreeze more,
     unless training the body would take too long on this device. DATA that looks unlike
     the source photos (`unlike`: greyscale, small images upscaled 4x or more) needs its
@@ -116,6 +119,9 @@ def choose(per_class: int, n_params: int, device: torch.device, n_train: int,
         return Strategy("linear-probe"), (
             f"{per_class} labelled examples in the smallest class: too few to move pretrained weights, "
             "so only a new head trains (on cached features)")
+    # The model's size and the device matter from here on (callables: the body is built only now).
+    n_params = n_params() if callable(n_params) else n_params
+    device = device() if callable(device) else device
     # Rough cost of full fine-tuning (`cost`): ~0.01 s per image per million parameters on a small
     # CPU (EfficientNet-Lite0, 4.7M: ~20 images/s on 2 cores), ~0.001 s per short text (MiniLM,
     # 22M: ~40 reviews/s), ~100x less on a GPU.
@@ -154,6 +160,8 @@ def set_modes(model: nn.Module, bn: str) -> None:
     frozen -- their BatchNorm statistics stay fixed too (the default; small batches give noisy
               statistics that shift the features a head was fitted to);
     train  -- their BatchNorm statistics follow the training batches (standard fine-tuning)."""
+    from torch import nn
+
     if bn not in BN_POLICIES:
         raise HeadstartError(f"--bn must be one of {', '.join(BN_POLICIES)}; got '{bn}'")
     frozen: dict[str, bool] = {}
@@ -216,6 +224,8 @@ class L2SP:
                 d = (p - self.start[n].to(p.device)).pow(2).sum()
                 total = d if total is None else total + d
         if total is None:
+            import torch
+
             return torch.zeros(())
         return 0.5 * self.alpha * total
 
@@ -230,5 +240,7 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ste
             return (step + 1) / (warmup_steps + 1)
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    import torch
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

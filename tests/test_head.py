@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from headstart.errors import HeadstartError
-from headstart.heads import HeadSpec, fold_standardization
-from headstart.probe import HeadTraining, class_weights, train_head
+from headstart.heads import HeadSpec
+from headstart.probe import (C_GRID, DEFAULT_C, HeadTraining, class_weights, cv_folds, one_thread, stratified_folds,
+                             train_head)
 from headstart.surgery import TransferModel, find_classifier, split
 
 
@@ -65,17 +66,6 @@ def test_heads_build_and_validate():
         HeadSpec(dropout=1.0)
 
 
-@pytest.mark.parametrize("kind", ["linear", "mlp"])
-def test_folding_the_standardization_is_exact(kind):
-    torch.manual_seed(0)
-    head = HeadSpec(kind).build(10, 3).eval()
-    x = torch.randn(5, 10) * 3 + 1
-    mean, std = x.mean(0), torch.full((10,), 2.5)
-    expected = head((x - mean) / std)
-    fold_standardization(head, mean, std)
-    torch.testing.assert_close(head(x), expected, rtol=1e-5, atol=1e-5)
-
-
 def _blobs(n_per_class=(40, 40, 40), dim=32, seed=0, shift=3.0):
     rng = np.random.default_rng(seed)
     xs, ys = [], []
@@ -86,80 +76,101 @@ def _blobs(n_per_class=(40, 40, 40), dim=32, seed=0, shift=3.0):
     return np.concatenate(xs).astype(np.float32) * 5 + 7, np.concatenate(ys)
 
 
-def test_head_learns_and_is_deterministic_for_a_seed():
+def test_head_learns_is_deterministic_and_takes_raw_features():
     x, y = _blobs()
     idx = np.random.default_rng(0).permutation(len(y))
     tr, va = idx[:90], idx[90:]
-    cfg = HeadTraining(seed=5, epochs=60)
-    a = train_head(HeadSpec(), x[tr], y[tr], x[va], y[va], 3, cfg)
-    b = train_head(HeadSpec(), x[tr], y[tr], x[va], y[va], 3, cfg)
-    c = train_head(HeadSpec(), x[tr], y[tr], x[va], y[va], 3, HeadTraining(seed=6, epochs=60))
-    assert a.val_accuracy == 1.0
-    for (k, va_), vb in zip(a.head.state_dict().items(), b.head.state_dict().values()):
-        assert torch.equal(va_, vb), k
-    assert not torch.equal(a.head.fc.weight, c.head.fc.weight)
-    # the saved head takes raw features
+    a = train_head(HeadSpec(), x[tr], y[tr], x[va], y[va], 3, HeadTraining(seed=5))
+    b = train_head(HeadSpec(), x[tr], y[tr], x[va], y[va], 3, HeadTraining(seed=5))
+    assert a.val_accuracy == 1.0 and a.c in C_GRID and a.cv["folds"] == 5
+    for k, w in a.weights.items():
+        assert np.array_equal(w, b.weights[k]), k
+    # the torch head built from the weights takes raw features and agrees with the NumPy one
     with torch.no_grad():
-        pred = a.head(torch.from_numpy(x)).argmax(1).numpy()
-    assert (pred == y).mean() > 0.95
+        torch_logits = a.head(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(torch_logits, a.logits(x), rtol=1e-4, atol=1e-4)
+    assert (a.predict(x) == y).mean() > 0.95
 
 
-def test_early_stopping_restores_the_best_epoch():
-    x, y = _blobs((30, 30), dim=200, shift=0.15, seed=1)  # hard: overfits quickly
-    idx = np.random.default_rng(0).permutation(len(y))
-    tr, va = idx[:40], idx[40:]
-    r = train_head(HeadSpec(), x[tr], y[tr], x[va], y[va], 2, HeadTraining(epochs=300, patience=5, lr=1e-2))
-    assert r.epochs_run < 300 and r.best_epoch == r.epochs_run - 5
-    best = max(h["val_balanced_accuracy"] for h in r.history)
-    assert r.val_balanced_accuracy == best
-    assert r.history[r.best_epoch - 1]["val_balanced_accuracy"] == best
-    assert all(h["val_balanced_accuracy"] < best for h in r.history[r.best_epoch:])
+@pytest.mark.parametrize("n", [24, 150])  # fewer examples than features (solved in their span), and more
+def test_head_is_scikit_learns_logistic_regression_at_the_same_c(n):
+    """Same objective (class-balanced cross-entropy, C as scikit-learn's, intercept not penalised) on
+    the same standardized features: the same optimum, whichever way it is solved."""
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _blobs((n // 3, n // 3, n - 2 * (n // 3)), dim=60, shift=0.4, seed=3)
+    for c in (0.01, 1.0):
+        r = train_head(HeadSpec(), x, y, None, None, 3, HeadTraining(c=c))
+        assert r.cv is None and r.c == c
+        mean, scale = x.mean(0), np.sqrt(((x - x.mean(0)) ** 2).mean())
+        ref = LogisticRegression(C=c, class_weight="balanced", tol=1e-10, max_iter=10_000).fit((x - mean) / scale, y)
+        ours = torch.softmax(torch.from_numpy(r.logits(x)), 1).numpy()
+        np.testing.assert_allclose(ours, ref.predict_proba((x - mean) / scale), atol=2e-3)
+
+
+def test_cross_validation_picks_c_from_out_of_fold_scores():
+    x, y = _blobs((30, 30), dim=200, shift=0.15, seed=1)  # hard and high-dimensional: overfits easily
+    r = train_head(HeadSpec(), x, y, None, None, 2, HeadTraining(seed=0))
+    rows = r.cv["grid"]
+    chosen = next(row for row in rows if row["c"] == r.c)
+    assert chosen["score"] == max(row["score"] for row in rows)  # the best out-of-fold score (ties: log-loss)
+    assert r.val_balanced_accuracy == chosen["balanced_accuracy"] and r.val_loss == chosen["log_loss"]
+    assert [row["c"] for row in rows] == sorted(row["c"] for row in rows)  # walked from strong to weak
+    assert len(rows) < len(C_GRID) or rows[-1]["c"] == C_GRID[-1]
+
+
+def test_folds_are_stratified_and_need_two_examples_of_every_class():
+    y = np.array([0] * 7 + [1] * 3 + [2] * 12)
+    assert cv_folds(y) == 3 and cv_folds(np.array([0, 0, 1])) == 0
+    fold = stratified_folds(y, 3, seed=0)
+    for f in range(3):
+        assert set(y[fold == f]) == {0, 1, 2}  # every fold holds out every class
+    # a class with a single example: no cross-validation, the default C
+    x, _ = _blobs((5, 5, 1), dim=8)
+    r = train_head(HeadSpec(), x, np.array([0] * 5 + [1] * 5 + [2]), None, None, 3)
+    assert r.cv is None and r.c == DEFAULT_C and r.val_accuracy is None
+    assert r.predict(x[-1:])[0] in (0, 1, 2)
+
+
+def test_a_class_absent_from_the_examples_is_never_predicted():
+    x, y = _blobs((20, 20), dim=8)
+    r = train_head(HeadSpec(), x, y, None, None, 3)  # a third class exists but has no example here
+    assert r.weights["fc.weight"].shape == (3, 8) and (r.predict(x) != 2).all()
 
 
 def test_class_balance_helps_the_minority_class():
     rng = np.random.default_rng(2)  # two overlapping 2-d clouds, 200 vs 12 examples
     x = np.concatenate([rng.normal(0, 1, (200, 2)), rng.normal(1.2, 1, (12, 2))]).astype(np.float32)
     y = np.array([0] * 200 + [1] * 12)
-    idx = rng.permutation(len(y))
-    w = class_weights(torch.from_numpy(y), 2)
+    w = class_weights(y, 2)
     assert w[1] / w[0] == pytest.approx(200 / 12)
     recall = {}
     for balance in (True, False):
-        r = train_head(HeadSpec(), x[idx], y[idx], None, None, 2, HeadTraining(epochs=100, class_balance=balance))
-        with torch.no_grad():
-            pred = r.head(torch.from_numpy(x)).argmax(1).numpy()
-        recall[balance] = (pred[y == 1] == 1).mean()
+        r = train_head(HeadSpec(), x, y, None, None, 2, HeadTraining(c=1.0, class_balance=balance))
+        recall[balance] = (r.predict(x)[y == 1] == 1).mean()
     assert recall[True] > recall[False]
 
 
+def test_mlp_head_learns_from_features():
+    x, y = _blobs((20, 20, 20), dim=16, shift=1.0, seed=4)
+    r = train_head(HeadSpec("mlp", hidden=16), x, y, None, None, 3, HeadTraining(seed=1))
+    assert set(r.weights) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+    assert r.val_accuracy > 0.8 and (r.predict(x) == y).mean() > 0.9
+    with torch.no_grad():
+        np.testing.assert_allclose(r.head(torch.from_numpy(x)).numpy(), r.logits(x), rtol=1e-4, atol=1e-4)
+
+
 def test_training_options_are_validated():
-    with pytest.raises(HeadstartError, match="--epochs must be >= 1; got 0"):
-        HeadTraining(epochs=0)
-    with pytest.raises(HeadstartError, match="--lr must be > 0; got -1"):
-        HeadTraining(lr=-1)
+    with pytest.raises(HeadstartError, match="--head-c must be > 0; got 0"):
+        HeadTraining(c=0)
+    with pytest.raises(HeadstartError, match="--folds must be >= 2; got 1"):
+        HeadTraining(folds=1)
 
 
-def test_head_training_on_5000_by_1280_is_fast():
-    """Issue 2 target: < 5 s on 2 cores (benchmarks/bench_head.py prints the figure)."""
-    import time
+def test_blas_runs_on_one_thread_during_a_fit_and_is_given_back():
+    from threadpoolctl import threadpool_info
 
-    rng = np.random.default_rng(0)
-    x = np.maximum(rng.normal(size=(5000, 1280)).astype(np.float32), 0)
-    y = rng.integers(0, 10, size=5000)
-    t = time.perf_counter()
-    train_head(HeadSpec(), x[:4000], y[:4000], x[4000:], y[4000:], 10, HeadTraining(epochs=200))
-    assert time.perf_counter() - t < 15  # generous here; the benchmark holds the real bar
-
-
-def test_stop_at_repeats_a_run_up_to_an_epoch():
-    """A refit trains to the validated epoch on the full run's learning-rate schedule: on the same
-    examples, the head equals the full run's own head at that epoch."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(60, 8)).astype(np.float32)
-    y = (x[:, 0] > 0).astype(np.int64)
-    cfg = HeadTraining(epochs=30, seed=3)
-    full = train_head(HeadSpec(), x, y, x[:20], y[:20], 2, cfg)  # validation decides nothing here but the epoch
-    again = train_head(HeadSpec(), x, y, None, None, 2, cfg, stop_at=full.best_epoch)
-    assert again.epochs_run == full.best_epoch
-    probe = torch.as_tensor(x)
-    assert torch.allclose(again.head(probe), full.head(probe), atol=1e-5)
+    before = [p["num_threads"] for p in threadpool_info()]
+    with one_thread():
+        assert all(p["num_threads"] == 1 for p in threadpool_info())
+    assert [p["num_threads"] for p in threadpool_info()] == before

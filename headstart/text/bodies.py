@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ENCODERS = ("cnn", "bilstm", "mean")
+from .options import ENCODERS
+
 CNN_WIDTHS = (3, 4, 5)
 
 

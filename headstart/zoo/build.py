@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import difflib
 from functools import lru_cache
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ..errors import HeadstartError
 from .card import ModelCard
 from .weights import locate, match_state_dict, read_state_dict, verify_sha256
+
+if TYPE_CHECKING:
+    from torch import nn
 
 LIBRARIES = ("timm", "torchvision")
 
@@ -73,5 +74,7 @@ def load_network(card: ModelCard, allow_download: bool = False) -> nn.Module:
 
 def meta_model(arch: str, num_classes: int = 1000) -> nn.Module:
     """The architecture on the meta device: shapes and names without allocating weights."""
+    import torch
+
     with torch.device("meta"):
         return build_architecture(arch, num_classes)

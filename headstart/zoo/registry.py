@@ -17,9 +17,7 @@ import dataclasses
 import difflib
 import json
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ..errors import HeadstartError
 from ..fileio import sha256_file
@@ -28,6 +26,9 @@ from .builtin import BUILTIN_CARDS
 from .card import ModelCard, Preprocessing, WeightKind, WeightSource
 from .user import source_folder_card, user_card, user_cards
 from .weights import locate, read_state_dict
+
+if TYPE_CHECKING:
+    from torch import nn
 
 PREFIXES = ("file:", "timm:", "torchvision:", "hf:")
 
@@ -69,6 +70,8 @@ def _with_sha(card: ModelCard, allow_download: bool) -> ModelCard:
 
 def _classifier_of(model: nn.Module, hint: str | None) -> tuple[str, int]:
     """Name and input width of the source head (the card's name, else the last Linear)."""
+    from torch import nn
+
     if hint:
         try:
             mod = model.get_submodule(hint)
@@ -159,6 +162,8 @@ def _file_card(spec: str, arch: str | None) -> ModelCard:
         )
     if not path.is_file():
         raise HeadstartError(f"weights file {path} (from --model {spec}) does not exist")
+    from torch import nn
+
     arch = normalize_architecture(arch)
     sd = read_state_dict(path)
     lib, _, name = arch.partition(":")

@@ -14,12 +14,15 @@ import pickle
 import warnings
 from pathlib import Path
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ..errors import HeadstartError
 from ..fileio import sha256_file
 from .card import ModelCard, WeightSource
+
+if TYPE_CHECKING:  # torch is imported where tensors are read: listing cards and locating files need none
+    import torch
+    from torch import nn
 
 _SAFETENSORS_SUFFIXES = (".safetensors",)
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module", "params")
@@ -39,6 +42,8 @@ def package_root(module: str) -> Path | None:
 
 
 def torch_hub_checkpoint(url: str) -> Path:
+    import torch
+
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url.split("?")[0])
 
 
@@ -101,6 +106,8 @@ def _locate_url_or_hub(card: ModelCard, w: WeightSource, allow_download: bool, c
             f"copy the file there, or pass --allow-download to fetch {w.location}"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
+    import torch
+
     torch.hub.download_url_to_file(w.location, str(path), progress=True)
     return path
 
@@ -175,6 +182,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as e:
             raise HeadstartError(f"{path} is not a readable safetensors file ({e})") from None
     else:
+        import torch
+
         try:
             with warnings.catch_warnings():  # torch warns about pickle protocols before refusing them
                 warnings.simplefilter("ignore", UserWarning)
@@ -215,6 +224,8 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
 
 
 def _all_tensors(d: dict) -> bool:
+    import torch
+
     return all(isinstance(v, torch.Tensor) for v in d.values())
 
 
