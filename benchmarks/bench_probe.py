@@ -14,6 +14,7 @@ fit is timed in this process (time.perf_counter). A cell of the table is a (task
 "new >= X" there when the mean difference over the seeds is at least -TIE.
 
     .venv/bin/python benchmarks/bench_probe.py                 # everything: 7 tasks x 7 sizes x 5 seeds
+    .venv/bin/python benchmarks/bench_probe.py --threads 1 --all-seeds 3   # the same, quicker on a busy machine
     .venv/bin/python benchmarks/bench_probe.py --quick         # 2 seeds, sizes 2, 8, 64
     .venv/bin/python benchmarks/bench_probe.py --tasks mnist-lite0,rotten-minilm --sizes 4,all --seeds 3
     .venv/bin/python benchmarks/bench_probe.py --timing --no-accuracy   # timing section only
@@ -71,7 +72,7 @@ SIZES: tuple[int | None, ...] = (1, 2, 4, 8, 16, 64, None)  # examples per class
 QUICK_SIZES: tuple[int | None, ...] = (2, 8, 64)
 ALL_CAP = 500  # "all" takes at most this many pool examples of each class
 TIE = 0.005  # a mean difference above -TIE counts as "not worse"
-SKLEARN_MAX_ITER = 5000
+SKLEARN_MAX_ITER = 1000
 OUT = Path(__file__).resolve().parent / "runs" / "bench_probe.json"  # runs/ is git-ignored
 
 
@@ -144,7 +145,7 @@ def evaluate(
     sizes: Sequence[int | None] = SIZES,
     seeds: int = 5,
     all_seeds: int | None = None,
-    log: Callable[[str], None] | None = print,
+    log: Callable[[str], None] | None = lambda line: print(line, flush=True),
     on_task_done: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Fit every method on every (task, size, seed) draw of training examples and score it on the
@@ -332,11 +333,26 @@ def _sizes(text: str) -> list[int | None]:
 
 
 def environment() -> dict[str, Any]:
+    """Versions, and which headstart.probe ran: it is being changed, and a result is only as good
+    as knowing which code produced it (the file's sha256, and git's HEAD and whether it was edited)."""
+    import hashlib
+
     import scipy
     import sklearn
     import torch
 
-    return {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
+    import headstart.probe
+
+    probe_file = Path(headstart.probe.__file__)
+    repo = probe_file.parent.parent
+
+    def git(*cmd: str) -> str:
+        r = subprocess.run(["git", "-C", str(repo), *cmd], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else ""
+
+    return {"probe_sha256": hashlib.sha256(probe_file.read_bytes()).hexdigest(), "git_head": git("rev-parse", "HEAD"),
+            "probe_edited_since_head": bool(git("status", "--porcelain", "--", str(probe_file))),
+            "python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
             "sklearn": sklearn.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "machine": platform.machine()}
 
@@ -353,6 +369,10 @@ def main() -> int:
     ap.add_argument("--timing", action="store_true", help="also time the methods quiet and beside a CPU hog")
     ap.add_argument("--timing-repeats", type=int, default=5)
     ap.add_argument("--no-accuracy", action="store_true", help="skip the accuracy table (with --timing)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="BLAS and torch threads for every method (default: the libraries' own; the new probe "
+                         "uses one whatever this says). On a shared machine 1 keeps the others' fits from "
+                         "spin-waiting on busy cores")
     ap.add_argument("--out", type=Path, default=OUT, help=f"per-seed results as JSON (default {OUT})")
     args = ap.parse_args()
     methods = {m: METHODS[m] for m in args.methods.split(",")}
@@ -362,7 +382,13 @@ def main() -> int:
         ap.error(f"unknown tasks {unknown}; known: {', '.join(TASKS)}")
     sizes = list(QUICK_SIZES) if args.quick else _sizes(args.sizes)
     seeds = 2 if args.quick else args.seeds
-    report: dict[str, Any] = {"argv": sys.argv[1:], "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    if args.threads:
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(args.threads)
+        threadpool_limits(limits=args.threads)  # for the rest of the process
+    report: dict[str, Any] = {"threads": args.threads, "argv": sys.argv[1:], "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                               "environment": environment(), "tie": TIE, "all_cap": ALL_CAP}
 
     def save(records: list[dict[str, Any]] | None = None) -> None:

@@ -27,7 +27,7 @@ def tiny_run(tmp_path_factory, tiny_weights, shapes_dir):
     """One fit of the tiny model, shared by the tests that only read it."""
     out = tmp_path_factory.mktemp("runs") / "tiny"
     code = main(["fit", str(shapes_dir), "--model", f"file:{tiny_weights}", "--arch", "timm:test_efficientnet",
-                 "--out", str(out), "--epochs", "30", "--quiet"])
+                 "--out", str(out), "--quiet"])
     assert code == 0
     return out
 
@@ -45,12 +45,14 @@ def test_models_json_has_the_contract_keys(capsys):
 def test_fit_writes_a_complete_run_and_json_metrics(capsys, tmp_path, tiny_weights, shapes_dir):
     out = tmp_path / "run"
     code, stdout, _ = cli(capsys, "fit", shapes_dir, "--model", f"file:{tiny_weights}", "--arch",
-                          "test_efficientnet", "--out", out, "--epochs", "20", "--seed", "3", "--json")
+                          "test_efficientnet", "--out", out, "--seed", "3", "--json")
     assert code == 0
     metrics = json.loads(stdout)  # stdout holds the JSON and nothing else
     assert FIT_KEYS <= set(metrics)
-    assert metrics["strategy"] == "linear-probe" and metrics["n_train"] + metrics["n_val"] == 24
-    assert metrics["n_val"] == 6  # 0.2 of 8 per class, stratified
+    # a linear probe: every example trains the head, 5-fold cross-validation picks C and measures it
+    assert metrics["strategy"] == "linear-probe" and metrics["n_train"] == 24 and metrics["n_val"] == 0
+    assert metrics["validation"] == "5-fold cross-validation" and metrics["cv"]["examples"] == 24
+    assert metrics["head_c"] in [row["c"] for row in metrics["cv"]["grid"]]
     assert sorted(p.name for p in out.iterdir()) == sorted([METRICS_FILE, RUN_FILE, WEIGHTS_FILE])
     info = json.loads((out / RUN_FILE).read_text())
     assert info["classes"] == ["circle", "square", "triangle"]
@@ -59,9 +61,24 @@ def test_fit_writes_a_complete_run_and_json_metrics(capsys, tmp_path, tiny_weigh
     assert json.loads((out / METRICS_FILE).read_text())["val_accuracy"] == metrics["val_accuracy"]
 
 
+def test_options_of_iterative_training_are_refused_by_the_linear_probe(capsys, tmp_path, tiny_weights, shapes_dir):
+    m = ["--model", f"file:{tiny_weights}", "--arch", "test_efficientnet"]
+    code, _, err = cli(capsys, "fit", shapes_dir, *m, "--strategy", "linear-probe", "--lr", "0.1", "--epochs", "9",
+                       "--out", tmp_path / "lp")
+    assert code == 2 and err.count("\n") == 1 and "--epochs, --lr do not apply to the linear probe" in err
+    assert not (tmp_path / "lp").exists()
+    # auto chose the probe: the options go unused, and fit says so
+    code, _, err = cli(capsys, "fit", shapes_dir, *m, "--epochs", "9", "--out", tmp_path / "auto")
+    assert code == 0 and "--epochs unused" in err and (tmp_path / "auto" / WEIGHTS_FILE).is_file()
+    code, out, _ = cli(capsys, "fit", shapes_dir, *m, "--strategy", "linear-probe", "--head-c", "0.5", "--json",
+                       "--out", tmp_path / "c")
+    metrics = json.loads(out)
+    assert code == 0 and metrics["head_c"] == 0.5 and metrics["cv"] is None and metrics["val_accuracy"] is None
+
+
 def test_second_fit_hits_the_cache_with_identical_results(capsys, tmp_path, tiny_weights, shapes_dir):
     args = ["fit", shapes_dir, "--model", f"file:{tiny_weights}", "--arch", "test_efficientnet",
-            "--epochs", "20", "--json", "--cache-dir", tmp_path / "c"]
+            "--json", "--cache-dir", tmp_path / "c"]
     _, a, _ = cli(capsys, *args, "--out", tmp_path / "a")
     _, b, _ = cli(capsys, *args, "--out", tmp_path / "b")
     ma, mb = json.loads(a), json.loads(b)
@@ -102,8 +119,8 @@ def test_api_mirrors_the_cli(tiny_run, shapes_test_dir, tiny_weights, shapes_dir
     files = sorted(shapes_test_dir.rglob("*.png"))[:2]
     assert [p["label"] for p in run.predict(files)] == [p["label"] for p in headstart.predict(tiny_run, files)]
     fitted = headstart.fit(shapes_dir, model=f"file:{tiny_weights}", arch="test_efficientnet",
-                           out=tmp_path / "api", epochs=10)
-    assert fitted.metrics["n_train"] == 18 and (tmp_path / "api" / WEIGHTS_FILE).is_file()
+                           out=tmp_path / "api")
+    assert fitted.metrics["n_train"] == 24 and (tmp_path / "api" / WEIGHTS_FILE).is_file()
 
 
 def test_loaded_model_is_a_plain_module_matching_predict(tiny_run, shapes_test_dir):
@@ -157,7 +174,7 @@ def test_bad_image_files_are_all_listed_before_work(capsys, tmp_path, tiny_weigh
     msg = _error(capsys, "fit", data, *m)
     assert "bad1.png" in msg and "bad2.jpg" in msg and "--skip-bad-files" in msg
     assert not (tmp_path / "r").exists()
-    code, out, _ = cli(capsys, "fit", data, *m, "--skip-bad-files", "--json", "--epochs", "5")
+    code, out, _ = cli(capsys, "fit", data, *m, "--skip-bad-files", "--json")
     assert code == 0 and json.loads(out)["n_train"] + json.loads(out)["n_val"] == 8
 
 
@@ -165,7 +182,7 @@ def test_out_dir_that_is_not_a_run_is_refused_unless_overwrite(capsys, tmp_path,
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.tex").write_text("do not lose me")
-    m = ["--model", f"file:{tiny_weights}", "--arch", "test_efficientnet", "--epochs", "5"]
+    m = ["--model", f"file:{tiny_weights}", "--arch", "test_efficientnet"]
     msg = _error(capsys, "fit", shapes_dir, *m, "--out", precious)
     assert "not a headstart run" in msg and "--overwrite" in msg
     assert (precious / "thesis.tex").read_text() == "do not lose me"
@@ -219,6 +236,6 @@ def test_demo_runs_end_to_end_small(capsys, tmp_path):
                          "--json")
     assert code == 0, err
     r = json.loads(out)
-    assert r["n_test"] == 30 and r["n_train"] + r["n_val"] == 30
+    assert r["n_test"] == 30 and r["n_train"] == 30 and r["validation"] == "3-fold cross-validation"
     assert 0.0 <= r["test_accuracy"] <= 1.0 and Path(r["run_dir"]) == tmp_path / "demo" / "run"
     assert len(list(Path(r["test_dir"]).glob("*/*.png"))) == 30

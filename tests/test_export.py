@@ -25,7 +25,7 @@ ort = pytest.importorskip("onnxruntime")
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, tiny_model, shapes_dir) -> Path:
     out = tmp_path_factory.mktemp("export-runs") / "tiny"
-    headstart.fit(shapes_dir, out=out, strategy="linear-probe", epochs=30, **tiny_model)
+    headstart.fit(shapes_dir, out=out, strategy="linear-probe", **tiny_model)
     return out
 
 

@@ -113,7 +113,7 @@ def test_cross_validation_picks_c_from_out_of_fold_scores():
     r = train_head(HeadSpec(), x, y, None, None, 2, HeadTraining(seed=0))
     rows = r.cv["grid"]
     chosen = next(row for row in rows if row["c"] == r.c)
-    assert chosen["score"] == max(row["score"] for row in rows)  # the best out-of-fold score (ties: log-loss)
+    assert chosen["log_loss"] == min(row["log_loss"] for row in rows)  # the best out-of-fold log-loss
     assert r.val_balanced_accuracy == chosen["balanced_accuracy"] and r.val_loss == chosen["log_loss"]
     assert [row["c"] for row in rows] == sorted(row["c"] for row in rows)  # walked from strong to weak
     assert len(rows) < len(C_GRID) or rows[-1]["c"] == C_GRID[-1]

@@ -77,8 +77,8 @@ def test_minilm_linear_probe_fit_evaluate_predict(tmp_path, reviews, reviews_tes
     code, stdout, err = cli(capsys, "fit", reviews, "--out", out, "--strategy", "linear-probe")
     assert code == 0, err
     assert "minilm_l6, linear-probe" in stdout and "texts" in stdout  # text DATA picks the text model by default
-    # validation picked the epoch and measured the head; then the head trained on all 48 texts
-    assert "refit     head on all 48 texts (train + val)" in stdout
+    # cross-validation on all 48 texts picked C and measured the head; then it was fitted on all of them
+    assert "48 texts (all train the head)" in stdout and "(5-fold cross-validation)" in stdout
     run = headstart.load(out)
     assert run.modality == "text" and run.classes == ("fresh", "rotten")
     res = headstart.evaluate(out, reviews_test)
@@ -92,13 +92,14 @@ def test_minilm_linear_probe_fit_evaluate_predict(tmp_path, reviews, reviews_tes
     assert code == 0 and json.loads(stdout)[0]["label"] == "fresh"
 
 
-def test_linear_probe_refits_on_every_example(tmp_path, reviews):
-    """Validation picks the epoch and measures the head; then the head trains again on every
-    example, with the same schedule, up to that epoch."""
+def test_linear_probe_uses_every_example(tmp_path, reviews):
+    """No example is held out of the probe: its folds pick C and measure it, whatever --val-split says
+    (that split is for phases that train the body)."""
     run = headstart.fit(reviews, out=tmp_path / "lp", strategy="linear-probe")
     m = run.metrics
-    assert m["refit"]["examples"] == m["n_train"] + m["n_val"] == 48 and m["refit"]["epochs"] == m["best_epoch"]
-    assert headstart.fit(reviews, out=tmp_path / "all", strategy="linear-probe", val_split=0.0).metrics["refit"] is None
+    assert m["n_train"] == 48 and m["n_val"] == 0 and m["cv"]["examples"] == 48
+    again = headstart.fit(reviews, out=tmp_path / "all", strategy="linear-probe", val_split=0.0)
+    assert again.metrics["val_accuracy"] == m["val_accuracy"] and again.metrics["head_c"] == m["head_c"]
 
 
 def test_minilm_lp_ft_trains_the_encoder(tmp_path, reviews):
