@@ -48,7 +48,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -175,8 +175,8 @@ def evaluate(
                     score = balanced_accuracy(task.y_test, np.asarray(fitted.predict(task.x_test)))
                     cell[name].append(score)
                     records.append({"task": task.name, "model": task.model, "untouched": task.untouched,
-                                    "size": size_name(size), "seed": seed, "method": name, "n_train": int(len(y)),
-                                    "n_test": int(len(task.y_test)), "balanced_accuracy": score,
+                                    "size": size_name(size), "seed": seed, "method": name, "n_train": len(y),
+                                    "n_test": len(task.y_test), "balanced_accuracy": score,
                                     "seconds": seconds, **fitted.info})
             if log:
                 log(f"{task.name:<22} {size_name(size):>4}/class  " +
@@ -271,7 +271,7 @@ class CpuHog:
         self.n = n or os.cpu_count() or 1
         self.procs: list[subprocess.Popen] = []
 
-    def __enter__(self) -> "CpuHog":
+    def __enter__(self) -> Self:
         self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(self.n)]
         time.sleep(0.5)  # let them reach the loop
         return self
@@ -299,6 +299,9 @@ def timing(methods: dict[str, Method], repeats: int = 5) -> dict[str, Any]:
                            "seconds": {}}
 
     def measure(label: str) -> None:
+        load = os.getloadavg()[0]  # the hog's own load shows after a minute: this says what else was running
+        out.setdefault("load_before", {})[label] = load
+        print(f"  {label}: 1-minute load average before {load:.1f}", flush=True)
         for data, (x, y) in sets.items():
             for m, method in methods.items():
                 times = []
@@ -347,7 +350,7 @@ def environment() -> dict[str, Any]:
     repo = probe_file.parent.parent
 
     def git(*cmd: str) -> str:
-        r = subprocess.run(["git", "-C", str(repo), *cmd], capture_output=True, text=True)
+        r = subprocess.run(["git", "-C", str(repo), *cmd], capture_output=True, text=True, check=False)
         return r.stdout.strip() if r.returncode == 0 else ""
 
     return {"probe_sha256": hashlib.sha256(probe_file.read_bytes()).hexdigest(), "git_head": git("rev-parse", "HEAD"),

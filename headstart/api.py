@@ -371,7 +371,7 @@ def fit(
         per_epoch = max(1, len(train_idx) // (batch_size or 32))
         epochs = min(100, max(BODY_EPOCHS, math.ceil(300 / per_epoch)))
     check_probe_options(chosen, strategy.strip().lower() == "auto", epochs=epochs, lr=lr, weight_decay=weight_decay,
-                        batch_size=batch_size, patience=patience, head_epochs=head_epochs)
+                        batch_size=batch_size, patience=patience, head_epochs=head_epochs, dropout=dropout or None)
     if chosen.trains_body:
         from .surgery import depth_groups
         from .train import TrainConfig

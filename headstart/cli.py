@@ -184,7 +184,8 @@ training_options = [
     click.option("--allow-download", is_flag=True, help="Allow fetching weights from the network."),
     click.option("--head", "head", default="linear", show_default=True, type=click.Choice(["linear", "mlp"])),
     click.option("--hidden", default=HeadSpec.hidden, show_default=True, type=int, help="Hidden units of the mlp head."),
-    click.option("--dropout", default=HeadSpec.dropout, show_default=True, type=float, help="Dropout in the head."),
+    click.option("--dropout", default=HeadSpec.dropout, show_default=True, type=float,
+                 help="Dropout in the head while the body trains (a head on cached features: --head-c instead)."),
     click.option("--body-lr-mult", default=None, type=float,
                  help="Body learning rate = --lr x this (phases that train the body; default 0.1, transformer "
                       "encoders 0.05, word-vector networks 1: their encoder is new)."),
