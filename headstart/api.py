@@ -411,7 +411,7 @@ def _fit_probe(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTrainin
     tensors = _body_tensors(p) | {f"head.{k}": v for k, v in result.weights.items()}
     info = probe_info(samples, strategy, reason, training, text_info)
     metrics = probe_metrics(p.card.name, strategy, reason, spec, result, samples, feats, training.seed,
-                            p.device_name or ("cpu" if feats.cache_hit else str(p.device)), fixed=training.c is not None)
+                            fixed=training.c is not None)
     if p.tokens is not None:
         metrics["text"] = _text_metrics(p.tokens, p.text)
     metrics["total_seconds"] = round(time.perf_counter() - t_start, 3)
@@ -453,7 +453,7 @@ def check_probe_options(chosen: Strategy, auto: bool, **given: Any) -> None:
 
 def probe_info(samples: Any, strategy: str, reason: str, training: HeadTraining,
                text_info: dict[str, Any] | None) -> dict[str, Any]:
-    """The headstart.json record of a linear-probe run (Run.save adds the card, head and classes)."""
+    """The headstart.json record of a linear-probe run (rundir.run_record adds the card, head and classes)."""
     info: dict[str, Any] = {"task": "classify", "data": samples.source, "strategy": strategy, "strategy_reason": reason,
                             "training": {"class_balance": training.class_balance, "seed": training.seed,
                                          "head_c": training.c, "folds": training.folds}}
@@ -463,9 +463,14 @@ def probe_info(samples: Any, strategy: str, reason: str, training: HeadTraining,
 
 
 def probe_metrics(model: str, strategy: str, reason: str, spec: HeadSpec, result: Any, samples: Any,
-                  feats: Features, seed: int, device: str, fixed: bool = False) -> dict[str, Any]:
-    """metrics.json of a linear-probe run: the cross-validated figures at the chosen C."""
+                  feats: Features, seed: int, fixed: bool = False) -> dict[str, Any]:
+    """metrics.json of a linear-probe run: the cross-validated figures at the chosen C. The head is
+    fitted on the CPU (NumPy), wherever the features were computed."""
     n = len(samples)
+    cv = result.cv
+    validation = ("none: C fixed by --head-c" if fixed else "none: a class has a single example, C at its default"
+                  if cv is None else f"{cv['folds']}-fold cross-validation" + (
+                      f" on {cv['examples']:,} of the {n:,} examples" if cv["examples"] < n else ""))
     return {
         "model": model,
         "strategy": strategy,
@@ -474,8 +479,7 @@ def probe_metrics(model: str, strategy: str, reason: str, spec: HeadSpec, result
         "val_accuracy": result.val_accuracy,
         "val_balanced_accuracy": result.val_balanced_accuracy,
         "val_loss": result.val_loss,
-        "validation": (f"{result.cv['folds']}-fold cross-validation" if result.cv else
-                       "none: C fixed by --head-c" if fixed else "none: a class has a single example, C at its default"),
+        "validation": validation,
         "head_c": result.c,
         "cv": result.cv,
         "n_train": n,
@@ -490,7 +494,7 @@ def probe_metrics(model: str, strategy: str, reason: str, spec: HeadSpec, result
         "best": {"phase": "head"},
         "phases": [{"phase": 0, "name": "head", "trainable_groups": 0, "groups": None, "from_cache": True,
                     "iterations": result.iterations, "body_forward_images": 0, "seconds": round(result.seconds, 3)}],
-        "device": device,
+        "device": "cpu",
         "history": [],
         "headstart": __version__,
     }

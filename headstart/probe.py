@@ -2,8 +2,7 @@
 
 The body is frozen, so its features are fixed inputs and the head is a small, smooth problem:
 class-balanced cross-entropy plus an L2 penalty, solved to convergence with full-batch L-BFGS
-(SciPy) on all labelled examples, in NumPy (one BLAS thread for the small problems of few-shot
-data, which lose badly to spin-waiting threads on a busy machine). The penalty's strength is
+(SciPy) on all labelled examples, in NumPy on one BLAS thread (see one_thread). The penalty's strength is
 chosen by stratified k-fold cross-validation over a grid, warm-started along the path (on a
 stratified subsample of CV_ROWS examples when there are more); the folds' out-of-fold
 predictions are also the head's honest score. No example is held out of the final fit, and no
@@ -43,7 +42,6 @@ MAX_ITER = 400
 # fits stop after MLP_CV_ITER iterations (enough to rank the values of C; the kept head runs to MAX_ITER).
 MLP_FOLDS, MLP_CV_ITER = 3, 100
 CV_ROWS = 500  # C is chosen on a stratified subsample of this many examples when there are more
-BIG_PRODUCT = 20_000_000  # examples x columns x classes above which BLAS uses every core
 PATIENCE = 2  # grid steps without a better cross-validated log-loss before the walk stops
 
 
@@ -119,8 +117,10 @@ def balanced_accuracy(pred: np.ndarray, y: np.ndarray) -> float:
 
 @contextmanager
 def one_thread() -> Iterator[None]:
-    """BLAS on one thread for the duration: thousands of small products gain nothing from more,
-    and threads that spin-wait lose badly when another process shares the cores."""
+    """BLAS on one thread for the duration. L-BFGS-B's own small BLAS calls ran 7x slower with two
+    threads than with one (5,000 x 1,280 features: 35 s against 4.6 s, most of it inside SciPy's
+    solver), thousands of small products gain nothing from more, and threads that spin-wait lose
+    badly when another process shares the cores."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
@@ -370,7 +370,7 @@ def train_head(
         # Many examples: C is chosen on a stratified subsample (its cross-validation fits are many
         # and small); the head is then fitted on all of them from the subsample's head at that C.
         rows = np.arange(len(y)) if len(y) <= CV_ROWS else stratified_subsample(y, CV_ROWS, cfg.seed)
-        with _threads(len(rows), x.shape[1], num_classes):
+        with one_thread():
             zs, mean_s, scale_s, basis_s = standardize(x[rows])
             cv = cross_validate(spec, zs, y[rows], num_classes, cfg)
             c = cv["chosen"]["c"]
@@ -381,7 +381,7 @@ def train_head(
         cv["rows"] = len(rows)
     elif c is None:
         c = DEFAULT_C
-    with _threads(len(y), x.shape[1], num_classes):
+    with one_thread():
         z, mean, scale, basis = standardize(x)
         present = np.unique(y)
         theta0 = None if start is None else _from_weights(spec, start, present, mean, scale, basis)
@@ -426,14 +426,3 @@ def _from_weights(spec: HeadSpec, weights: dict[str, np.ndarray], present: np.nd
     if basis is not None:
         w = basis.T.astype(np.float64) @ w
     return np.concatenate([w.ravel(), b])
-
-
-@contextmanager
-def _threads(n: int, d: int, k: int) -> Iterator[None]:
-    """One BLAS thread for small problems (most: few-shot heads), all of them for large ones, where
-    each product is big enough to share (5,000 x 1,280 x 10 classes: ~1.8x faster on 2 cores)."""
-    if n * min(n, d) * k < BIG_PRODUCT:
-        with one_thread():
-            yield
-    else:
-        yield
