@@ -13,6 +13,9 @@
     headstart.predict("first.onnx", ["photo.jpg"])                     # with onnxruntime
 """
 
+import sys
+import types
+
 __version__ = "0.1.0"
 
 # Public names, imported on first use (PEP 562): `import headstart` stays light (no torch) until
@@ -46,3 +49,17 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_PUBLIC))
+
+
+class _Package(types.ModuleType):
+    """Importing a submodule sets it as an attribute of its package: `import headstart.advise` would
+    put the module where the function `headstart.advise` belongs (as `from .advise import advise` in
+    this file once made sure). The function wins, as before; the module is in sys.modules."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _PUBLIC and isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
