@@ -221,7 +221,8 @@ def _scratch(card: ModelCard, images: ScratchImages, labels: np.ndarray, train: 
     batch, per_epoch, epochs = _scratch_schedule(len(train), steps)
     model = _scratch_model(card, k, seed, device)
     groups = depth_groups(model.body)
-    optimizer = torch.optim.AdamW(param_groups(model, groups, len(groups), SCRATCH_LR, 1.0, 1.0, WEIGHT_DECAY, 0.0))
+    optimizer = torch.optim.AdamW(param_groups(model, groups, len(groups), SCRATCH_LR, 1.0, 1.0, WEIGHT_DECAY, 0.0),
+                                  fused=True)  # one kernel for all parameters (measured: -7 ms of ~130 per step)
     total = epochs * per_epoch
     scheduler = warmup_cosine(optimizer, total, int(SCRATCH_WARMUP * total))
     y = torch.as_tensor(labels[train], dtype=torch.int64)
@@ -297,7 +298,7 @@ def _step_seconds(card: ModelCard, size: int, k: int, device: torch.device, thre
 
 
 def _time_steps(model, size: int, k: int, device: torch.device, batch: int) -> float:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, fused=True)
     x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.arange(batch, device=device) % k
     times = []
