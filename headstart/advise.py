@@ -49,7 +49,7 @@ SCRATCH_STEPS = 200  # optimizer steps a from-scratch network gets at each curve
 SCRATCH_LR, SCRATCH_WARMUP, WEIGHT_DECAY = 3e-3, 0.05, 1e-4
 PROBE_SECONDS = 0.3  # a linear probe with its cross-validation, on a CPU (headstart.probe)
 SIMPLE_SECONDS = 0.05  # the simple baseline at one curve point
-TEXT_STEP_SECONDS = 0.02  # a step of the word network (mean encoder, 32 texts) on 2 CPU cores
+TRAINER_EPOCH_SECONDS = 0.05  # fit's loop's own cost per epoch (the text baseline trains through it)
 PIXELS = 16  # side of the images the pixel baseline sees
 
 
@@ -315,6 +315,29 @@ def _time_steps(model, size: int, k: int, device: torch.device, batch: int) -> f
     return float(np.mean(times[1:]))
 
 
+def _text_step_seconds(wv, train: np.ndarray, samples, k: int, device: torch.device) -> float:
+    """Seconds a step of the word network from random embeddings takes here, approximately: its
+    cost is mostly the embedding table's (a dense gradient and AdamW over every row), timed on a
+    table of the vocabulary's size (`train`'s words and the vectors' most frequent) under a mean
+    encoder, plus fit's loop's cost per epoch (one step per epoch on small DATA)."""
+    from .text.network import build_vocabulary
+
+    rows = len(build_vocabulary([samples.texts[i] for i in train], wv))
+    model = torch.nn.ModuleDict({"e": torch.nn.Embedding(rows, wv.dim), "fc": torch.nn.Linear(wv.dim, k)}).to(device)
+    optimizer = torch.optim.AdamW(model.parameters())  # as in fit's loop
+    ids = torch.randint(0, rows, (min(32, len(train)), 64), device=device)
+    y = torch.arange(len(ids), device=device) % k
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model["fc"](model["e"](ids).mean(1)), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t)
+    return float(np.mean(times[1:])) + TRAINER_EPOCH_SECONDS
+
+
 def _extraction_seconds(samples: ImageSamples, models: list[Any] | None, cache_dir: str | Path | None,
                         no_cache: bool, device: torch.device) -> tuple[int, int, float]:
     """(candidate image models, those without cached features for DATA, seconds to extract theirs):
@@ -573,7 +596,8 @@ def advise(
         scratch_card = best if words else GLOVE_6B_50D  # the word network's vectors: their statistics, no values
         scratch_vectors = word_vectors(scratch_card) if scratch else None  # read once for every curve point
         workers, threads = 1, torch.get_num_threads()  # fit's loop (Trainer) for every run, one at a time
-        step_seconds = TEXT_STEP_SECONDS * (1.0 if dev.type == "cpu" else 0.2)
+        step_seconds = (_text_step_seconds(scratch_vectors, chosen[max(scratch_runs, key=lambda r: r[1])], samples,
+                                           k, dev) if scratch_runs else 0.0)
 
         def simple(train: np.ndarray, test: np.ndarray) -> float:
             return _tfidf_baseline(samples.texts, y, train, test)
@@ -632,7 +656,14 @@ def advise(
     np.add.at(confusion, (y[test0], pred), 1)
 
     # the recommendation: the auto rule of `fit`, for the data as fit would split it
-    n_params = sum(t.numel() for t in p.body().parameters())
+    if kind == "image":  # the architecture's shapes are enough: its weights are not read
+        from .surgery import split
+        from .zoo.build import meta_model
+
+        body = split(meta_model(best.architecture, best.source_classes or 1000), best.classifier)[0]
+    else:
+        body = p.body()
+    n_params = sum(t.numel() for t in body.parameters())
     train_counts = np.bincount(y[p.train_idx], minlength=k)
     if words:  # what fit does with word vectors follows from --embeddings (and the auto encoder)
         m = int(train_counts.min())
