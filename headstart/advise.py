@@ -13,6 +13,10 @@ The advisor measures each on the user's own data:
 
 Then it recommends a model, a strategy (the rule `fit --strategy auto` applies, so the two
 agree) and states the expected gain over training from scratch at the user's data size.
+
+What costs time is training from scratch (a dozen networks on a small CPU). Those runs train in
+memory in this process (the images decoded once, no loader processes), one per core at a time,
+and advise says how long it expects before the learning curve starts and how long it took.
 """
 
 from __future__ import annotations
@@ -127,9 +131,12 @@ def _pixel_baseline(px: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.n
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    scaler = StandardScaler().fit(px[train])
-    clf = LogisticRegression(max_iter=2000).fit(scaler.transform(px[train]), y[train])
-    return float((clf.predict(scaler.transform(px[test])) == y[test]).mean())
+    from .probe import one_thread
+
+    with one_thread():  # small products: a second BLAS thread only spins (see probe.one_thread)
+        scaler = StandardScaler().fit(px[train])
+        clf = LogisticRegression(max_iter=2000).fit(scaler.transform(px[train]), y[train])
+        return float((clf.predict(scaler.transform(px[test])) == y[test]).mean())
 
 
 class ScratchImages:
@@ -176,6 +183,7 @@ def _scratch_schedule(n_train: int, steps: int) -> tuple[int, int, int]:
     return batch, per_epoch, min(100, max(10, math.ceil(steps / per_epoch)))
 
 
+STOP = threading.Event()  # set: the from-scratch runs in progress stop at their next step
 _BUILD = threading.Lock()  # the random initialisation reads the global generators: one network at a time
 
 
@@ -240,6 +248,8 @@ def _scratch(card: ModelCard, images: ScratchImages, labels: np.ndarray, train: 
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if STOP.is_set():
+                raise HeadstartError("stopped")
     model.eval()
     pred = []
     with torch.no_grad(), _autocast(device):
@@ -263,7 +273,8 @@ def _parallelism(runs: int, device: torch.device) -> tuple[int, int]:
 
 def _run_all(jobs: dict[Any, Any], fn, workers: int, threads: int, advance) -> dict[Any, float]:
     """fn(job) for every job, `workers` at a time (in threads: the work is in torch, which lets go
-    of the GIL), each on `threads` intra-op threads; the longest jobs start first."""
+    of the GIL), each on `threads` intra-op threads, in the order given. When one fails or the
+    user interrupts, the others stop at their next step (STOP)."""
     if workers <= 1:
         out = {}
         for key, job in jobs.items():
@@ -274,15 +285,20 @@ def _run_all(jobs: dict[Any, Any], fn, workers: int, threads: int, advance) -> d
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    pool = ThreadPoolExecutor(workers)
     try:
-        with ThreadPoolExecutor(workers) as pool:
-            futures = {pool.submit(fn, job): key for key, job in jobs.items()}
-            out = {}
-            for f in as_completed(futures):
-                out[futures[f]] = f.result()
-                advance(1)
+        futures = {pool.submit(fn, job): key for key, job in jobs.items()}
+        out = {}
+        for f in as_completed(futures):
+            out[futures[f]] = f.result()
+            advance(1)
         return out
+    except BaseException:
+        STOP.set()
+        raise
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        STOP.clear()
         torch.set_num_threads(before)
 
 

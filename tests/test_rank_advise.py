@@ -176,3 +176,21 @@ def test_advise_says_how_long_before_and_after(shapes, tmp_path, capsys):
     # 6 per class is all of split 0's pool here: the confusion matrix is that curve point's probe
     row = r["learning_curve"][-1]
     assert r["confusion"]["accuracy"] == pytest.approx(row["transfer"]["runs"][0])
+
+
+def test_a_failing_scratch_run_stops_the_others():
+    import time
+
+    module = _advise_module()
+
+    def fn(job):
+        if job == "bad":
+            time.sleep(0.05)
+            raise ValueError("boom")
+        while not module.STOP.is_set():  # a long run: stops at its next step
+            time.sleep(0.01)
+        raise HeadstartError("stopped")
+
+    with pytest.raises(ValueError, match="boom"):
+        module._run_all({1: "long", 2: "bad", 3: "long"}, fn, 2, 1, lambda n: None)
+    assert not module.STOP.is_set()
