@@ -13,6 +13,10 @@ The advisor measures each on the user's own data:
 
 Then it recommends a model, a strategy (the rule `fit --strategy auto` applies, so the two
 agree) and states the expected gain over training from scratch at the user's data size.
+
+What costs time is training from scratch (a dozen networks on a small CPU). Those runs train in
+memory in this process (the images decoded once, no loader processes), one per core at a time,
+and advise says how long it expects before the learning curve starts and how long it took.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import dataclasses
 import math
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +37,7 @@ from PIL import Image
 from .console import log, progress
 from .data.detect import data_modality
 from .data.images import ImageSamples, appearance, look_notes, unlike_source
-from .errors import HeadstartError
+from .errors import HeadstartError, plural
 from .heads import HeadSpec
 from .probe import HeadTraining, train_head
 from .rank import rank_models
@@ -40,11 +45,15 @@ from .runtime import pick_device
 from .strategies import Strategy, choose
 from .text.network import AUTO_RNN_PER_CLASS, TextOptions
 from .zoo import get_card
-from .zoo.card import ModelCard, WeightSource
+from .zoo.card import ModelCard, Preprocessing
 
 DEFAULT_CURVE = (1, 2, 5, 10, 20, 50, 100)
 MAX_TEST_PER_CLASS = 100  # larger DATA: the held-out part is subsampled (and the report says so)
 SCRATCH_STEPS = 200  # optimizer steps a from-scratch network gets at each curve point (at least 10 epochs)
+SCRATCH_LR, SCRATCH_WARMUP, WEIGHT_DECAY = 3e-3, 0.05, 1e-4
+PROBE_SECONDS = 0.3  # a linear probe with its cross-validation, on a CPU (headstart.probe)
+SIMPLE_SECONDS = 0.05  # the simple baseline at one curve point
+TRAINER_EPOCH_SECONDS = 0.05  # fit's loop's own cost per epoch (the text baseline trains through it)
 PIXELS = 16  # side of the images the pixel baseline sees
 
 
@@ -122,45 +131,270 @@ def _pixel_baseline(px: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.n
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    scaler = StandardScaler().fit(px[train])
-    clf = LogisticRegression(max_iter=2000).fit(scaler.transform(px[train]), y[train])
-    return float((clf.predict(scaler.transform(px[test])) == y[test]).mean())
+    from .probe import one_thread
+
+    with one_thread():  # small products: a second BLAS thread only spins (see probe.one_thread)
+        scaler = StandardScaler().fit(px[train])
+        clf = LogisticRegression(max_iter=2000).fit(scaler.transform(px[train]), y[train])
+        return float((clf.predict(scaler.transform(px[test])) == y[test]).mean())
 
 
-def _scratch(card: ModelCard, samples: ImageSamples, train: np.ndarray, test: np.ndarray, seed: int,
-             size: int, steps: int, device: torch.device, work: Path) -> float:
-    """Held-out accuracy of the card's architecture trained from random weights on `train` only.
+class ScratchImages:
+    """The images the from-scratch baseline trains and tests on, decoded once for all its runs.
 
-    Same loop as fine-tuning (every group trains, BatchNorm statistics follow the batches), at
-    `size` px so that it runs in minutes on a CPU; a fixed budget of optimizer steps."""
-    from .features import run_body
+    Training images are kept as decoded (a large photo at no more than the resolution the
+    smallest random crop needs): every epoch crops and resizes them anew, as fit's TrainLoader
+    does with augment="crop". Test images are kept as their eval crops (`pre`)."""
+
+    def __init__(self, paths: tuple[Path, ...], train: np.ndarray, test: np.ndarray, pre: Preprocessing) -> None:
+        from .data.transforms import MIN_CROP_AREA, ImageLoader, TrainLoader, open_rgb
+
+        self.pre = pre
+        self.crops = TrainLoader(pre, "crop")
+        need = math.ceil(pre.resize / MIN_CROP_AREA**0.5)  # the smallest crop still has `resize` px
+        self.train: dict[int, Image.Image] = {}
+        for i in map(int, np.unique(train)):
+            im = open_rgb(paths[i], draft_to=need)
+            short = min(im.size)
+            if short > 2 * need:  # a large photo: kept at the size the crops need, not at full size
+                im = im.resize((round(im.width * need / short), round(im.height * need / short)),
+                               Image.Resampling.BILINEAR, reducing_gap=3.0)
+            self.train[i] = im
+        load = ImageLoader(pre)
+        self.test = {int(i): load(paths[i]) for i in np.unique(test)}
+
+    def crop(self, i: int, seed: int) -> torch.Tensor:
+        """A random resized crop of image i (uint8 HWC), from `seed` (TrainLoader's crop, in memory)."""
+        from .data.transforms import _RESAMPLE
+
+        im = self.train[i]
+        rng = np.random.default_rng(seed)
+        top, left, h, w = self.crops.crop_box(im.width, im.height, rng)
+        c = self.pre.crop
+        return torch.from_numpy(np.array(im.resize((c, c), _RESAMPLE[self.pre.interpolation],
+                                                    box=(left, top, left + w, top + h))))
+
+
+def _scratch_schedule(n_train: int, steps: int) -> tuple[int, int, int]:
+    """(batch size, optimizer steps per epoch, epochs) of a from-scratch run on n_train images:
+    about `steps` steps, at least 10 epochs and at most 100."""
+    batch = min(16, n_train)
+    per_epoch = max(1, n_train // batch)
+    return batch, per_epoch, min(100, max(10, math.ceil(steps / per_epoch)))
+
+
+STOP = threading.Event()  # set: the from-scratch runs in progress stop at their next step
+_BUILD = threading.Lock()  # the random initialisation reads the global generators: one network at a time
+
+
+def _scratch_model(card: ModelCard, k: int, seed: int, device: torch.device):
     from .surgery import TransferModel, split
-    from .train import Trainer, TrainConfig, _seed_everything, make_accelerator
+    from .train import _seed_everything
     from .zoo.build import build_architecture
 
-    scratch_card = dataclasses.replace(
-        card, name=f"{card.name} (random init)", weights=WeightSource(kind="none"),
-        preprocessing=dataclasses.replace(card.preprocessing, crop=size, resize=size))
-    batch = min(16, len(train))
-    steps_per_epoch = max(1, len(train) // batch)
-    epochs = min(100, max(10, math.ceil(steps / steps_per_epoch)))
-    cfg = TrainConfig(strategy="finetune", head={"kind": "linear", "hidden": 512, "dropout": 0.0}, epochs=epochs,
-                      head_epochs=1, lr=3e-3, body_lr_mult=1.0, batch_size=batch, warmup=0.05, bn="train",
-                      augment="crop", seed=seed, val_split=0.0, class_balance=True)
-    _seed_everything(seed)
-    body, _ = split(build_architecture(card.architecture, card.source_classes or 1000), card.classifier)
-    model = TransferModel(body, HeadSpec().build(card.num_features, len(samples.classes)))
-    acc = make_accelerator(cfg, work, None, cpu=device.type == "cpu")
-    sub = samples.subset(train)
-    trainer = Trainer(work, scratch_card, sub, np.arange(len(sub)), np.array([], dtype=np.int64),
-                      lambda: None, cfg, acc, model, checkpoints=False, verbose=False)  # type: ignore[arg-type]
-    trainer.run()
-    net = acc.unwrap_model(trainer.model).eval()
-    feats = np.empty((len(test), card.num_features), dtype=np.float32)
-    run_body(net.body, scratch_card.preprocessing, [samples.paths[i] for i in test], feats, device)
-    with torch.no_grad():
-        pred = net.head.cpu()(torch.from_numpy(feats)).argmax(1).numpy()
-    return float((pred == samples.labels[test]).mean())
+    with _BUILD:
+        _seed_everything(seed)
+        body, _ = split(build_architecture(card.architecture, card.source_classes or 1000), card.classifier)
+        model = TransferModel(body, HeadSpec().build(card.num_features, k))
+    return model.to(device, memory_format=torch.channels_last).train()
+
+
+def _autocast(device: torch.device):
+    """fit's --precision auto: bf16 on a GPU that has it, fp32 elsewhere (measured no faster on a CPU)."""
+    from contextlib import nullcontext
+
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _scratch(card: ModelCard, images: ScratchImages, labels: np.ndarray, train: np.ndarray, test: np.ndarray,
+             seed: int, steps: int, k: int, device: torch.device) -> float:
+    """Held-out accuracy of the card's architecture trained from random weights on `train` only.
+
+    fit's recipe for `--strategy finetune` from random weights: every layer trains at one
+    learning rate (AdamW, warm-up then cosine decay, class-balanced loss), BatchNorm statistics
+    follow the batches, random resized crops; at images.pre's size, for a fixed budget of about
+    `steps` optimizer steps. It runs in memory in this process: the images were decoded once
+    (ScratchImages), there are no loader processes, checkpoints or validation."""
+    from torch import nn
+
+    from .data.transforms import normalize
+    from .probe import class_weights
+    from .strategies import param_groups, warmup_cosine
+    from .surgery import depth_groups
+    from .train import _epoch_seed
+
+    pre = images.pre
+    batch, per_epoch, epochs = _scratch_schedule(len(train), steps)
+    model = _scratch_model(card, k, seed, device)
+    groups = depth_groups(model.body)
+    optimizer = torch.optim.AdamW(param_groups(model, groups, len(groups), SCRATCH_LR, 1.0, 1.0, WEIGHT_DECAY, 0.0),
+                                  fused=True)  # one kernel for all parameters (measured: -7 ms of ~130 per step)
+    total = epochs * per_epoch
+    scheduler = warmup_cosine(optimizer, total, int(SCRATCH_WARMUP * total))
+    y = torch.as_tensor(labels[train], dtype=torch.int64)
+    weight = torch.as_tensor(class_weights(labels[train], k), dtype=torch.float32)
+    loss_fn = nn.CrossEntropyLoss(weight=weight.to(device))
+    for epoch in range(epochs):
+        # the shuffle and every crop follow from (seed, epoch): the runs are reproducible
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(_epoch_seed(seed, epoch)))
+        for b in range(per_epoch):
+            pos = order[b * batch:(b + 1) * batch].tolist()
+            x = torch.stack([images.crop(int(train[j]), _item_seed(seed, epoch, j)) for j in pos])
+            with _autocast(device):
+                loss = loss_fn(model(normalize(x, pre, device)), y[pos].to(device))
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if STOP.is_set():
+                raise HeadstartError("stopped")
+    model.eval()
+    pred = []
+    with torch.no_grad(), _autocast(device):
+        for b in range(0, len(test), 64):
+            x = torch.stack([images.test[int(i)] for i in test[b:b + 64]])
+            pred.append(model(normalize(x, pre, device)).float().argmax(1).cpu())
+    return float((torch.cat(pred).numpy() == labels[test]).mean())
+
+
+def _parallelism(runs: int, device: torch.device) -> tuple[int, int]:
+    """(from-scratch runs at once, threads each). On a CPU, one run per core on one thread: these
+    small networks gain little from a second thread per operation, and threads that spin-wait on
+    each other lose badly when the cores are shared; on a GPU, one run at a time."""
+    from .runtime import cpu_count
+
+    if device.type != "cpu" or runs <= 1:
+        return 1, torch.get_num_threads()
+    workers = min(runs, cpu_count())
+    return workers, max(1, cpu_count() // workers)
+
+
+def _run_all(jobs: dict[Any, Any], fn, workers: int, threads: int, advance) -> dict[Any, float]:
+    """fn(job) for every job, `workers` at a time (in threads: the work is in torch, which lets go
+    of the GIL), each on `threads` intra-op threads, in the order given. When one fails or the
+    user interrupts, the others stop at their next step (STOP)."""
+    if workers <= 1:
+        out = {}
+        for key, job in jobs.items():
+            out[key] = fn(job)
+            advance(1)
+        return out
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    pool = ThreadPoolExecutor(workers)
+    try:
+        futures = {pool.submit(fn, job): key for key, job in jobs.items()}
+        out = {}
+        for f in as_completed(futures):
+            out[futures[f]] = f.result()
+            advance(1)
+        return out
+    except BaseException:
+        STOP.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        STOP.clear()
+        torch.set_num_threads(before)
+
+
+def _step_seconds(card: ModelCard, size: int, k: int, device: torch.device, threads: int, batch: int = 16) -> float:
+    """Seconds one from-scratch optimizer step takes on this device on `threads` threads (a throwaway
+    network, 2 timed steps)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _time_steps(_scratch_model(card, k, 0, device), size, k, device, batch)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _time_steps(model, size: int, k: int, device: torch.device, batch: int) -> float:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, fused=True)
+    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.arange(batch, device=device) % k
+    times = []
+    for _ in range(3):  # the first step allocates: left out
+        t = time.perf_counter()
+        with _autocast(device):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return float(np.mean(times[1:]))
+
+
+def _text_step_seconds(wv, train: np.ndarray, samples, k: int, device: torch.device) -> float:
+    """Seconds a step of the word network from random embeddings takes here, approximately: its
+    cost is mostly the embedding table's (a dense gradient and AdamW over every row), timed on a
+    table of the vocabulary's size (`train`'s words and the vectors' most frequent) under a mean
+    encoder, plus fit's loop's cost per epoch (one step per epoch on small DATA)."""
+    from .text.network import build_vocabulary
+
+    rows = len(build_vocabulary([samples.texts[i] for i in train], wv))
+    model = torch.nn.ModuleDict({"e": torch.nn.Embedding(rows, wv.dim), "fc": torch.nn.Linear(wv.dim, k)}).to(device)
+    optimizer = torch.optim.AdamW(model.parameters())  # as in fit's loop
+    ids = torch.randint(0, rows, (min(32, len(train)), 64), device=device)
+    y = torch.arange(len(ids), device=device) % k
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model["fc"](model["e"](ids).mean(1)), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t)
+    return float(np.mean(times[1:])) + TRAINER_EPOCH_SECONDS
+
+
+def _extraction_seconds(samples: ImageSamples, models: list[Any] | None, cache_dir: str | Path | None,
+                        no_cache: bool, device: torch.device) -> tuple[int, int, float]:
+    """(candidate image models, those without cached features for DATA, seconds to extract theirs):
+    each missing one's forward pass is timed on a few random images at its input size."""
+    from .features import FeatureCache, feature_key
+    from .surgery import split
+    from .zoo import is_installed, list_cards
+    from .zoo.build import build_architecture
+
+    try:
+        cards = ([m if isinstance(m, ModelCard) else get_card(m) for m in models] if models else
+                 [c for c in list_cards() if c.modality == "image" and is_installed(c)])
+    except HeadstartError:
+        return 0, 0, 0.0  # the ranking says what is wrong
+    cards = [c for c in cards if c.modality == "image"]
+    cache = FeatureCache.from_options(cache_dir, no_cache)
+    missing = [c for c in cards if not (cache.enabled and (cache.entry(
+        feature_key(c.fingerprint(), c.preprocessing, samples.paths)) / "meta.json").is_file())]
+    seconds = 0.0
+    for card in missing:
+        body = split(build_architecture(card.architecture, card.source_classes or 1000), card.classifier)[0]
+        body = body.eval().to(device, memory_format=torch.channels_last)
+        x = torch.randn(8, 3, card.preprocessing.crop, card.preprocessing.crop, device=device)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            body(x)
+            t = time.perf_counter()
+            body(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        seconds += 1.0 + (time.perf_counter() - t) / 8 * len(samples) * 1.3  # + loading, decoding
+    return len(cards), len(missing), seconds
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def _item_seed(seed: int, epoch: int, i: int) -> int:
+    """The crop seed of the i-th training image in an epoch (as fit's LabelledImages derives it)."""
+    return int(np.random.SeedSequence([seed, epoch, i]).generate_state(1)[0])
 
 
 def _inspect_texts(samples, tokens) -> dict[str, Any]:
@@ -292,6 +526,12 @@ def advise(
                              f"{'image' if kind == 'image' else 'text'}: add at least one more")
     dev = pick_device(device)
     notes: list[str] = []
+    if kind == "image":
+        n_cards, n_missing, extract_seconds = _extraction_seconds(samples, models, cache_dir, no_cache, dev)
+        if n_missing:
+            log(f"advise: {plural(n_cards, 'candidate model')}, {n_missing} without cached features for DATA: "
+                f"extracting them takes about {_duration(extract_seconds)} on {dev.type}; then a learning curve "
+                "(its time is estimated once the best model is known)")
 
     # 3a. the ranking (it also fills the feature cache the learning curve reads)
     ranking = rank_models(data, models, cache_dir=cache_dir, no_cache=no_cache, skip_bad_files=skip_bad_files,
@@ -337,17 +577,33 @@ def advise(
     if int(counts.max() * test_fraction) > MAX_TEST_PER_CLASS:
         notes.append(f"the held-out part is subsampled to {MAX_TEST_PER_CLASS} {kind}s per class")
     chosen = {(s, n): _take(y, pool, n, s) for s, (pool, _) in enumerate(splits) for n in points}
+    result = Curve(points, {}, {}, {}, "pixels" if kind == "image" else "tfidf")
+    scratch_points = [n for n in points if n <= scratch_max_per_class] if scratch else []
+    scratch_runs = [(s, n) for s in range(seeds) for n in scratch_points]
+    scratch_steps_all = sum(math.prod(_scratch_schedule(len(chosen[r]), scratch_steps)[1:]) for r in scratch_runs)
+    # the confusion matrix is the probe on all of split 0's pool: a curve point's probe when that
+    # point takes the whole pool (the usual case on small DATA), else one more fit
+    pool0, test0 = splits[0]
+    confusion_point = next((n for n in points if np.array_equal(np.sort(chosen[(0, n)]), np.sort(pool0))), None)
+    probes = len(points) * seeds + (confusion_point is None)
     if kind == "image":
         grey = inputs["greyscale_share"] > 0.5
         used = np.unique(np.concatenate([*chosen.values(), *(test for _, test in splits)]))
         px = np.zeros((len(samples), PIXELS * PIXELS * (1 if grey else 3)), dtype=np.float32)
         px[used] = _pixels(samples.subset(used), grey)  # only the images the curve uses are read
+        scratch_pre = dataclasses.replace(best.preprocessing, crop=scratch_size, resize=scratch_size)
+        workers, threads = _parallelism(len(scratch_runs), dev)
+        step_seconds = _step_seconds(best, scratch_size, k, dev, threads) if scratch_runs else 0.0
+        images = (ScratchImages(samples.paths, np.concatenate([chosen[r] for r in scratch_runs]),
+                                np.concatenate([splits[s][1] for s, _ in scratch_runs]), scratch_pre)
+                  if scratch_runs else None)
 
         def simple(train: np.ndarray, test: np.ndarray) -> float:
             return _pixel_baseline(px, y, train, test)
 
         def from_scratch(train: np.ndarray, test: np.ndarray, s: int, n: int) -> float:
-            return _scratch(best, samples, train, test, s, scratch_size, scratch_steps, dev, work / f"s{s}-n{n}")
+            assert images is not None
+            return _scratch(best, images, y, train, test, s, scratch_steps, k, dev)
     else:
         from .zoo.builtin import GLOVE_6B_50D
 
@@ -355,6 +611,9 @@ def advise(
 
         scratch_card = best if words else GLOVE_6B_50D  # the word network's vectors: their statistics, no values
         scratch_vectors = word_vectors(scratch_card) if scratch else None  # read once for every curve point
+        workers, threads = 1, torch.get_num_threads()  # fit's loop (Trainer) for every run, one at a time
+        step_seconds = (_text_step_seconds(scratch_vectors, chosen[max(scratch_runs, key=lambda r: r[1])], samples,
+                                           k, dev) if scratch_runs else 0.0)
 
         def simple(train: np.ndarray, test: np.ndarray) -> float:
             return _tfidf_baseline(samples.texts, y, train, test)
@@ -362,8 +621,6 @@ def advise(
         def from_scratch(train: np.ndarray, test: np.ndarray, s: int, n: int) -> float:
             return _text_scratch(samples, scratch_card, scratch_vectors, text, train, test, s, scratch_steps, dev,
                                  work / f"s{s}-n{n}")
-    result = Curve(points, {}, {}, {}, "pixels" if kind == "image" else "tfidf")
-    scratch_points = [n for n in points if n <= scratch_max_per_class] if scratch else []
     if scratch and len(scratch_points) < len(points):
         notes.append(f"training from scratch is measured up to {scratch_max_per_class} per class "
                      "(--scratch-max-per-class); larger points would take long on this device")
@@ -378,30 +635,51 @@ def advise(
     if words:
         notes.append(f"transfer with {best.name}: a linear probe on the averaged word vectors; fit's BiLSTM over them "
                      "usually does better from 200 examples per class")
-    runs = len(points) * seeds
+    estimate = (scratch_steps_all * step_seconds / workers + probes * PROBE_SECONDS
+                + len(points) * seeds * SIMPLE_SECONDS)
+    log(f"advise: learning curve of {len(points)} point{'s' if len(points) > 1 else ''} x {plural(seeds, 'seed')}: "
+        f"{plural(probes, 'linear probe')}"
+        + (f", {plural(len(scratch_runs), 'training')} from scratch ({scratch_steps_all:,} steps at "
+           f"~{1000 * step_seconds:.0f} ms on {dev.type}" + (f", {workers} at once" if workers > 1 else "") + ")"
+           if scratch_runs else "")
+        + f"; about {_duration(estimate)}")
+    t_curve = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="headstart-advise-"))
+    probe_pred: dict[tuple[int, int], np.ndarray] = {}
     try:
-        with progress("learning curve", runs) as advance:
+        with progress("learning curve", len(points) * seeds + len(scratch_runs)) as advance:
             for s, (_pool, test) in enumerate(splits):
                 for n in points:
                     train = chosen[(s, n)]
-                    pred = _linear_probe(x, y, train, test, k, s)
+                    pred = probe_pred[(s, n)] = _linear_probe(x, y, train, test, k, s)
                     result.transfer.setdefault(n, []).append(float((pred == y[test]).mean()))
                     result.simple.setdefault(n, []).append(simple(train, test))
-                    if n in scratch_points:
-                        result.scratch.setdefault(n, []).append(from_scratch(train, test, s, n))
                     advance(1)
+            # the longest runs first, so that the last ones to finish are short
+            jobs = {r: (chosen[r], splits[r[0]][1], r[0], r[1])
+                    for r in sorted(scratch_runs, key=lambda r: -math.prod(_scratch_schedule(len(chosen[r]),
+                                                                                             scratch_steps)[1:]))}
+            accuracy = _run_all(jobs, lambda job: from_scratch(*job), workers, threads, advance)
+            for s, n in scratch_runs:
+                result.scratch.setdefault(n, []).append(accuracy[(s, n)])
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    curve_seconds = time.perf_counter() - t_curve
 
     # the recommended model on all of the first split's pool: its confusion matrix
-    pool, test = splits[0]
-    pred = _linear_probe(x, y, pool, test, k, 0)
+    pred = probe_pred[(0, confusion_point)] if confusion_point is not None else _linear_probe(x, y, pool0, test0, k, 0)
     confusion = np.zeros((k, k), dtype=int)
-    np.add.at(confusion, (y[test], pred), 1)
+    np.add.at(confusion, (y[test0], pred), 1)
 
     # the recommendation: the auto rule of `fit`, for the data as fit would split it
-    n_params = sum(t.numel() for t in p.body().parameters())
+    if kind == "image":  # the architecture's shapes are enough: its weights are not read
+        from .surgery import split
+        from .zoo.build import meta_model
+
+        body = split(meta_model(best.architecture, best.source_classes or 1000), best.classifier)[0]
+    else:
+        body = p.body()
+    n_params = sum(t.numel() for t in body.parameters())
     train_counts = np.bincount(y[p.train_idx], minlength=k)
     if words:  # what fit does with word vectors follows from --embeddings (and the auto encoder)
         m = int(train_counts.min())
@@ -460,5 +738,7 @@ def advise(
         report["html"] = str(write_html(report, Path(out)))
     log(f"advise: {verdict}; {best.name} with {strategy.name}"
         + (f", {gain:+.3f} accuracy over no transfer at {top['per_class']} per class" if gain is not None else ""))
+    log(f"advise: took {_duration(report['seconds'])} (the learning curve {_duration(curve_seconds)}, "
+        f"estimated {_duration(estimate)})")
     return report
 

@@ -124,3 +124,73 @@ def test_advise_subsamples_a_large_held_out_part_and_says_so(shapes, tmp_path, m
     monkeypatch.setattr(module, "MAX_TEST_PER_CLASS", 1)
     r = module.advise(shapes, models=["mobilenet_v2"], scratch=False, curve=[1], seeds=1, out=tmp_path / "a.html")
     assert any("subsampled to 1 images per class" in n for n in r["notes"])
+
+
+def test_scratch_runs_are_reproducible_and_the_same_when_run_at_once(shapes, tiny_model):
+    """advise trains its from-scratch baselines in memory, several at once on a CPU: each run's
+    result depends on its seed and data only, not on what runs beside it."""
+    import numpy as np
+    import torch
+
+    module = _advise_module()
+    from headstart.api import read_samples
+
+    card = get_card(tiny_model["model"], arch=tiny_model["arch"])
+    samples = read_samples(shapes)
+    y, k = samples.labels, len(samples.classes)
+    pre = dataclasses.replace(card.preprocessing, crop=32, resize=32)
+    jobs = {}
+    for s in (0, 1):
+        pool, test = module._split(y, s, 0.3, 100)
+        jobs[(s, 2)] = (module._take(y, pool, 2, s), test, s)
+    images = module.ScratchImages(samples.paths, np.concatenate([j[0] for j in jobs.values()]),
+                                  np.concatenate([j[1] for j in jobs.values()]), pre)
+
+    def run(job):
+        return module._scratch(card, images, y, job[0], job[1], job[2], 12, k, torch.device("cpu"))
+
+    one = module._run_all(jobs, run, 1, 1, lambda n: None)
+    both = module._run_all(jobs, run, 2, 1, lambda n: None)
+    assert one == both and all(0 <= v <= 1 for v in one.values())
+    assert module._scratch_schedule(10, 200) == (10, 1, 100)  # 1 per class of 10 classes: 100 epochs of 1 step
+    assert module._scratch_schedule(70, 200) == (16, 4, 50)
+    assert module._parallelism(12, torch.device("cuda")) == (1, torch.get_num_threads())
+
+
+def _advise_module():
+    """headstart.advise the module (headstart.advise, the attribute, stays the function)."""
+    import sys
+
+    assert callable(headstart.advise)  # imports the module, and keeps the function as the attribute
+    return sys.modules["headstart.advise"]
+
+
+def test_advise_says_how_long_before_and_after(shapes, tmp_path, capsys):
+    r = headstart.advise(shapes, ["mobilenet_v2"], curve=[1, 6], seeds=1, scratch_size=32, scratch_steps=5,
+                         cache_dir=tmp_path / "cache")
+    err = capsys.readouterr().err
+    assert "without cached features for DATA: extracting them takes about" in err
+    # 10 epochs at least: 10 steps of 3 images and 10 of 16 (of 18)
+    assert "2 linear probes, 2 trainings from scratch (20 steps at" in err and "; about " in err
+    assert "advise: took " in err and "estimated" in err
+    # 6 per class is all of split 0's pool here: the confusion matrix is that curve point's probe
+    row = r["learning_curve"][-1]
+    assert r["confusion"]["accuracy"] == pytest.approx(row["transfer"]["runs"][0])
+
+
+def test_a_failing_scratch_run_stops_the_others():
+    import time
+
+    module = _advise_module()
+
+    def fn(job):
+        if job == "bad":
+            time.sleep(0.05)
+            raise ValueError("boom")
+        while not module.STOP.is_set():  # a long run: stops at its next step
+            time.sleep(0.01)
+        raise HeadstartError("stopped")
+
+    with pytest.raises(ValueError, match="boom"):
+        module._run_all({1: "long", 2: "bad", 3: "long"}, fn, 2, 1, lambda n: None)
+    assert not module.STOP.is_set()
