@@ -165,13 +165,13 @@ class ScratchImages:
 
     def crop(self, i: int, seed: int) -> torch.Tensor:
         """A random resized crop of image i (uint8 HWC), from `seed` (TrainLoader's crop, in memory)."""
-        from .data.transforms import _RESAMPLE
+        from .data.transforms import RESAMPLE
 
         im = self.train[i]
         rng = np.random.default_rng(seed)
         top, left, h, w = self.crops.crop_box(im.width, im.height, rng)
         c = self.pre.crop
-        return torch.from_numpy(np.array(im.resize((c, c), _RESAMPLE[self.pre.interpolation],
+        return torch.from_numpy(np.array(im.resize((c, c), RESAMPLE[self.pre.interpolation],
                                                     box=(left, top, left + w, top + h))))
 
 

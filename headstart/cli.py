@@ -377,6 +377,11 @@ def _print_run(run, as_json: bool) -> None:
             click.echo(f"phase     head: fitted on cached features of all {m['n_train']} {unit}, C {m['head_c']:.3g} "
                        f"({m['validation']}), {p['seconds']:.2f}s")
             continue
+        if p["from_cache"]:  # lp-ft's (gradual's) head, fitted on the training split before the body trains
+            c = next((h.get("head_c") for h in m.get("history", []) if h.get("phase") == p["phase"]), None)
+            click.echo(f"phase     {p['name']}: fitted on cached features of the {m['n_train']} training {unit}"
+                       + (f", C {c:.3g}" if c else "") + f", {p['seconds']:.1f}s")
+            continue
         what = "head on cached features" if p["from_cache"] else f"head + top {p['trainable_groups']} of {p['groups']} groups"
         stop = ", stopped early" if p["stopped_early"] else ""
         click.echo(f"phase     {p['name']}: {what}, {p['epochs_run']} of {p['epochs_planned']} epochs{stop}, "

@@ -341,7 +341,8 @@ def rank_models(
             row["note"] = "no source-task head: LEEP and NCE need one"
         row.pop("cv_note", None)
         rows.append(row)
-        log(f"{card.name}: {key} {row.get(key)}")
+        value = row.get(key)
+        log(f"{card.name}: {key} {value:.3f}" if isinstance(value, float) else f"{card.name}: {key} {value}")
     ranked = sorted(rows, key=lambda r: (r.get(key) is None, -(r.get(key) or 0.0)))
     for i, r in enumerate(ranked, start=1):
         r["rank"] = i if r.get(key) is not None else None

@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 
 from ..zoo.card import Preprocessing
 
-_RESAMPLE = {
+RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
@@ -59,7 +59,7 @@ def resize_center_crop(im: Image.Image, pre: Preprocessing) -> Image.Image:
     new_short, new_long = pre.resize, int(pre.resize * long / short)
     size = (new_short, new_long) if w <= h else (new_long, new_short)
     if size != im.size:
-        im = im.resize(size, _RESAMPLE[pre.interpolation])
+        im = im.resize(size, RESAMPLE[pre.interpolation])
     w, h = im.size
     c = pre.crop
     top, left = int(round((h - c) / 2.0)), int(round((w - c) / 2.0))
@@ -162,7 +162,7 @@ class TrainLoader:
         im = open_rgb(path, draft_to=int(self.pre.resize / MIN_CROP_AREA**0.5))
         rng = np.random.default_rng(seed)
         top, left, h, w = self.crop_box(im.width, im.height, rng)
-        im = im.resize((self.pre.crop, self.pre.crop), _RESAMPLE[self.pre.interpolation],
+        im = im.resize((self.pre.crop, self.pre.crop), RESAMPLE[self.pre.interpolation],
                        box=(left, top, left + w, top + h))
         if self.augment == "crop-flip" and rng.random() < 0.5:
             im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
