@@ -302,13 +302,22 @@ def _run_all(jobs: dict[Any, Any], fn, workers: int, threads: int, advance) -> d
         torch.set_num_threads(before)
 
 
-def _step_seconds(card: ModelCard, size: int, k: int, device: torch.device, threads: int, batch: int = 16) -> float:
-    """Seconds one from-scratch optimizer step takes on this device on `threads` threads (a throwaway
-    network, 2 timed steps)."""
+def _step_seconds(card: ModelCard, size: int, k: int, device: torch.device, threads: int, workers: int = 1,
+                  batch: int = 16) -> float:
+    """Seconds one from-scratch optimizer step takes on this device on `threads` threads while
+    `workers` runs step at once, as the curve runs them (throwaway networks, 2 timed steps each):
+    cores that share caches or a physical core slow each other down, and timed alone, a step on 2
+    cores had promised half the time advise then took."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _time_steps(_scratch_model(card, k, 0, device), size, k, device, batch)
+        models = [_scratch_model(card, k, 0, device) for _ in range(workers)]
+        if workers == 1:
+            return _time_steps(models[0], size, k, device, batch)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            return float(np.mean(list(pool.map(lambda m: _time_steps(m, size, k, device, batch), models))))
     finally:
         torch.set_num_threads(before)
 
@@ -593,7 +602,7 @@ def advise(
         px[used] = _pixels(samples.subset(used), grey)  # only the images the curve uses are read
         scratch_pre = dataclasses.replace(best.preprocessing, crop=scratch_size, resize=scratch_size)
         workers, threads = _parallelism(len(scratch_runs), dev)
-        step_seconds = _step_seconds(best, scratch_size, k, dev, threads) if scratch_runs else 0.0
+        step_seconds = _step_seconds(best, scratch_size, k, dev, threads, workers) if scratch_runs else 0.0
         images = (ScratchImages(samples.paths, np.concatenate([chosen[r] for r in scratch_runs]),
                                 np.concatenate([splits[s][1] for s, _ in scratch_runs]), scratch_pre)
                   if scratch_runs else None)
