@@ -326,8 +326,13 @@ def fit(
     encoders; weight decay 1e-4, patience 5, 16 images per batch on a CPU); a linear probe has none
     of them, and refuses them. `head_epochs` is detection's (lp-ft's first phase).
     """
+    HeadTraining(c=head_c)  # --head-c's range, checked before any work
     if _task(task, data) == "detect":
         from .detection.train import fit_detector
+
+        if head_c is not None:
+            raise HeadstartError("--head-c does not apply to detection (its heads train by epochs: --head-epochs); "
+                                 "leave it out")
 
         return fit_detector(  # type: ignore[return-value]
             data, model, out, strategy=strategy, detector=detector, arch=arch, epochs=epochs,
@@ -370,7 +375,7 @@ def fit(
     if words and epochs is None:  # small data gives few steps per epoch: at least ~300 optimizer steps
         per_epoch = max(1, len(train_idx) // (batch_size or 32))
         epochs = min(100, max(BODY_EPOCHS, math.ceil(300 / per_epoch)))
-    check_probe_options(chosen, strategy.strip().lower() == "auto", epochs=epochs, lr=lr, weight_decay=weight_decay,
+    check_probe_options(chosen, strategy.strip().lower() == "auto", head_c=head_c, epochs=epochs, lr=lr, weight_decay=weight_decay,
                         batch_size=batch_size, patience=patience, head_epochs=head_epochs, dropout=dropout or None)
     if chosen.trains_body:
         from .surgery import depth_groups
@@ -386,7 +391,7 @@ def fit(
             layer_decay=layer_decay, l2sp=l2sp, weight_decay=WEIGHT_DECAY if weight_decay is None else weight_decay,
             batch_size=batch_size or (32 if words else default_batch_size(dev)), accumulate=accumulate, warmup=warmup,
             patience=patience or BODY_PATIENCE, augment=augment, bn=bn,
-            precision=precision, seed=seed, val_split=val_split, class_balance=class_balance)
+            precision=precision, seed=seed, val_split=val_split, class_balance=class_balance, head_c=head_c)
         return _train_body(out_dir, card, samples, train_idx, val_idx, cfg, reason, features, dev, body_factory,
                            num_workers, tracker, fresh=True, t_start=t_start, skip_bad_files=skip_bad_files,
                            tokens=p.tokens, text_info=text_info, num_features=p.num_features)
@@ -434,10 +439,17 @@ def _body_tensors(p: Prepared) -> dict[str, np.ndarray]:
     return {f"body.{k}": v for k, v in kept.items()}
 
 
-def check_probe_options(chosen: Strategy, auto: bool, **given: Any) -> None:
+def check_probe_options(chosen: Strategy, auto: bool, head_c: float | None = None, **given: Any) -> None:
     """A linear probe is fitted exactly, with its L2 strength chosen by cross-validation: options of
-    iterative training do not apply to it. Asked for with --strategy linear-probe, they are refused
-    rather than ignored; when `auto` chose the probe, fit says that they go unused."""
+    iterative training do not apply to it, and --head-c applies only where a phase fits the head
+    alone on cached features. Asked for with an explicit --strategy, options that do not apply are
+    refused rather than ignored; when `auto` chose the strategy, fit says that they go unused."""
+    if head_c is not None and not chosen.fits_head_first:
+        if auto:
+            log(f"--head-c unused: auto chose {chosen.name}, which fits no head alone on cached features")
+        else:
+            raise HeadstartError(f"--head-c does not apply to --strategy {chosen.name} (no phase fits the head alone "
+                                 "on cached features); leave it out, or use linear-probe, lp-ft or gradual")
     if chosen.trains_body:
         return
     named = [k.replace("_", "-") for k, v in given.items() if v is not None]

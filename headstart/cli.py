@@ -252,7 +252,7 @@ STRATEGY_HELP = ("auto (chooses from the data, model and device), linear-probe, 
 @click.option("--strategy", default="auto", show_default=True, help=STRATEGY_HELP)
 @with_options(training_options)
 @click.option("--head-c", default=None, type=float,
-              help="A head on cached features (linear-probe, and lp-ft's first phase): the inverse L2 strength C "
+              help="A head fitted on cached features (linear-probe; lp-ft's and gradual's first phase): the inverse L2 strength C "
                    "(default: chosen by cross-validation).")
 @click.option("--epochs", default=None, type=int, help="Epochs of the phases that train the body (default 15).")
 @click.option("--head-epochs", default=None, type=int,
@@ -318,7 +318,7 @@ def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, mo
 
     if resume_dir:
         given_names = ("strategy", "head", "hidden", "dropout", "body_lr_mult", "layer_decay", "bn", "augment", "seed",
-                       "val_split", "epochs", "head_epochs", "lr", "l2sp", "unfreeze_every",
+                       "val_split", "head_c", "epochs", "head_epochs", "lr", "l2sp", "unfreeze_every",
                        "weight_decay", "batch_size", "accumulate", "warmup", "patience", "precision")
         from click.core import ParameterSource
 

@@ -53,6 +53,11 @@ class Strategy:
     def trains_body(self) -> bool:
         return self.kind != "linear-probe"
 
+    @property
+    def fits_head_first(self) -> bool:
+        """Whether a phase fits the head alone on cached features (headstart.probe), where --head-c applies."""
+        return self.kind in ("linear-probe", "lp-ft", "gradual")
+
     @classmethod
     def parse(cls, text: str) -> "Strategy":
         t = text.strip().lower()

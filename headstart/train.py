@@ -77,6 +77,7 @@ class TrainConfig:
     seed: int = 0
     val_split: float = 0.2
     class_balance: bool = True
+    head_c: float | None = None  # the head phase's L2 strength (None: chosen by cross-validation)
 
     def __post_init__(self) -> None:
         checks = [
@@ -268,7 +269,7 @@ class Trainer:
         cfg = self.cfg
         result = train_head(
             HeadSpec.from_dict(cfg.head), x[tr], y[tr], x[va] if len(va) else None, y[va] if len(va) else None,
-            len(self.samples.classes), HeadTraining(class_balance=cfg.class_balance, seed=cfg.seed))
+            len(self.samples.classes), HeadTraining(class_balance=cfg.class_balance, seed=cfg.seed, c=cfg.head_c))
         self.model.head.load_state_dict({k: torch.from_numpy(v) for k, v in result.weights.items()})
         self.state.global_epoch += 1
         record = {"phase": self.state.phase, "phase_epoch": 1, "epoch": self.state.global_epoch,

@@ -76,6 +76,20 @@ def test_options_of_iterative_training_are_refused_by_the_linear_probe(capsys, t
     assert code == 0 and metrics["head_c"] == 0.5 and metrics["cv"] is None and metrics["val_accuracy"] is None
 
 
+def test_head_c_is_used_where_a_head_is_fitted_on_cached_features_and_refused_elsewhere(capsys, tmp_path, tiny_weights,
+                                                                                       shapes_dir):
+    m = ["--model", f"file:{tiny_weights}", "--arch", "test_efficientnet"]
+    code, out, _ = cli(capsys, "fit", shapes_dir, *m, "--strategy", "lp-ft", "--head-c", "0.5", "--epochs", "1",
+                       "--batch-size", "8", "--json", "--out", tmp_path / "lpft")
+    head_phase = json.loads(out)["history"][0]
+    assert code == 0 and head_phase["head_only"] and head_phase["head_c"] == 0.5
+    for args, message in ((["--strategy", "finetune", "--head-c", "0.5"], "--head-c does not apply to --strategy finetune"),
+                          (["--strategy", "linear-probe", "--head-c", "0"], "--head-c must be > 0; got 0")):
+        code, _, err = cli(capsys, "fit", shapes_dir, *m, *args, "--out", tmp_path / "refused")
+        assert code == 2 and err.count("\n") == 1 and message in err
+        assert not (tmp_path / "refused").exists()
+
+
 def test_second_fit_hits_the_cache_with_identical_results(capsys, tmp_path, tiny_weights, shapes_dir):
     args = ["fit", shapes_dir, "--model", f"file:{tiny_weights}", "--arch", "test_efficientnet",
             "--json", "--cache-dir", tmp_path / "c"]
