@@ -26,6 +26,9 @@ Tasks (the test set never overlaps the pool; at most ~1,000 test examples each):
                              test patches from the right 30%. The wheel is fetched with
                              `pip download --no-deps` into a git-ignored cache and read as a zip:
                              scikit-image is never installed.
+
+bench_ranking.py builds its tasks from the same data builders, plus two of its own here: shapes()
+(synthetic colour shapes) and skimage_colour_patches() (the wheel's colour photographs).
 """
 
 from __future__ import annotations
@@ -154,13 +157,15 @@ def _write_arrays(root: Path, images: dict[str, list[np.ndarray]]) -> Path:
     return root
 
 
-def sklearn_digits_folder() -> Path:
-    """scikit-learn's 1,797 8x8 digits (values 0-16) as 8x8 greyscale PNGs in class folders."""
+def sklearn_digits_folder(per_class: int | None = None) -> Path:
+    """scikit-learn's 1,797 8x8 digits (values 0-16) as 8x8 greyscale PNGs in class folders (the
+    first `per_class` of each class when given)."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
     images = (d.images * (255 / 16)).round().astype(np.uint8)
-    return _write_arrays(DATA / "sklearn-digits", {str(c): list(images[d.target == c]) for c in range(10)})
+    name = "sklearn-digits" if per_class is None else f"sklearn-digits-{per_class}"
+    return _write_arrays(DATA / name, {str(c): list(images[d.target == c][:per_class]) for c in range(10)})
 
 
 def candy_crops(part: str, scenes: int, seed: int, margin: float = 0.1) -> Path:
@@ -205,15 +210,94 @@ def skimage_patches(part: str, per_class: int, seed: int, pool_fraction: float =
             img = np.asarray(Image.open(io.BytesIO(z.read(f"skimage/data/{name}.png"))).convert("L"))
             cut = int(img.shape[1] * pool_fraction)
             region = img[:, :cut] if part == "pool" else img[:, cut:]
-            out = []
-            for _ in range(per_class):
-                s = int(rng.integers(sides[0], sides[1] + 1))
-                s = min(s, *region.shape)
-                r0 = int(rng.integers(0, region.shape[0] - s + 1))
-                c0 = int(rng.integers(0, region.shape[1] - s + 1))
-                out.append(np.ascontiguousarray(region[r0 : r0 + s, c0 : c0 + s]))
+            patches[name] = [_random_square(region, sides, rng) for _ in range(per_class)]
+    return _write_arrays(root, patches)
+
+
+def _random_square(region: np.ndarray, sides: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A square of region at a random place, its side drawn from `sides` (at most the region's)."""
+    s = min(int(rng.integers(sides[0], sides[1] + 1)), region.shape[0], region.shape[1])
+    r0 = int(rng.integers(0, region.shape[0] - s + 1))
+    c0 = int(rng.integers(0, region.shape[1] - s + 1))
+    return np.ascontiguousarray(region[r0 : r0 + s, c0 : c0 + s])
+
+
+SKIMAGE_COLOUR = ("astronaut", "chelsea", "coffee", "hubble_deep_field", "ihc", "motorcycle_left", "retina", "rocket")
+SHAPES = ("circle", "square", "triangle", "star", "hexagon", "cross")
+
+
+def skimage_colour_patches(part: str, per_class: int, seed: int, pool_fraction: float = 0.7,
+                           sides: tuple[int, int] = (48, 96), shrink_to: int | None = None) -> Path:
+    """Square colour patches of the scikit-image wheel's colour photographs (a person, a cat, a
+    cup, a galaxy field, tissue, a motorcycle, a retina, a rocket), one class per photograph:
+    part 'pool' from the top pool_fraction of its height, 'test' from the rest. `shrink_to`:
+    every patch resized to that side (small images, as CIFAR's, that the model then upscales)."""
+    root = DATA / (f"skimage-colour-{part}-{per_class}-seed{seed}"
+                   + (f"-{sides[0]}-{sides[1]}-to{shrink_to}" if shrink_to else ""))
+    if root.is_dir():
+        return root
+    rng = np.random.default_rng(seed)
+    patches: dict[str, list[np.ndarray]] = {}
+    with zipfile.ZipFile(skimage_wheel()) as z:
+        for name in SKIMAGE_COLOUR:
+            file = next(n for n in z.namelist() if n.startswith(f"skimage/data/{name}."))
+            img = np.asarray(Image.open(io.BytesIO(z.read(file))).convert("RGB"))
+            cut = int(img.shape[0] * pool_fraction)
+            region = img[:cut] if part == "pool" else img[cut:]
+            out = [_random_square(region, sides, rng) for _ in range(per_class)]
+            if shrink_to:
+                out = [np.asarray(Image.fromarray(p).resize((shrink_to, shrink_to), Image.Resampling.BOX)) for p in out]
             patches[name] = out
     return _write_arrays(root, patches)
+
+
+def _shape_points(kind: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
+    """The outline of a shape of radius r centred at (cx, cy), turned by `angle` radians."""
+    if kind == "star":
+        radii = [r if i % 2 == 0 else 0.45 * r for i in range(10)]
+        angles = [angle + i * np.pi / 5 for i in range(10)]
+    elif kind == "cross":  # a plus sign: 12 corners
+        a, b = r, 0.35 * r
+        pts = [(b, a), (b, b), (a, b), (a, -b), (b, -b), (b, -a), (-b, -a), (-b, -b), (-a, -b), (-a, b), (-b, b), (-b, a)]
+        c, s = np.cos(angle), np.sin(angle)
+        return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts]
+    else:
+        sides = {"triangle": 3, "square": 4, "hexagon": 6, "circle": 48}[kind]
+        radii = [r] * sides
+        angles = [angle + i * 2 * np.pi / sides for i in range(sides)]
+    return [(cx + q * np.cos(t), cy + q * np.sin(t)) for q, t in zip(radii, angles)]
+
+
+def shapes(part: str, per_class: int, seed: int, size: int = 64) -> Path:
+    """Synthetic colour images of one filled shape each (circle, square, triangle, star, hexagon,
+    cross) at native size: random position, size, rotation, colours, a background gradient,
+    pixel noise and a few distractor lines. Class = the shape."""
+    from PIL import ImageDraw
+
+    root = DATA / f"shapes-{part}-{per_class}-seed{seed}"
+    if root.is_dir():
+        return root
+    rng = np.random.default_rng(seed)
+    images: dict[str, list[np.ndarray]] = {}
+    ramp = np.linspace(0, 1, size)[None, :, None]
+    for kind in SHAPES:
+        out = []
+        for _ in range(per_class):
+            c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+            bg = (c0 * (1 - ramp) + c1 * ramp) * np.ones((size, 1, 1))
+            im = Image.fromarray(bg.astype(np.uint8))
+            draw = ImageDraw.Draw(im)
+            for _ in range(int(rng.integers(0, 4))):
+                draw.line([tuple(rng.uniform(0, size, 2)), tuple(rng.uniform(0, size, 2))],
+                          fill=tuple(int(v) for v in rng.uniform(0, 255, 3)), width=int(rng.integers(1, 3)))
+            r = rng.uniform(0.18, 0.4) * size
+            cx, cy = rng.uniform(r, size - r, 2)
+            draw.polygon(_shape_points(kind, cx, cy, r, rng.uniform(0, 2 * np.pi)),
+                         fill=tuple(int(v) for v in rng.uniform(0, 255, 3)))
+            a = np.asarray(im, dtype=np.float32) + rng.normal(0, 12, (size, size, 3))
+            out.append(np.clip(a, 0, 255).astype(np.uint8))
+        images[kind] = out
+    return _write_arrays(root, images)
 
 
 def _rotten(model: str, **kw):

@@ -16,6 +16,7 @@ import click
 from .errors import HeadstartError
 from .heads import HeadSpec
 from .pretrain import DEFAULT_ARCH as PRETRAIN_ARCH, DEFAULTS as PRETRAIN
+from .rank import DEFAULT_SORT
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -519,7 +520,7 @@ def lr_find(data: str, strategy: str, model: str, arch: str | None, allow_downlo
 @click.argument("data", type=click.Path())
 @click.option("--models", default=None,
               help="Comma-separated candidates (default: every installed card of DATA's kind, image or text).")
-@click.option("--metric", default="logme", show_default=True,
+@click.option("--metric", default=DEFAULT_SORT, show_default=True,
               help="Sort by: logme, leep, nce, hscore, knn, linear (a cross-validated linear probe), or all.")
 @click.option("--allow-download", is_flag=True, help="Allow fetching weights from the network.")
 @click.option("--extract-batch-size", default=None, type=int)
