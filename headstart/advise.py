@@ -707,6 +707,9 @@ def advise(
     top = summary[-1]
     baselines = [v for v in (top["scratch"]["mean"], top[result.simple_key]["mean"]) if v is not None]
     gain = top["transfer"]["mean"] - max(baselines) if baselines else None
+    # the transfer curve is a linear probe's: the gain is its gain, whichever strategy is recommended
+    gain_note = ("measured with a linear probe" + (" on the averaged word vectors" if words else "")
+                 + (f"; {strategy.name} itself is not measured" if strategy.name != "linear-probe" else ""))
     verdict = ("transfer" if gain is not None and gain > 0.02 else
                "no clear gain from transfer" if gain is not None and gain > -0.02 else "train without transfer")
     report: dict[str, Any] = {
@@ -734,6 +737,7 @@ def advise(
         "verdict": verdict,
         "transfer_gain": gain,
         "gain_at_per_class": top["per_class"],
+        "gain_note": gain_note,
         "transfer_accuracy": top["transfer"]["mean"],
         "confusion": {"classes": list(samples.classes), "matrix": confusion.tolist(),
                       "accuracy": float(np.trace(confusion) / confusion.sum())},
@@ -746,7 +750,8 @@ def advise(
 
         report["html"] = str(write_html(report, Path(out)))
     log(f"advise: {verdict}; {best.name} with {strategy.name}"
-        + (f", {gain:+.3f} accuracy over no transfer at {top['per_class']} per class" if gain is not None else ""))
+        + (f", {gain:+.3f} accuracy over no transfer at {top['per_class']} per class ({gain_note})"
+           if gain is not None else ""))
     log(f"advise: took {_duration(report['seconds'])} (the learning curve {_duration(curve_seconds)}, "
         f"estimated {_duration(estimate)})")
     return report

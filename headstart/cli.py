@@ -607,7 +607,7 @@ def advise(data: str, models: str | None, out: str, curve: str | None, seeds: in
     click.echo(f"  command   {r['recommended_command']}")
     if r["transfer_gain"] is not None:
         click.echo(f"  gain      {100 * r['transfer_gain']:+.1f} points of held-out accuracy over no transfer at "
-                   f"{r['gain_at_per_class']} per class")
+                   f"{r['gain_at_per_class']} per class, {r['gain_note']}")
     keys = list(r["curve_labels"])
     heads = {"transfer": "transfer", "scratch": "from scratch", "pixels": "pixels", "tfidf": "tf-idf"}
     click.echo(f"  {'per class':>9}" + "".join(f"  {heads.get(k, k):>15}" for k in keys))

@@ -120,7 +120,8 @@ def render(r: dict[str, Any]) -> str:
     cls = "verdict" if gain is not None and gain > 0.02 else "verdict warn" if gain is not None and gain > -0.02 \
         else "verdict bad"
     gain_text = (f"{100 * gain:+.1f} points of held-out accuracy over the best way without transfer, at "
-                 f"{r['gain_at_per_class']} labelled examples per class" if gain is not None else "not measured")
+                 f"{r['gain_at_per_class']} labelled examples per class ({r['gain_note']})"
+                 if gain is not None else "not measured")
     data_q = e(r["data"])
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>headstart advice: {data_q}</title>"
              f"<style>{CSS}</style></head><body>",
