@@ -13,7 +13,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 ORDER = ["bench_extract.py", "bench_cache.py", "bench_memory.py", "bench_head.py",  # the core issue
          "bench_finetune.py", "bench_strategies.py",  # fine-tuning
-         "bench_rank.py", "bench_ranking.py", "bench_advise.py",  # choosing a model
+         "bench_rank.py", "bench_ranking.py", "bench_auto.py", "bench_advise.py",  # choosing
          "bench_text_embed.py", "bench_text.py",  # text
          "bench_own_source.py", "bench_export.py"]  # your own source model; export and serving
 
