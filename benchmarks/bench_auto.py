@@ -84,15 +84,20 @@ def _link_folder(root: Path, files: dict[str, list[Path]]) -> Path:
     return root
 
 
-def cell(task: str, per_class: int, seed: int, model: str, work: Path) -> dict:
-    import headstart
-
+def draw(task: str, per_class: int, seed: int, root: Path) -> tuple[Path, Path]:
+    """(train, test) folders of links under root: per_class of each class drawn from the task's pool
+    (seeded by seed and size), and the task's held-out images."""
     pool, test = TASKS[task]()
     rng = np.random.default_rng([seed, per_class])
     train = {c: [fs[i] for i in sorted(rng.choice(len(fs), per_class, replace=False))] for c, fs in pool.items()}
+    return _link_folder(root / "train", train), _link_folder(root / "test", test)
+
+
+def cell(task: str, per_class: int, seed: int, model: str, work: Path) -> dict:
+    import headstart
+
     root = work / f"{task}-{per_class}-{seed}"
-    train_dir = _link_folder(root / "train", train)
-    test_dir = _link_folder(root / "test", test)
+    train_dir, test_dir = draw(task, per_class, seed, root)
     out: dict = {"task": task, "per_class": per_class, "seed": seed, "model": model, "fits": {}}
     # warm the feature cache first, so that every strategy's time starts from the same place
     headstart.fit(train_dir, model=model, strategy="linear-probe", out=root / "warm", cache_dir=CACHE, seed=seed)
@@ -112,12 +117,8 @@ def finetuned_ranking(task: str, per_class: int, seed: int, cards: list[str], wo
     """`rank`'s default order on the training folder against each card's fine-tuned held-out accuracy."""
     import headstart
 
-    pool, test = TASKS[task]()
-    rng = np.random.default_rng([seed, per_class])
-    train = {c: [fs[i] for i in sorted(rng.choice(len(fs), per_class, replace=False))] for c, fs in pool.items()}
     root = work / f"rank-{task}-{per_class}-{seed}"
-    train_dir = _link_folder(root / "train", train)
-    test_dir = _link_folder(root / "test", test)
+    train_dir, test_dir = draw(task, per_class, seed, root)
     ranking = headstart.rank_models(train_dir, cards, cache_dir=CACHE)
     accuracy = {}
     for card in cards:

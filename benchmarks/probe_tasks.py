@@ -38,7 +38,7 @@ import json
 import os
 import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,13 +205,20 @@ def skimage_patches(part: str, per_class: int, seed: int, pool_fraction: float =
         return root
     rng = np.random.default_rng(seed)
     patches: dict[str, list[np.ndarray]] = {}
-    with zipfile.ZipFile(skimage_wheel()) as z:
-        for name in SKIMAGE_CLASSES:
-            img = np.asarray(Image.open(io.BytesIO(z.read(f"skimage/data/{name}.png"))).convert("L"))
-            cut = int(img.shape[1] * pool_fraction)
-            region = img[:, :cut] if part == "pool" else img[:, cut:]
-            patches[name] = [_random_square(region, sides, rng) for _ in range(per_class)]
+    for name, img in _wheel_images(SKIMAGE_CLASSES, "L"):
+        cut = int(img.shape[1] * pool_fraction)
+        region = img[:, :cut] if part == "pool" else img[:, cut:]
+        patches[name] = [_random_square(region, sides, rng) for _ in range(per_class)]
     return _write_arrays(root, patches)
+
+
+def _wheel_images(names: tuple[str, ...], mode: str) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, pixels) of each named image the scikit-image wheel bundles, converted to `mode`."""
+    with zipfile.ZipFile(skimage_wheel()) as z:
+        files = z.namelist()
+        for name in names:
+            file = next(n for n in files if n.startswith(f"skimage/data/{name}."))
+            yield name, np.asarray(Image.open(io.BytesIO(z.read(file))).convert(mode))
 
 
 def _random_square(region: np.ndarray, sides: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -238,16 +245,13 @@ def skimage_colour_patches(part: str, per_class: int, seed: int, pool_fraction: 
         return root
     rng = np.random.default_rng(seed)
     patches: dict[str, list[np.ndarray]] = {}
-    with zipfile.ZipFile(skimage_wheel()) as z:
-        for name in SKIMAGE_COLOUR:
-            file = next(n for n in z.namelist() if n.startswith(f"skimage/data/{name}."))
-            img = np.asarray(Image.open(io.BytesIO(z.read(file))).convert("RGB"))
-            cut = int(img.shape[0] * pool_fraction)
-            region = img[:cut] if part == "pool" else img[cut:]
-            out = [_random_square(region, sides, rng) for _ in range(per_class)]
-            if shrink_to:
-                out = [np.asarray(Image.fromarray(p).resize((shrink_to, shrink_to), Image.Resampling.BOX)) for p in out]
-            patches[name] = out
+    for name, img in _wheel_images(SKIMAGE_COLOUR, "RGB"):
+        cut = int(img.shape[0] * pool_fraction)
+        region = img[:cut] if part == "pool" else img[cut:]
+        out = [_random_square(region, sides, rng) for _ in range(per_class)]
+        if shrink_to:
+            out = [np.asarray(Image.fromarray(p).resize((shrink_to, shrink_to), Image.Resampling.BOX)) for p in out]
+        patches[name] = out
     return _write_arrays(root, patches)
 
 
