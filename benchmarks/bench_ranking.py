@@ -128,18 +128,13 @@ def card_scores(f: dict[str, np.ndarray], idx: np.ndarray, seed: int) -> dict[st
     """Every metric on the draw, and the probe's actual balanced accuracy on the test set."""
     from headstart.heads import HeadSpec
     from headstart.probe import HeadTraining, balanced_accuracy, train_head
-    from headstart.rank import hscore, knn_accuracy, leep, logme, nce
+    from headstart.rank import DEFAULT_METRICS, scores
 
     x, y = f["x_pool"][idx], f["y_pool"][idx]
     k = len(f["classes"])
-    out: dict[str, float | None] = {"logme": logme(x, y), "hscore": hscore(x, y), "knn": knn_accuracy(x, y, seed=seed)}
-    if "logits_pool" in f:
-        z = f["logits_pool"][idx].astype(np.float64)
-        p = np.exp(z - z.max(1, keepdims=True))
-        p /= p.sum(1, keepdims=True)
-        out["leep"], out["nce"] = leep(p, y), nce(p.argmax(1), y)
-    else:
-        out["leep"] = out["nce"] = None
+    # `rank`'s own scoring of one card (LEEP and NCE are None without source logits)
+    out: dict[str, float | None] = scores(x, y, f["logits_pool"][idx] if "logits_pool" in f else None,
+                                          DEFAULT_METRICS, seed=seed)
     t = time.perf_counter()
     head = train_head(HeadSpec(), x, y, None, None, k, HeadTraining(seed=seed))
     out["probe_seconds"] = time.perf_counter() - t
