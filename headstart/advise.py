@@ -11,8 +11,11 @@ The advisor measures each on the user's own data:
      and for training without transfer (the same architecture from random initialisation,
      and logistic regression on pixels), over several seeds.
 
-Then it recommends a model, a strategy (the rule `fit --strategy auto` applies, so the two
-agree) and states the expected gain over training from scratch at the user's data size.
+Then it recommends a model and a strategy (it runs `fit --strategy auto`, which measures the
+linear probe and trials of the strategies that train the body on a held-out split), and states
+the expected gain over training without transfer at the user's data size, with its spread: the
+linear probe's gain on the learning curve, plus the recommended strategy's measured difference
+from the probe. When the gain is within its spread, the verdict says the data cannot tell.
 
 What costs time is training from scratch (a dozen networks on a small CPU). Those runs train in
 memory in this process (the images decoded once, no loader processes), one per core at a time,
@@ -34,21 +37,22 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .auto import check_budget
 from .console import log, progress
 from .data.detect import data_modality
-from .data.images import ImageSamples, appearance, look_notes, unlike_source
+from .data.images import ImageSamples, appearance, look_notes
 from .errors import HeadstartError, plural
 from .heads import HeadSpec
 from .probe import HeadTraining, train_head
 from .rank import rank_models
 from .runtime import pick_device
-from .strategies import Strategy, choose
 from .text.network import AUTO_RNN_PER_CLASS, TextOptions
 from .zoo import get_card
 from .zoo.card import ModelCard, Preprocessing
 
 DEFAULT_CURVE = (1, 2, 5, 10, 20, 50, 100)
 MAX_TEST_PER_CLASS = 100  # larger DATA: the held-out part is subsampled (and the report says so)
+FOLD_SEED = 1000  # the from-scratch runs of the cross-validation folds: seeds (and work folders) of their own
 SCRATCH_STEPS = 200  # optimizer steps a from-scratch network gets at each curve point (at least 10 epochs)
 SCRATCH_LR, SCRATCH_WARMUP, WEIGHT_DECAY = 3e-3, 0.05, 1e-4
 PROBE_SECONDS = 0.3  # a linear probe with its cross-validation, on a CPU (headstart.probe)
@@ -104,6 +108,14 @@ def _split(labels: np.ndarray, seed: int, test_fraction: float, max_test: int) -
         test.append(idx[:k])
         pool.append(idx[k:])
     return np.concatenate(pool), np.concatenate(test)
+
+
+def _folds(labels: np.ndarray, per_class: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified k-fold splits of every example (k = 5, fewer when a class has fewer examples)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    k = max(2, min(5, per_class))
+    return list(StratifiedKFold(k, shuffle=True, random_state=0).split(np.zeros(len(labels)), labels))
 
 
 def _take(labels: np.ndarray, pool: np.ndarray, per_class: int, seed: int) -> np.ndarray:
@@ -513,6 +525,7 @@ def advise(
     device: str | None = None,
     num_workers: int | None = None,
     text: TextOptions | None = None,
+    budget: float | None = None,
 ) -> dict[str, Any]:
     """The advisor's report as a dict (the JSON), and as a self-contained HTML file when `out` is given.
     DATA holds images or texts; for texts the simple baseline is TF-IDF + logistic regression and
@@ -522,6 +535,7 @@ def advise(
         raise HeadstartError(f"--seeds must be >= 1; got {seeds}")
     if not 0 < test_fraction < 1:
         raise HeadstartError(f"--test-fraction must be in (0, 1); got {test_fraction}")
+    check_budget(budget, True)
     from .api import read_samples
 
     text = text or TextOptions()
@@ -589,22 +603,31 @@ def advise(
     result = Curve(points, {}, {}, {}, "pixels" if kind == "image" else "tfidf")
     scratch_points = [n for n in points if n <= scratch_max_per_class] if scratch else []
     scratch_runs = [(s, n) for s in range(seeds) for n in scratch_points]
+    # the gain at the user's own size: k-fold cross-validation over every labelled example (each is
+    # tested once, every fold trains on (k-1)/k of DATA), transfer against both ways without it
+    folds = _folds(y, per_class_all)
+    full = int(per_class_all * (len(folds) - 1) / len(folds))  # per class in a fold's training part
+    for j, (tr, te) in enumerate(folds):
+        chosen[("fold", j)] = tr
+    fold_scratch = [("fold", j) for j in range(len(folds))] if scratch and full <= scratch_max_per_class else []
+    scratch_runs += fold_scratch
+    tests = {r: (splits[r[0]][1] if r[0] != "fold" else folds[r[1]][1]) for r in scratch_runs}
     scratch_steps_all = sum(math.prod(_scratch_schedule(len(chosen[r]), scratch_steps)[1:]) for r in scratch_runs)
     # the confusion matrix is the probe on all of split 0's pool: a curve point's probe when that
     # point takes the whole pool (the usual case on small DATA), else one more fit
     pool0, test0 = splits[0]
     confusion_point = next((n for n in points if np.array_equal(np.sort(chosen[(0, n)]), np.sort(pool0))), None)
-    probes = len(points) * seeds + (confusion_point is None)
+    probes = len(points) * seeds + (confusion_point is None) + len(folds)
     if kind == "image":
         grey = inputs["greyscale_share"] > 0.5
-        used = np.unique(np.concatenate([*chosen.values(), *(test for _, test in splits)]))
+        used = np.arange(len(samples))  # the folds test every image
         px = np.zeros((len(samples), PIXELS * PIXELS * (1 if grey else 3)), dtype=np.float32)
-        px[used] = _pixels(samples.subset(used), grey)  # only the images the curve uses are read
+        px[used] = _pixels(samples.subset(used), grey)
         scratch_pre = dataclasses.replace(best.preprocessing, crop=scratch_size, resize=scratch_size)
         workers, threads = _parallelism(len(scratch_runs), dev)
         step_seconds = _step_seconds(best, scratch_size, k, dev, threads, workers) if scratch_runs else 0.0
         images = (ScratchImages(samples.paths, np.concatenate([chosen[r] for r in scratch_runs]),
-                                np.concatenate([splits[s][1] for s, _ in scratch_runs]), scratch_pre)
+                                np.concatenate([tests[r] for r in scratch_runs]), scratch_pre)
                   if scratch_runs else None)
 
         def simple(train: np.ndarray, test: np.ndarray) -> float:
@@ -645,8 +668,9 @@ def advise(
         notes.append(f"transfer with {best.name}: a linear probe on the averaged word vectors; fit's BiLSTM over them "
                      "usually does better from 200 examples per class")
     estimate = (scratch_steps_all * step_seconds / workers + probes * PROBE_SECONDS
-                + len(points) * seeds * SIMPLE_SECONDS)
-    log(f"advise: learning curve of {len(points)} point{'s' if len(points) > 1 else ''} x {plural(seeds, 'seed')}: "
+                + (len(points) * seeds + len(folds)) * SIMPLE_SECONDS)
+    log(f"advise: learning curve of {len(points)} point{'s' if len(points) > 1 else ''} x {plural(seeds, 'seed')} "
+        f"and {len(folds)}-fold cross-validation at {per_class_all} per class: "
         f"{plural(probes, 'linear probe')}"
         + (f", {plural(len(scratch_runs), 'training')} from scratch ({scratch_steps_all:,} steps at "
            f"~{1000 * step_seconds:.0f} ms on {dev.type}" + (f", {workers} at once" if workers > 1 else "") + ")"
@@ -656,7 +680,7 @@ def advise(
     work = Path(tempfile.mkdtemp(prefix="headstart-advise-"))
     probe_pred: dict[tuple[int, int], np.ndarray] = {}
     try:
-        with progress("learning curve", len(points) * seeds + len(scratch_runs)) as advance:
+        with progress("learning curve", len(points) * seeds + len(folds) + len(scratch_runs)) as advance:
             for s, (_pool, test) in enumerate(splits):
                 for n in points:
                     train = chosen[(s, n)]
@@ -664,13 +688,21 @@ def advise(
                     result.transfer.setdefault(n, []).append(float((pred == y[test]).mean()))
                     result.simple.setdefault(n, []).append(simple(train, test))
                     advance(1)
+            by_fold: dict[str, list[float]] = {"transfer": [], result.simple_key: [], "scratch": []}
+            for tr, te in folds:
+                by_fold["transfer"].append(float((_linear_probe(x, y, tr, te, k, 0) == y[te]).mean()))
+                by_fold[result.simple_key].append(simple(tr, te))
+                advance(1)
             # the longest runs first, so that the last ones to finish are short
-            jobs = {r: (chosen[r], splits[r[0]][1], r[0], r[1])
+            jobs = {r: (chosen[r], tests[r], r[0] if r[0] != "fold" else FOLD_SEED + r[1], r[1] if r[0] != "fold" else full)
                     for r in sorted(scratch_runs, key=lambda r: -math.prod(_scratch_schedule(len(chosen[r]),
                                                                                              scratch_steps)[1:]))}
             accuracy = _run_all(jobs, lambda job: from_scratch(*job), workers, threads, advance)
             for s, n in scratch_runs:
-                result.scratch.setdefault(n, []).append(accuracy[(s, n)])
+                if s == "fold":
+                    by_fold["scratch"].append(accuracy[(s, n)])
+                else:
+                    result.scratch.setdefault(n, []).append(accuracy[(s, n)])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     curve_seconds = time.perf_counter() - t_curve
@@ -680,38 +712,50 @@ def advise(
     confusion = np.zeros((k, k), dtype=int)
     np.add.at(confusion, (y[test0], pred), 1)
 
-    # the recommendation: the auto rule of `fit`, for the data as fit would split it
-    if kind == "image":  # the architecture's shapes are enough: its weights are not read
-        from .surgery import split
-        from .zoo.build import meta_model
-
-        body = split(meta_model(best.architecture, best.source_classes or 1000), best.classifier)[0]
-    else:
-        body = p.body()
-    n_params = sum(t.numel() for t in body.parameters())
-    train_counts = np.bincount(y[p.train_idx], minlength=k)
+    # the recommendation: what `fit --strategy auto` chooses, measured the way fit measures it
+    summary = result.summary()
+    top = summary[-1]
+    key = max((name for name in ("scratch", result.simple_key) if by_fold[name]), key=lambda name: np.mean(by_fold[name]))
+    measured = None
     if words:  # what fit does with word vectors follows from --embeddings (and the auto encoder)
-        m = int(train_counts.min())
+        m = int(np.bincount(y[p.train_idx], minlength=k).min())
         embeddings = "frozen" if m < 100 else "frozen-then-finetune"
-        strategy = Strategy.parse(TextOptions(embeddings=embeddings).resolved(m).strategy())
+        strategy = TextOptions(embeddings=embeddings).resolved(m).strategy()
         reason = (f"{m} examples in the smallest class: " + (
             "keep the pretrained vectors fixed and train what is new" if embeddings == "frozen" else
             "enough to adapt the vectors once the new encoder has learned"))
         command_options = f"--embeddings {embeddings}"
     else:
-        strategy, reason = choose(int(train_counts.min()), n_params, dev, len(p.train_idx),
-                                  unlike_source(inputs, best.input_size, bool(best.extra.get("greyscale"))) if kind == "image" else [],
-                                  cost=0.01 if kind == "image" else 0.001)
-        command_options = f"--strategy {strategy.name}"
-    summary = result.summary()
-    top = summary[-1]
-    baselines = [v for v in (top["scratch"]["mean"], top[result.simple_key]["mean"]) if v is not None]
-    gain = top["transfer"]["mean"] - max(baselines) if baselines else None
-    # the transfer curve is a linear probe's: the gain is its gain, whichever strategy is recommended
-    gain_note = ("measured with a linear probe" + (" on the averaged word vectors" if words else "")
-                 + (f"; {strategy.name} itself is not measured" if strategy.name != "linear-probe" else ""))
-    verdict = ("transfer" if gain is not None and gain > 0.02 else
-               "no clear gain from transfer" if gain is not None and gain > -0.02 else "train without transfer")
+        from .api import fit
+
+        log(f"advise: fit --strategy auto with {best.name} (the linear probe, then trials within the budget)")
+        where = Path(tempfile.mkdtemp(prefix="headstart-advise-auto-"))
+        try:
+            run = fit(data, best, where / "run", strategy="auto", budget=budget, cache_dir=cache_dir,
+                      no_cache=no_cache, skip_bad_files=skip_bad_files, device=device, num_workers=num_workers,
+                      text=text)
+        finally:
+            shutil.rmtree(where, ignore_errors=True)
+        strategy, reason, measured = run.metrics["strategy"], run.metrics["strategy_reason"], run.metrics["auto"]
+        command_options = f"--strategy {strategy}"
+    # the gain over no transfer at the user's size: the probe's in the folds (their mean, and the standard
+    # error of that mean as its spread), plus, for a strategy that trains the body, its measured difference
+    # from the probe on fit's held-out split (and that difference's spread)
+    per_fold = np.array(by_fold["transfer"]) - np.array(by_fold[key])
+    gain, spread = float(per_fold.mean()), float(per_fold.std(ddof=1) / np.sqrt(len(per_fold)))
+    kept = next((t for t in (measured or {}).get("trials", []) if t["strategy"] == strategy), None)
+    if gain is not None and kept is not None:
+        gain += kept["against_probe"]["difference"]
+        spread = float(np.hypot(spread, kept["against_probe"]["spread"]))
+    gain_note = (f"a linear probe's gain in {len(folds)}-fold cross-validation over all {len(y)} {kind}s"
+                 + (" (on the averaged word vectors)" if words else "")
+                 + (f", plus {strategy}'s measured difference from the probe on {measured['held_out']} held-out "
+                    "examples" if kept is not None else "")
+                 + (f"; {strategy} itself is not measured" if words and strategy != "linear-probe" else ""))
+    margin = max(0.02, spread or 0.0)
+    verdict = ("transfer" if gain is not None and gain > margin else
+               "train without transfer" if gain is not None and gain < -margin else
+               "no clear gain from transfer (within its spread)")
     report: dict[str, Any] = {
         "data": str(samples.source),
         "n": len(samples),
@@ -731,12 +775,15 @@ def advise(
         "seeds": seeds,
         "test_fraction": test_fraction,
         "recommended_model": best.name,
-        "recommended_strategy": strategy.name,
+        "recommended_strategy": strategy,
+        "strategy_measurements": measured,
         "recommended_command": f"headstart fit {samples.source} --model {best.name} {command_options} --out RUN",
         "strategy_reason": reason,
         "verdict": verdict,
         "transfer_gain": gain,
-        "gain_at_per_class": top["per_class"],
+        "gain_spread": spread,
+        "gain_at_per_class": per_class_all,
+        "gain_folds": {name: [round(v, 4) for v in vals] for name, vals in by_fold.items() if vals},
         "gain_note": gain_note,
         "transfer_accuracy": top["transfer"]["mean"],
         "confusion": {"classes": list(samples.classes), "matrix": confusion.tolist(),
@@ -749,8 +796,8 @@ def advise(
         from .report import write_html
 
         report["html"] = str(write_html(report, Path(out)))
-    log(f"advise: {verdict}; {best.name} with {strategy.name}"
-        + (f", {gain:+.3f} accuracy over no transfer at {top['per_class']} per class ({gain_note})"
+    log(f"advise: {verdict}; {best.name} with {strategy}"
+        + (f", {gain:+.3f} +- {spread:.3f} accuracy over no transfer at {per_class_all} per class ({gain_note})"
            if gain is not None else ""))
     log(f"advise: took {_duration(report['seconds'])} (the learning curve {_duration(curve_seconds)}, "
         f"estimated {_duration(estimate)})")

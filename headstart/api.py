@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
+from .auto import check_budget
 from .cache import FeatureCache, Features, feature_key
 from .console import log
 from .data.detect import DEFAULT_MODEL, data_modality
-from .data.images import ImageSamples, appearance, drop_bad_images, read_image_data, unlike_source
+from .data.images import ImageSamples, drop_bad_images, read_image_data
 from .data.texts import read_text_data
 from .data.splits import stratified_split
 from .errors import HeadstartError
@@ -33,7 +35,7 @@ from .heads import HeadSpec
 from .probe import HeadTraining, train_head
 from .rundir import RUN_FILE, check_out_dir, run_info, run_record, save_run
 from .runtime import default_batch_size, pick_device
-from .strategies import BODY_EPOCHS, BODY_PATIENCE, BODY_PHASE_LR, WEIGHT_DECAY, Strategy, choose
+from .strategies import BODY_EPOCHS, BODY_PATIENCE, BODY_PHASE_LR, WEIGHT_DECAY, Strategy
 from .text.options import WORD_PRECISION, TextOptions
 from .zoo import ModelCard, get_card, list_cards, locate
 from .zoo.card import TextPreprocessing
@@ -69,17 +71,6 @@ def _features(
     feats = extract(body_factory, body_id, card.preprocessing, samples.paths, card.num_features, cache, device,
                     batch_size=batch_size, num_workers=num_workers, model_name=card.name)
     return samples, feats
-
-
-def _resolve_strategy(strategy: str, samples: ImageSamples, train_idx: np.ndarray, card: ModelCard,
-                      p: Prepared) -> tuple[Strategy, str]:
-    if strategy.strip().lower() != "auto":
-        return Strategy.parse(strategy), f"chosen with --strategy {strategy}"
-    counts = np.bincount(samples.labels[train_idx], minlength=len(samples.classes))
-    unlike = unlike_source(appearance(samples), card.input_size, bool(card.extra.get("greyscale"))) \
-        if samples.modality == "image" else []
-    return choose(int(counts.min()), lambda: sum(t.numel() for t in p.body().parameters()), lambda: p.device,
-                  len(train_idx), unlike, cost=0.001 if samples.modality == "text" else 0.01)
 
 
 @dataclass
@@ -302,6 +293,7 @@ def fit(
     input_size: int | None = None,
     max_size: int | None = None,
     eval_every: int = 4,
+    budget: float | None = None,
 ) -> Run:
     """Transfer `model` to the labelled images or texts in `data` and write the run to `out`.
 
@@ -313,9 +305,10 @@ def fit(
     (columns, --max-length, and for word-vector cards the encoder and --embeddings) come in
     `text` (headstart.text.network.TextOptions).
 
-    The strategy decides what trains when (see headstart.strategies); `auto` picks one from
-    the examples per class, the model's size and the device, and says why in
-    metrics["strategy_reason"]. Phases with a frozen body fit the head on cached features
+    The strategy decides what trains when (see headstart.strategies); `auto` measures the linear
+    probe and trials of finetune and lp-ft on the held-out split within `budget` seconds
+    (headstart.auto, default 60), keeps the best, and writes every measurement into
+    metrics["auto"] and the reason into metrics["strategy_reason"]. Phases with a frozen body fit the head on cached features
     (headstart.probe: L-BFGS to convergence, its L2 strength `head_c` chosen by cross-validation
     unless given); phases that train the body run the training loop (headstart.train).
     A linear probe uses every labelled example: its folds pick C and measure the head
@@ -330,6 +323,8 @@ def fit(
     if _task(task, data) == "detect":
         from .detection.train import fit_detector
 
+        if budget is not None:
+            raise HeadstartError("--budget does not apply to detection (its auto strategy is not measured); leave it out")
         if head_c is not None:
             raise HeadstartError("--head-c does not apply to detection (its heads train by epochs: --head-epochs); "
                                  "leave it out")
@@ -345,6 +340,7 @@ def fit(
             device=device, num_workers=num_workers or 0)
     t_start = time.perf_counter()
     Strategy.parse(strategy) if strategy.strip().lower() != "auto" else None  # a typo fails before any work
+    budget_s = check_budget(budget, strategy.strip().lower() == "auto")
     spec = HeadSpec(kind=head, hidden=hidden, dropout=dropout)  # type: ignore[arg-type]
     out_dir = check_out_dir(out, overwrite)
     if Path(data).is_dir() and out_dir.resolve().is_relative_to(Path(data).expanduser().resolve()):
@@ -358,13 +354,16 @@ def fit(
     words = card.architecture == "word-vectors"
     if p.text:  # a word-vector network: the options as resolved for this data (encoder auto -> cnn or mean)
         text = TextOptions(**p.text["options"])
-    if words and strategy.strip().lower() == "auto":
+    auto = strategy.strip().lower() == "auto"
+    if words and auto:
         chosen, reason = Strategy.parse(text.strategy()), (
             f"--embeddings {text.embeddings} with the {text.encoder} encoder" + (
                 ": the new encoder and the words without a vector train, the pretrained vectors stay fixed"
                 if text.strategy() == "partial:1" else ": random embeddings, everything trains (no transfer)" if text.embeddings == "random" else ""))
+    elif auto:
+        chosen, reason = None, ""  # measured below (headstart.auto)
     else:
-        chosen, reason = _resolve_strategy(strategy, samples, train_idx, card, p)
+        chosen, reason = Strategy.parse(strategy), f"chosen with --strategy {strategy}"
     if body_lr_mult is None:  # a word-vector network's encoder is new: it trains at the head's rate
         body_lr_mult = 1.0 if words else TRANSFORMER_BODY_LR_MULT if card.architecture == "transformers" else 0.1
     if layer_decay is None:  # ... and its pretrained embeddings, when they train, at a tenth of it
@@ -375,34 +374,155 @@ def fit(
     if words and epochs is None:  # small data gives few steps per epoch: at least ~300 optimizer steps
         per_epoch = max(1, len(train_idx) // (batch_size or 32))
         epochs = min(100, max(BODY_EPOCHS, math.ceil(300 / per_epoch)))
-    check_probe_options(chosen, strategy.strip().lower() == "auto", head_c=head_c, epochs=epochs, lr=lr, weight_decay=weight_decay,
-                        batch_size=batch_size, patience=patience, head_epochs=head_epochs, dropout=dropout or None)
-    if chosen.trains_body:
-        from .surgery import depth_groups
+    body_options = dict(epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size, patience=patience,
+                        head_epochs=head_epochs, dropout=dropout or None)
+    training = HeadTraining(class_balance=class_balance, seed=seed, c=head_c)
+
+    def config(name: str, phase_epochs: int | None = None):
         from .train import TrainConfig
 
-        chosen.check(len(depth_groups(body_factory())), card.name)
-        log(f"strategy {chosen.name}: {reason}")
-        dev = p.device
-
-        cfg = TrainConfig(
-            strategy=chosen.name, head=spec.to_dict(), epochs=epochs or BODY_EPOCHS, head_epochs=1,
+        return TrainConfig(
+            strategy=name, head=spec.to_dict(), epochs=phase_epochs or epochs or BODY_EPOCHS, head_epochs=1,
             unfreeze_every=unfreeze_every, lr=lr or BODY_PHASE_LR, body_lr_mult=body_lr_mult,
             layer_decay=layer_decay, l2sp=l2sp, weight_decay=WEIGHT_DECAY if weight_decay is None else weight_decay,
-            batch_size=batch_size or (32 if words else default_batch_size(dev)), accumulate=accumulate, warmup=warmup,
-            patience=patience or BODY_PATIENCE, augment=augment, bn=bn,
+            batch_size=batch_size or (32 if words else default_batch_size(p.device)), accumulate=accumulate,
+            warmup=warmup, patience=patience or BODY_PATIENCE, augment=augment, bn=bn,
             precision=precision, seed=seed, val_split=val_split, class_balance=class_balance, head_c=head_c)
-        return _train_body(out_dir, card, samples, train_idx, val_idx, cfg, reason, features, dev, body_factory,
-                           num_workers, tracker, fresh=True, t_start=t_start, skip_bad_files=skip_bad_files,
-                           tokens=p.tokens, text_info=text_info, num_features=p.num_features)
 
+    def pretrained() -> torch.nn.Module:
+        """The body as the card has it, for each of auto's runs: the one built is never trained itself."""
+        import copy
+
+        return copy.deepcopy(body_factory())
+
+    def train_body(name: str, why: str, folder: Path, watch: Any = None, epochs: int | None = None) -> Run:
+        body = pretrained if chosen is None else body_factory  # auto trains several times
+        return _train_body(folder, card, samples, train_idx, val_idx, config(name, epochs), why, features, p.device,
+                           body, num_workers, tracker, fresh=True, t_start=t_start, skip_bad_files=skip_bad_files,
+                           tokens=p.tokens, text_info=text_info, num_features=p.num_features, watch=watch)
+
+    if chosen is None:
+        return _fit_auto(p, out_dir, spec, training, budget_s, train_body, epochs or BODY_EPOCHS, text_info, t_start, device,
+                         head_c=head_c, **body_options)
+    check_probe_options(chosen, auto, head_c=head_c, **body_options)
     log(f"strategy {chosen.name}: {reason}")
-    return _fit_probe(p, out_dir, spec, HeadTraining(class_balance=class_balance, seed=seed, c=head_c), chosen.name,
-                      reason, text_info, t_start, device)
+    if chosen.trains_body:
+        from .surgery import depth_groups
+
+        chosen.check(len(depth_groups(body_factory())), card.name)
+        return train_body(chosen.name, reason, out_dir)
+    return _fit_probe(p, out_dir, spec, training, chosen.name, reason, text_info, t_start, device)
+
+
+def _fit_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining, budget: float,
+              train_body: Callable[..., Run], full_epochs: int, text_info: dict[str, Any] | None, t_start: float,
+              device: str | None, head_c: float | None, **body_options: Any) -> Run:
+    """--strategy auto (headstart.auto): the probe measured on the held-out split, then trials of the
+    strategies that train the body against the best so far, all within `budget` seconds unless one
+    wins. A trial whose whole schedule fits its share of the budget is the real run (kept when it
+    wins); otherwise it is a short run (as many epochs as fit, the same schedule compressed), and the
+    winner is then trained in full."""
+    from . import auto
+    from .auto import TRIALS, Trial, TrialStopped, balanced_accuracy, describe, trial_line
+
+    deadline = time.perf_counter() + budget
+    samples, tr, va = p.samples, p.train_idx, p.val_idx
+    y = samples.labels
+    x = p.features().array
+    record: dict[str, Any] = {"budget_seconds": budget, "held_out": int(len(va)), "trials": []}
+    skipped = None
+    if not len(va):
+        skipped = "no held-out split (--val-split 0) to measure trials on"
+        ref = None
+    else:
+        probe = train_head(spec, x[tr], y[tr], x[va], y[va], len(samples.classes), training)
+        ref = probe.predict(x[va])
+        record["probe"] = {"strategy": "linear-probe", "val_balanced_accuracy": round(balanced_accuracy(ref, y[va]), 4),
+                           "seconds": round(probe.seconds, 2)}
+        log(f"auto: linear probe {record['probe']['val_balanced_accuracy']:.3f} balanced accuracy on {len(va)} "
+            f"held-out examples ({probe.seconds:.1f} s); then trials of {', '.join(TRIALS)} within {budget:.0f} s")
+    if skipped is None and budget <= 0:
+        skipped = "no trials (--budget 0)"
+    if skipped is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        skipped = "no trials under several processes (name the strategy with --processes)"
+    epoch_estimate = 0.0
+    if skipped is None:
+        epoch_estimate = auto.epoch_seconds(sum(t.numel() for t in p.body().parameters()), samples.modality,
+                                            p.device.type, len(tr), len(va))
+    best: dict[str, Any] = {"name": "linear-probe", "pred": ref, "run": None, "folder": None, "epochs": None}
+    trials: list[dict[str, Any]] = record["trials"]
+
+    def trial_dir(name: str) -> Path:
+        return out_dir.with_name(f".{out_dir.name}.{name}-trial")
+
+    try:
+        for i, name in enumerate(TRIALS if skipped is None else ()):
+            if not auto.can_win(best["pred"], y[va]):
+                skipped = (f"no trial of {', '.join(TRIALS[i:])}: {best['name']} is wrong on too few held-out "
+                           "examples for anything to beat it by more than the spread")
+                log(f"auto: {skipped}")
+                break
+            share = (deadline - time.perf_counter()) / (len(TRIALS) - i)  # what is left, shared by the trials to come
+            epochs = min(full_epochs, int(share // epoch_estimate)) if epoch_estimate > 0 else full_epochs
+            if epochs < 1:
+                trials.append({"strategy": name, "against": best["name"], "outcome": "not run", "seconds": 0.0,
+                               "why": f"an epoch takes about {epoch_estimate:.0f} s here, more than its {max(0, share):.0f} "
+                                      "s share of the budget (--budget)"})
+                log(f"auto: {trial_line(trials[-1])}")
+                continue
+            trial = Trial(name, best["name"], best["pred"], y[va], share, ref if best["name"] != "linear-probe" else None,
+                          epoch_estimate)
+            short = f", a short run of {epochs} of its {full_epochs} epochs" if epochs < full_epochs else ""
+            log(f"auto: trial of {name} against {best['name']}{short} (at most {share:.0f} s unless it pulls ahead)")
+            try:
+                run = train_body(name, f"auto trial of {name}", trial_dir(name), watch=trial, epochs=epochs)
+            except TrialStopped:
+                run = None
+            rec = trial.record(run.metrics.get("best_epoch") if run is not None else None)
+            rec["schedule_epochs"] = epochs
+            epoch_estimate = trial.seconds_per_epoch or epoch_estimate  # measured: the next trial plans with it
+            trials.append(rec)
+            log("auto: " + trial_line(rec))
+            if trial.ahead and run is not None:
+                if best["folder"] is not None:
+                    shutil.rmtree(best["folder"], ignore_errors=True)
+                best = {"name": name, "pred": trial.preds[rec["epoch"]], "run": run, "folder": trial_dir(name),
+                        "epochs": epochs}
+            else:
+                shutil.rmtree(trial_dir(name), ignore_errors=True)
+        record["chosen"] = best["name"]
+        reason = ("auto: " + describe(record["probe"], trials, best["name"], len(va), skipped) if "probe" in record
+                  else f"auto: {skipped}: the linear probe")
+        check_probe_options(Strategy.parse(best["name"]), True, head_c=head_c, **body_options)
+        if best["run"] is None:
+            log(f"strategy linear-probe: {reason}")
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            return _fit_probe(p, out_dir, spec, training, "linear-probe", reason, text_info, t_start, device,
+                              extra={"auto": record})
+        if best["epochs"] < full_epochs:  # the trial was short: the winner trains in full
+            reason += f"; trained in full ({full_epochs} epochs) after its {best['epochs']}-epoch trial"
+            log(f"strategy {best['name']}: {reason}")
+            run = train_body(best["name"], reason, out_dir)
+        else:  # the trial was the whole run: its folder becomes the run
+            log(f"strategy {best['name']}: {reason}")
+            run = best["run"]
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            best["folder"].rename(out_dir)
+            run.dir = out_dir
+        run.metrics.update(strategy_reason=reason, auto=record, total_seconds=round(time.perf_counter() - t_start, 3))
+        run.info.update(strategy_reason=reason)
+        run.save_in_place()
+        return run
+    finally:
+        for name in TRIALS:  # what trials wrote, whatever happened
+            shutil.rmtree(trial_dir(name), ignore_errors=True)
 
 
 def _fit_probe(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining, strategy: str, reason: str,
-               text_info: dict[str, Any] | None, t_start: float, device: str | None) -> Run:
+               text_info: dict[str, Any] | None, t_start: float, device: str | None,
+               extra: dict[str, Any] | None = None) -> Run:
     """The linear-probe route: the head fitted on every example's cached features, written beside the
     body's tensors. With image features and the body's tensors both in the cache, nothing here
     imports torch: a re-fit costs reading the cache and fitting the head."""
@@ -419,6 +539,7 @@ def _fit_probe(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTrainin
                             fixed=training.c is not None)
     if p.tokens is not None:
         metrics["text"] = _text_metrics(p.tokens, p.text)
+    metrics.update(extra or {})
     metrics["total_seconds"] = round(time.perf_counter() - t_start, 3)
     record = run_record(info, p.card, spec, samples.classes, p.body_id)
     save_run(out_dir, tensors, metrics, record)
@@ -545,8 +666,9 @@ def _train_body(out_dir: Path, card: ModelCard, samples: ImageSamples, train_idx
                 cfg, reason: str, get_features: Callable[[], Features], dev: torch.device,
                 body_factory: Callable[[], torch.nn.Module], num_workers: int | None, tracker: str | None,
                 fresh: bool, t_start: float, skip_bad_files: bool = False, tokens: Tokenized | None = None,
-                text_info: dict[str, Any] | None = None, num_features: int | None = None) -> Run:
-    """Strategies that train the body: the loop in headstart.train, checkpointed in out_dir."""
+                text_info: dict[str, Any] | None = None, num_features: int | None = None, watch: Any = None) -> Run:
+    """Strategies that train the body: the loop in headstart.train, checkpointed in out_dir. `watch`:
+    an auto trial (headstart.auto.Trial); a trial that ends without pulling ahead raises TrialStopped."""
     from .surgery import TransferModel
     from .train import Trainer, _seed_everything, finish, make_accelerator, start_record
 
@@ -577,10 +699,14 @@ def _train_body(out_dir: Path, card: ModelCard, samples: ImageSamples, train_idx
         return feats[0]
 
     trainer = Trainer(out_dir, card, samples, train_idx, val_idx, features, cfg, acc, model, num_workers,
-                      tokens=tokens)
+                      tokens=tokens, watch=watch)
     if not fresh:
         trainer.resume()
     trainer.run()
+    if watch is not None and not watch.ahead:
+        from .auto import TrialStopped
+
+        raise TrialStopped()
     s = trainer.state
     best = next((h for h in s.history if h["epoch"] == s.best_epoch), s.history[-1] if s.history else {})
     best_phase = s.phases[best["phase"]]["name"] if best and best.get("phase", 99) < len(s.phases) else None

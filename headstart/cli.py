@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from .auto import DEFAULT_BUDGET
 from .errors import HeadstartError
 from .heads import HeadSpec
 from .pretrain import DEFAULT_ARCH as PRETRAIN_ARCH, DEFAULTS as PRETRAIN
@@ -243,7 +244,8 @@ def _relaunch_for(ctx: click.Context, processes: int) -> None:
         ctx.exit(relaunch(processes, sys.argv[1:]))
 
 
-STRATEGY_HELP = ("auto (chooses from the data, model and device), linear-probe, finetune, partial:N (top N depth "
+STRATEGY_HELP = ("auto (measures the linear probe, then trials of finetune and lp-ft on the held-out split, "
+                 "within --budget), linear-probe, finetune, partial:N (top N depth "
                  "groups), gradual (unfreeze one group at a time), lp-ft (linear probe, then fine-tune all).")
 
 
@@ -251,6 +253,9 @@ STRATEGY_HELP = ("auto (chooses from the data, model and device), linear-probe, 
 @click.argument("data", type=click.Path(), required=False)
 @click.option("--out", "-o", type=click.Path(), help="Run folder to write.")
 @click.option("--strategy", default="auto", show_default=True, help=STRATEGY_HELP)
+@click.option("--budget", default=None, type=float,
+              help=f"--strategy auto: seconds its trials may spend without pulling ahead of the best so far "
+                   f"(default {DEFAULT_BUDGET:.0f}; 0: the linear probe, no trials).")
 @with_options(training_options)
 @click.option("--head-c", default=None, type=float,
               help="A head fitted on cached features (linear-probe; lp-ft's and gradual's first phase): the inverse L2 strength C "
@@ -288,7 +293,8 @@ STRATEGY_HELP = ("auto (chooses from the data, model and device), linear-probe, 
 @json_option
 @quiet_option
 @click.pass_context
-def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, model: str | None, arch: str | None,
+def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, budget: float | None,
+        model: str | None, arch: str | None,
         allow_download: bool, head: str, hidden: int, dropout: float, body_lr_mult: float, layer_decay: float,
         bn: str, augment: str, seed: int, val_split: float, no_class_balance: bool, head_c: float | None,
         epochs: int | None, head_epochs: int | None, lr: float | None, l2sp: float, unfreeze_every: int,
@@ -344,7 +350,8 @@ def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, mo
                       skip_bad_files=skip_bad_files, overwrite=overwrite, allow_download=allow_download,
                       device=device, extract_batch_size=extract_batch_size, num_workers=workers, tracker=tracker,
                       text=_text(text_column, label_column, max_length, skip_empty, encoder, embeddings, min_count),
-                      task=task, detector=detector, input_size=input_size, max_size=max_size, eval_every=eval_every)
+                      task=task, detector=detector, input_size=input_size, max_size=max_size, eval_every=eval_every,
+                      budget=budget)
     if is_main_rank():
         _print_run(run, as_json)
 
@@ -574,12 +581,15 @@ def rank(data: str, models: str | None, metric: str, allow_download: bool, extra
 @click.option("--scratch-size", default=64, show_default=True, type=int, help="Input size for training from scratch.")
 @click.option("--scratch-max-per-class", default=50, show_default=True, type=int)
 @click.option("--workers", default=None, type=int)
+@click.option("--budget", default=None, type=float,
+              help=f"Seconds the trials of fit --strategy auto may spend without pulling ahead (default "
+                   f"{DEFAULT_BUDGET:.0f}; 0: the linear probe is not challenged).")
 @with_options(text_options)
 @with_options(cache_options)
 @json_option
 @quiet_option
 def advise(data: str, models: str | None, out: str, curve: str | None, seeds: int, test_fraction: float,
-           no_scratch: bool, scratch_size: int, scratch_max_per_class: int, workers: int | None,
+           no_scratch: bool, scratch_size: int, scratch_max_per_class: int, workers: int | None, budget: float | None,
            text_column: str, label_column: str, max_length: int | None, skip_empty: bool, cache_dir: str | None, no_cache: bool, skip_bad_files: bool, device: str | None, as_json: bool,
            quiet: bool) -> None:
     """Should you transfer to DATA, from which model, and how? A report with measurements."""
@@ -598,7 +608,7 @@ def advise(data: str, models: str | None, out: str, curve: str | None, seeds: in
     r = api_advise(data, names, curve=points, seeds=seeds, test_fraction=test_fraction, scratch=not no_scratch,
                    scratch_size=scratch_size, scratch_max_per_class=scratch_max_per_class, out=out,
                    cache_dir=cache_dir, no_cache=no_cache, skip_bad_files=skip_bad_files, device=device,
-                   num_workers=workers, text=_text(text_column, label_column, max_length, skip_empty))
+                   num_workers=workers, text=_text(text_column, label_column, max_length, skip_empty), budget=budget)
     if as_json:
         _emit_json(r)
         return
@@ -606,7 +616,8 @@ def advise(data: str, models: str | None, out: str, curve: str | None, seeds: in
     click.echo(f"  why       {r['strategy_reason']}")
     click.echo(f"  command   {r['recommended_command']}")
     if r["transfer_gain"] is not None:
-        click.echo(f"  gain      {100 * r['transfer_gain']:+.1f} points of held-out accuracy over no transfer at "
+        click.echo(f"  gain      {100 * r['transfer_gain']:+.1f} +- {100 * r['gain_spread']:.1f} points of held-out "
+                   "accuracy over no transfer at "
                    f"{r['gain_at_per_class']} per class, {r['gain_note']}")
     keys = list(r["curve_labels"])
     heads = {"transfer": "transfer", "scratch": "from scratch", "pixels": "pixels", "tfidf": "tf-idf"}

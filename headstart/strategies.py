@@ -12,13 +12,12 @@ features (no body forward pass at all); only phases that train part of the body 
   frozen-then-finetune
                  everything but the first (input) group, then everything: for word-vector
                  networks, a new encoder learns over frozen embeddings, then the embeddings join
-  auto           one of the above, chosen from the data, the model and the device
+  auto           the linear probe, lp-ft or finetune, chosen by measuring them on the data (headstart.auto)
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,7 +36,6 @@ BODY_EPOCHS = 15
 BODY_PHASE_LR = 1e-3
 BODY_PATIENCE = 5
 WEIGHT_DECAY = 1e-4
-AUTO_MINUTES = 20  # auto trains the body only when that takes less than this (estimated)
 
 
 @dataclass(frozen=True)
@@ -110,43 +108,6 @@ def plan(strategy: Strategy, n_groups: int, epochs: int, head_epochs: int, unfre
     used = k * len(phases)
     phases.append(Phase(f"all {n_groups}", n_groups, max(k, epochs - used)))
     return phases
-
-
-def choose(per_class: int, n_params: "int | Callable[[], int]", device: "torch.device | Callable[[], torch.device]",
-           n_train: int, unlike: list[str] | None = None, cost: float = 0.01) -> tuple[Strategy, str]:
-    """The `auto` rule: very little data -> only the head; more data -> unfreeze more,
-    unless training the body would take too long on this device. DATA that looks unlike
-    the source photos (`unlike`: greyscale, small images upscaled 4x or more) needs its
-    features adapted: fine-tune, even with few examples. Measured on MNIST with
-    mobilenet_v2 (1,000 held-out digits, 3 seeds): 10 per class linear-probe 0.841, lp-ft 0.840,
-    finetune 0.882; 20 per class (lite0) 0.850 / 0.882 / 0.908."""
-    if per_class < 10 and not unlike:
-        return Strategy("linear-probe"), (
-            f"{per_class} labelled examples in the smallest class: too few to move pretrained weights, "
-            "so only a new head trains (on cached features)")
-    # The model's size and the device matter from here on (callables: the body is built only now).
-    n_params = n_params() if callable(n_params) else n_params
-    device = device() if callable(device) else device
-    # Rough cost of full fine-tuning (`cost`): ~0.01 s per image per million parameters on a small
-    # CPU (EfficientNet-Lite0, 4.7M: ~20 images/s on 2 cores), ~0.001 s per short text (MiniLM,
-    # 22M: ~40 reviews/s), ~100x less on a GPU.
-    per_image = cost * n_params / 1e6 * (1.0 if device.type == "cpu" else 0.01)
-    minutes = per_image * n_train * BODY_EPOCHS / 60
-    if minutes > AUTO_MINUTES:
-        return Strategy("linear-probe"), (
-            f"fine-tuning {n_params / 1e6:.1f}M parameters on {n_train} examples would take about "
-            f"{minutes:.0f} min on {device.type}; a head on cached features takes seconds "
-            "(--strategy finetune or lp-ft to train the body anyway)")
-    if unlike and per_class < 100:
-        return Strategy("finetune"), (
-            f"{per_class} labelled examples in the smallest class, and DATA looks unlike the source photos "
-            f"({', '.join(unlike)}): fixed features fit it poorly, so every layer adapts")
-    if per_class < 100:
-        return Strategy("lp-ft"), (
-            f"{per_class} labelled examples in the smallest class: enough to adapt the body, few enough that a "
-            "head trained first (linear probe, then fine-tune all) protects the pretrained features")
-    return Strategy("finetune"), (
-        f"{per_class} labelled examples in the smallest class: enough to fine-tune the whole network")
 
 
 def set_trainable(model: nn.Module, groups: list[list[str]], trainable: int) -> None:

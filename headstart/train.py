@@ -212,11 +212,14 @@ class Trainer:
         checkpoints: bool = True,
         verbose: bool = True,
         tokens: Tokenized | None = None,
+        watch: Callable[[int, np.ndarray, bool], bool] | None = None,
     ) -> None:
         """checkpoints=False and verbose=False serve throwaway runs (the advisor's from-scratch
         baselines): nothing is written and nothing is said per epoch. `tokens` (text DATA): every
-        sample's token ids; batches are padded per batch instead of decoded and augmented."""
-        self.tokens = tokens
+        sample's token ids; batches are padded per batch instead of decoded and augmented.
+        `watch` (auto's trials, headstart.auto.Trial) sees each epoch's held-out predictions and
+        whether it trained the body, and stops the run (headstart.auto.TrialStopped) by returning False."""
+        self.tokens, self.watch, self.val_pred = tokens, watch, None
         self.run_dir, self.card, self.samples, self.cfg = run_dir, card, samples, cfg
         self.write_checkpoints, self.verbose = checkpoints, verbose
         self.train_idx, self.val_idx, self.features = train_idx, val_idx, features
@@ -279,6 +282,13 @@ class Trainer:
         self.state.history.append(record)
         self._consider_best(result.val_balanced_accuracy if cfg.class_balance else result.val_accuracy,
                             result.val_loss)
+        self._watched(result.predict(x[va]) if len(va) else None, trained_body=False)
+
+    def _watched(self, pred: np.ndarray | None, trained_body: bool) -> None:
+        if self.watch is not None and pred is not None and not self.watch(self.state.global_epoch, pred, trained_body):
+            from .auto import TrialStopped
+
+            raise TrialStopped()
 
     def _body_phase(self, index: int, phase: Phase) -> None:
         cfg, acc, model = self.cfg, self.acc, self.model
@@ -354,6 +364,7 @@ class Trainer:
             # decided before the checkpoint, so that a run resumed from it stops where this one does
             self.state.stopped_early = bool(last_phase and len(self.val_idx) and self.state.since_best >= cfg.patience)
             self.checkpoint(optimizer, scheduler)
+            self._watched(self.val_pred, trained_body=True)
             if self.state.stopped_early:
                 break
         acc.free_memory()  # drop the DDP wrapper and the optimizer: the next phase wraps anew
@@ -406,6 +417,7 @@ class Trainer:
         for m, t in was.items():
             m.training = t
         pred, y = torch.cat(preds), torch.cat(ys)
+        self.val_pred = pred.numpy()
         recalls = [float((pred[y == c] == c).float().mean()) for c in torch.unique(y)]
         return {"val_loss": float(torch.cat(losses).mean()), "val_accuracy": float((pred == y).sum()) / len(y),
                 "val_balanced_accuracy": float(np.mean(recalls))}

@@ -58,6 +58,14 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     yield cache
 
 
+@pytest.fixture(autouse=True)
+def _no_auto_trials(request, monkeypatch):
+    """`--strategy auto` (the default) trains the body for up to its budget (a minute) in trials: tests that
+    do not measure auto get the linear probe at once (budget 0); tests marked `auto_trials` run the trials."""
+    if "auto_trials" not in request.keywords:
+        monkeypatch.setattr("headstart.auto.DEFAULT_BUDGET", 0.0)
+
+
 @pytest.fixture(scope="session")
 def shapes_dir(tmp_path_factory) -> Path:
     """3 classes x 8 images (PNG and JPEG), 48 px."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 import headstart
@@ -70,16 +71,19 @@ def test_advise_report(shapes, tiny_model, tmp_path):
                          scratch_steps=10, out=tmp_path / "report.html")
     assert {"recommended_model", "recommended_strategy", "transfer_gain", "learning_curve", "ranking"} <= set(r)
     assert r["recommended_model"] == r["ranking"][0]["model"]
-    # 8 images per class, but 48 px shapes upscaled to 224: the rule fit --strategy auto applies
-    assert r["recommended_strategy"] == "finetune" and "upscaled" in r["strategy_reason"]
+    # what fit --strategy auto chose, with its measurements (trials are off in tests: the budget is 0)
+    assert r["recommended_strategy"] == "linear-probe" and r["strategy_reason"].startswith("auto: measured on")
+    assert r["strategy_measurements"]["chosen"] == "linear-probe" and "no trials (--budget 0)" in r["strategy_reason"]
+    assert r["gain_spread"] >= 0 and r["gain_note"] == "a linear probe's gain in 5-fold cross-validation over all 24 images"
+    assert r["gain_at_per_class"] == 8 and all(len(v) == 5 for v in r["gain_folds"].values())
     assert [row["per_class"] for row in r["learning_curve"]] == [1, 2]
     assert any("20" in n and "more images than DATA holds" in n for n in r["notes"])
     for row in r["learning_curve"]:
         for kind in ("transfer", "scratch", "pixels"):
             assert len(row[kind]["runs"]) == 2 and 0 <= row[kind]["mean"] <= 1
-    assert r["transfer_gain"] == pytest.approx(
-        r["learning_curve"][-1]["transfer"]["mean"]
-        - max(r["learning_curve"][-1]["scratch"]["mean"], r["learning_curve"][-1]["pixels"]["mean"]))
+    folds = r["gain_folds"]  # the gain over the better way without transfer, fold by fold
+    best = max(("scratch", "pixels"), key=lambda k: np.mean(folds[k]))
+    assert r["transfer_gain"] == pytest.approx(np.mean(folds["transfer"]) - np.mean(folds[best]), abs=1e-3)
     page = (tmp_path / "report.html").read_text()
     assert page.count("<svg") == 3 and "Should you transfer here?" in page and "<script" not in page
     import re
@@ -170,8 +174,10 @@ def test_advise_says_how_long_before_and_after(shapes, tmp_path, capsys):
                          cache_dir=tmp_path / "cache")
     err = capsys.readouterr().err
     assert "without cached features for DATA: extracting them takes about" in err
-    # 10 epochs at least: 10 steps of 3 images and 10 of 16 (of 18)
-    assert "2 linear probes, 2 trainings from scratch (20 steps at" in err and "; about " in err
+    # 10 epochs at least: 10 steps of 3 images and 10 of 16 (of 18) on the curve; 10 of 16 (of 19 or 20) in each
+    # of the 5 folds at the full size
+    assert "and 5-fold cross-validation at 8 per class: 7 linear probes, 7 trainings from scratch (70 steps at" in err
+    assert "; about " in err
     assert "advise: took " in err and "estimated" in err
     # 6 per class is all of split 0's pool here: the confusion matrix is that curve point's probe
     row = r["learning_curve"][-1]

@@ -10,7 +10,7 @@ from torch import nn
 
 from headstart.errors import HeadstartError
 from headstart.heads import HeadSpec
-from headstart.strategies import (L2SP, Strategy, choose, param_groups, plan, set_modes, set_trainable,
+from headstart.strategies import (L2SP, Strategy, param_groups, plan, set_modes, set_trainable,
                                   warmup_cosine)
 from headstart.surgery import TransferModel, depth_groups, split
 
@@ -51,16 +51,6 @@ def test_plans():
     assert [p.trainable for p in gradual] == [0, 1, 2, 3, 4] and gradual[0].from_cache
     assert sum(p.epochs for p in gradual) == 10 and gradual[-1].epochs == 2
     assert [p.trainable for p in plan(Strategy("partial", 2), 6, 5, 200, 1)] == [2]
-
-
-def test_auto_rule_follows_the_data_size_and_the_device():
-    cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    s, why = choose(5, 4_700_000, cpu, 50)
-    assert s.name == "linear-probe" and "5 labelled examples" in why
-    assert choose(20, 4_700_000, cpu, 200)[0].name == "lp-ft"
-    assert choose(150, 4_700_000, gpu, 1500)[0].name == "finetune"
-    s, why = choose(150, 300_000_000, cpu, 30_000)
-    assert s.name == "linear-probe" and "min on cpu" in why
 
 
 @pytest.mark.parametrize("make, n", [

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -237,23 +238,120 @@ def test_out_of_memory_names_a_batch_size(data, tiny, tmp_path, monkeypatch):
         headstart.fit(data, out=tmp_path / "oom", strategy="finetune", epochs=1, batch_size=8, **tiny)
 
 
-def test_auto_says_what_it_chose_and_why(data, tiny, tmp_path):
-    m = headstart.fit(data, out=tmp_path / "auto", **tiny).metrics  # 48 px shapes, 3.3x upscaled to 160
-    assert m["strategy"] == "linear-probe" and "8 labelled examples in the smallest class" in m["strategy_reason"]
-    small = make_image_folder(tmp_path / "small", per_class=8, seed=3, size=32)  # 5x upscaled: unlike the photos
-    m = headstart.fit(small, out=tmp_path / "auto-small", epochs=1, **tiny).metrics
-    assert m["strategy"] == "finetune" and "32 px images upscaled 5x" in m["strategy_reason"]
+def test_paired_difference_and_its_spread():
+    from headstart.auto import paired
+
+    y = np.array([0, 0, 0, 0, 1, 1])
+    ref = np.array([0, 0, 1, 1, 1, 1])  # balanced accuracy 0.5 * (2/4 + 2/2) = 0.75
+    same = paired(ref, ref, y)
+    assert same == (0.0, 0.0)
+    better = np.array([0, 0, 0, 1, 1, 1])  # one more of class 0 right: +1/8
+    diff, spread = paired(better, ref, y)
+    assert diff == pytest.approx(0.125) and spread == pytest.approx(0.125)  # one example: not more than its spread
+    best = np.array([0, 0, 0, 0, 1, 1])
+    diff, spread = paired(best, ref, y)
+    assert diff == pytest.approx(0.25) and spread == pytest.approx(np.sqrt(2) * 0.125)  # two: ahead
+    worse = np.array([0, 0, 0, 0, 0, 1])  # two more right in class 0, one wrong in class 1 (weight 1/4)
+    diff, spread = paired(worse, ref, y)
+    assert diff == pytest.approx(0.25 - 0.25) and spread == pytest.approx(np.sqrt(2 * 0.125**2 + 0.25**2))
 
 
-def test_auto_rule():
-    from headstart.strategies import choose
+def test_a_trial_stops_when_the_next_epoch_would_pass_its_budget():
+    from headstart.auto import Trial
 
-    cpu = torch.device("cpu")
-    assert choose(8, 4_000_000, cpu, 80)[0].name == "linear-probe"  # photos like the source: a head only
-    assert choose(8, 4_000_000, cpu, 80, ["greyscale"])[0].name == "finetune"  # unlike them: adapt the body
-    assert choose(50, 4_000_000, cpu, 500)[0].name == "lp-ft"
-    assert choose(500, 1_000_000, cpu, 1000)[0].name == "finetune"
-    assert choose(8, 4_000_000, cpu, 200_000, ["greyscale"])[0].name == "linear-probe"  # too slow on this device
+    y = np.array([0, 0, 1, 1])
+    ref = np.array([0, 1, 1, 1])
+    t = Trial("finetune", "linear-probe", ref, y, budget=0.0, epoch_seconds_estimate=0.0)
+    assert t(1, ref, True) is False and t.stopped and "not ahead of linear-probe" in t.stopped
+    t = Trial("finetune", "linear-probe", ref, y, budget=0.0)
+    assert t(1, np.array([0, 0, 1, 1]), True) is False  # one example better: within the spread
+    t = Trial("lp-ft", "linear-probe", np.array([1, 1, 1, 1]), y, budget=0.0)
+    assert t(1, y, True) is True and t.ahead and t.ahead_at["epoch"] == 1  # ahead: it runs to its end
+    assert t(2, np.array([1, 1, 1, 1]), True) is True  # and is not stopped later
+    rec = t.record(best_epoch=1)
+    assert rec["outcome"] == "won" and rec["val_balanced_accuracy"] == 1.0 and rec["difference"] == 0.5
+
+
+def test_no_trial_against_what_cannot_be_beaten_by_more_than_the_spread():
+    from headstart.auto import can_win
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    assert not can_win(y, y) and not can_win(np.array([0, 0, 1, 1, 2, 0]), y)  # none or one wrong
+    assert can_win(np.array([0, 1, 1, 1, 2, 0]), y)  # two wrong: a challenger right on both is ahead
+
+
+@pytest.mark.auto_trials
+def test_auto_measures_the_probe_and_stops_trials_that_cannot_win(data, tiny, tmp_path, monkeypatch):
+    import headstart.auto as auto
+
+    monkeypatch.setattr(auto, "paired", lambda pred, ref, y: (0.0, 0.1))  # never ahead
+    monkeypatch.setattr(auto, "can_win", lambda ref, y: True)  # (the probe is right on all 6 tiny examples)
+    run = headstart.fit(data, out=tmp_path / "auto", budget=3.0, batch_size=8, **tiny)
+    m = run.metrics
+    assert m["strategy"] == "linear-probe" and m["strategy_reason"].startswith("auto: measured on 6 held-out examples")
+    record = m["auto"]
+    assert record["chosen"] == "linear-probe" and record["held_out"] == 6 and record["budget_seconds"] == 3.0
+    assert 0 <= record["probe"]["val_balanced_accuracy"] <= 1
+    assert [t["strategy"] for t in record["trials"]] == ["finetune", "lp-ft"]
+    for t in record["trials"]:
+        assert t["outcome"] == "stopped" and t["spread"] == 0.1 and t["seconds"] >= 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["auto"]  # no trial left behind
+    assert json.loads((tmp_path / "auto" / RUN_FILE).read_text())["strategy"] == "linear-probe"
+    assert m["n_val"] == 0  # the probe that is kept is fitted on every example
+
+
+@pytest.mark.auto_trials
+def test_auto_keeps_the_run_of_the_trial_that_wins(data, tiny, tmp_path, monkeypatch):
+    import headstart.auto as auto
+
+    monkeypatch.setattr(auto, "paired", lambda pred, ref, y: (0.2, 0.1))  # every trial pulls ahead
+    monkeypatch.setattr(auto, "can_win", lambda ref, y: True)
+    import headstart.surgery as surgery
+
+    starts = []  # every trial starts from the pretrained body, not from the one an earlier trial trained
+
+    class Recorded(surgery.TransferModel):
+        def __init__(self, body, head):
+            starts.append(torch.cat([p.detach().flatten() for p in body.parameters()]).clone())
+            super().__init__(body, head)
+
+    monkeypatch.setattr(surgery, "TransferModel", Recorded)
+    run = headstart.fit(data, out=tmp_path / "auto", epochs=2, batch_size=8, **tiny)
+    assert len(starts) == 2 and torch.equal(starts[0], starts[1])
+    m = run.metrics
+    assert [t["outcome"] for t in m["auto"]["trials"]] == ["won", "won"]
+    assert m["strategy"] == "lp-ft" and m["auto"]["chosen"] == "lp-ft" and run.dir == tmp_path / "auto"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["auto"]
+    on_disk = json.loads((tmp_path / "auto" / "metrics.json").read_text())
+    assert on_disk["auto"]["chosen"] == "lp-ft" and on_disk["strategy_reason"].startswith("auto: measured on 6")
+    assert "lp-ft is kept" in on_disk["strategy_reason"]
+    res = headstart.evaluate(headstart.load(tmp_path / "auto"), data)
+    assert res["n"] == 30
+
+
+@pytest.mark.auto_trials
+def test_a_short_trial_that_wins_is_trained_in_full(data, tiny, tmp_path, monkeypatch):
+    import headstart.auto as auto
+
+    monkeypatch.setattr(auto, "paired", lambda pred, ref, y: (0.2, 0.1))
+    monkeypatch.setattr(auto, "can_win", lambda ref, y: True)
+    monkeypatch.setattr(auto, "epoch_seconds", lambda *a: 1.0)  # each trial's share holds ~2 of the 4 epochs
+    run = headstart.fit(data, out=tmp_path / "auto", epochs=4, budget=4.5, batch_size=8, **tiny)
+    m = run.metrics
+    short = [t["schedule_epochs"] for t in m["auto"]["trials"]]
+    assert all(1 <= e < 4 for e in short), short
+    assert m["strategy"] == m["auto"]["chosen"] and m["epochs"] == 4 and m["epochs_run"] >= 4
+    assert f"trained in full (4 epochs) after its {short[-1]}-epoch trial" in m["strategy_reason"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["auto"]
+
+
+def test_budget_is_checked_before_any_work(data, tiny_model, tmp_path, capsys):
+    m = ["--model", tiny_model["model"], "--arch", tiny_model["arch"]]
+    for args, message in ((["--budget", "-1"], "--budget must be >= 0 seconds"),
+                          (["--budget", "30", "--strategy", "finetune"], "--budget applies to --strategy auto")):
+        code = main(["fit", str(data), *m, "--out", str(tmp_path / "r"), *args])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and err.count("\n") == 1 and not (tmp_path / "r").exists()
 
 
 def test_lr_find(data, tiny_model, tmp_path, capsys):

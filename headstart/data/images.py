@@ -256,16 +256,3 @@ def look_notes(look: dict, input_size: int, source_greyscale: bool = False) -> l
     elif scale <= 0.25:
         notes.append(f"images ({side} px) are shrunk {1 / scale:.0f}x to {input_size} px: fine detail is lost")
     return notes
-
-
-def unlike_source(look: dict, input_size: int, source_greyscale: bool = False) -> list[str]:
-    """The differences large enough that fixed pretrained features fit poorly: greyscale, or
-    upscaled 4x or more (small images such as digits or CIFAR-sized crops)."""
-    side = min(look["median_width"], look["median_height"])
-    out = []
-    if look["greyscale_share"] > 0.5 and not source_greyscale:
-        out.append("greyscale")
-    if input_size / max(side, 1) >= 4:
-        out.append(f"{side} px images upscaled {input_size / max(side, 1):.0f}x")
-    return out
-

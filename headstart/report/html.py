@@ -117,9 +117,10 @@ def _fmt(v: Any) -> str:
 def render(r: dict[str, Any]) -> str:
     e = html.escape
     gain = r.get("transfer_gain")
-    cls = "verdict" if gain is not None and gain > 0.02 else "verdict warn" if gain is not None and gain > -0.02 \
-        else "verdict bad"
-    gain_text = (f"{100 * gain:+.1f} points of held-out accuracy over the best way without transfer, at "
+    cls = {"transfer": "verdict", "train without transfer": "verdict bad"}.get(r["verdict"], "verdict warn")
+    spread = r.get("gain_spread")
+    gain_text = (f"{100 * gain:+.1f}" + (f" ± {100 * spread:.1f}" if spread is not None else "")
+                 + " points of held-out accuracy over the best way without transfer, at "
                  f"{r['gain_at_per_class']} labelled examples per class ({r['gain_note']})"
                  if gain is not None else "not measured")
     data_q = e(r["data"])
