@@ -405,11 +405,12 @@ def fit(
         return _fit_auto(p, out_dir, spec, training, budget_s, train_body, epochs or BODY_EPOCHS, text_info, t_start, device,
                          head_c=head_c, **body_options)
     check_probe_options(chosen, auto, head_c=head_c, **body_options)
-    log(f"strategy {chosen.name}: {reason}")
     if chosen.trains_body:
         from .surgery import depth_groups
 
         chosen.check(len(depth_groups(body_factory())), card.name)
+    log(f"strategy {chosen.name}: {reason}")
+    if chosen.trains_body:
         return train_body(chosen.name, reason, out_dir)
     return _fit_probe(p, out_dir, spec, training, chosen.name, reason, text_info, t_start, device)
 
