@@ -749,8 +749,8 @@ def advise(
         spread = float(np.hypot(spread, kept["against_probe"]["spread"]))
     gain_note = (f"a linear probe's gain in {len(folds)}-fold cross-validation over all {len(y)} {kind}s"
                  + (" (on the averaged word vectors)" if words else "")
-                 + (f", plus {strategy}'s measured difference from the probe on {measured['held_out']} held-out "
-                    "examples" if kept is not None else "")
+                 + (f", plus {strategy}'s measured difference from the probe on {measured['examples']} "
+                    "examples, each scored by runs trained on the other half" if kept is not None else "")
                  + (f"; {strategy} itself is not measured" if words and strategy != "linear-probe" else ""))
     margin = max(0.02, spread or 0.0)
     verdict = ("transfer" if gain is not None and gain > margin else

@@ -306,8 +306,9 @@ def fit(
     `text` (headstart.text.network.TextOptions).
 
     The strategy decides what trains when (see headstart.strategies); `auto` measures the linear
-    probe and trials of finetune and lp-ft on the held-out split within `budget` seconds
-    (headstart.auto, default 60), keeps the best, and writes every measurement into
+    probe and trials of finetune and lp-ft on two halves of the labelled examples (each trained on
+    one half, scored on the other) within `budget` seconds (headstart.auto, default 60), trains the
+    best in full, and writes every measurement into
     metrics["auto"] and the reason into metrics["strategy_reason"]. Phases with a frozen body fit the head on cached features
     (headstart.probe: L-BFGS to convergence, its L2 strength `head_c` chosen by cross-validation
     unless given); phases that train the body run the training loop (headstart.train).
@@ -395,9 +396,12 @@ def fit(
 
         return copy.deepcopy(body_factory())
 
-    def train_body(name: str, why: str, folder: Path, watch: Any = None, epochs: int | None = None) -> Run:
+    def train_body(name: str, why: str, folder: Path, watch: Any = None, epochs: int | None = None,
+                   split: tuple[np.ndarray, np.ndarray] | None = None) -> Run:
+        """A run of strategy `name` in `folder`; auto's trials give their own `split` (train, score) and `watch`."""
         body = pretrained if chosen is None else body_factory  # auto trains several times
-        return _train_body(folder, card, samples, train_idx, val_idx, config(name, epochs), why, features, p.device,
+        tr, va = split if split is not None else (train_idx, val_idx)
+        return _train_body(folder, card, samples, tr, va, config(name, epochs), why, features, p.device,
                            body, num_workers, tracker, fresh=True, t_start=t_start, skip_bad_files=skip_bad_files,
                            tokens=p.tokens, text_info=text_info, num_features=p.num_features, watch=watch)
 
@@ -418,107 +422,105 @@ def fit(
 def _fit_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining, budget: float,
               train_body: Callable[..., Run], full_epochs: int, text_info: dict[str, Any] | None, t_start: float,
               device: str | None, head_c: float | None, **body_options: Any) -> Run:
-    """--strategy auto (headstart.auto): the probe measured on the held-out split, then trials of the
-    strategies that train the body against the best so far, all within `budget` seconds unless one
-    wins. A trial whose whole schedule fits its share of the budget is the real run (kept when it
-    wins); otherwise it is a short run (as many epochs as fit, the same schedule compressed), and the
-    winner is then trained in full."""
+    """--strategy auto (headstart.auto): the linear probe and trials of the strategies that train the
+    body, each trained on one half of the labelled examples and scored on the other, then the other
+    way round, within `budget` seconds; the strategy that wins by more than the spread is then
+    trained in full, or the probe is fitted on everything."""
     from . import auto
     from .auto import TRIALS, Trial, TrialStopped, balanced_accuracy, describe, trial_line
 
     deadline = time.perf_counter() + budget
-    samples, tr, va = p.samples, p.train_idx, p.val_idx
-    y = samples.labels
+    samples = p.samples
     x = p.features().array
-    record: dict[str, Any] = {"budget_seconds": budget, "held_out": int(len(va)), "trials": []}
+    everything = np.sort(np.concatenate([p.train_idx, p.val_idx]))
+    y = samples.labels[everything]
+    record: dict[str, Any] = {"budget_seconds": budget, "examples": int(len(everything)), "halves": 2, "trials": []}
     skipped = None
-    if not len(va):
-        skipped = "no held-out split (--val-split 0) to measure trials on"
-        ref = None
+    ref = None
+    counts = np.bincount(y, minlength=len(samples.classes))
+    if counts.min() < 2:
+        skipped = (f"no trials: class {samples.classes[int(counts.argmin())]!r} has {int(counts.min())} example(s), "
+                   "and each half needs one")
     else:
-        probe = train_head(spec, x[tr], y[tr], x[va], y[va], len(samples.classes), training)
-        ref = probe.predict(x[va])
-        record["probe"] = {"strategy": "linear-probe", "val_balanced_accuracy": round(balanced_accuracy(ref, y[va]), 4),
-                           "seconds": round(probe.seconds, 2)}
-        log(f"auto: linear probe {record['probe']['val_balanced_accuracy']:.3f} balanced accuracy on {len(va)} "
-            f"held-out examples ({probe.seconds:.1f} s); then trials of {', '.join(TRIALS)} within {budget:.0f} s")
+        halves = auto.halves(y, training.seed)
+        t = time.perf_counter()
+        ref = np.empty(len(y), dtype=np.int64)
+        for fit_on, score_on in halves:
+            head = train_head(spec, x[everything[fit_on]], y[fit_on], None, None, len(samples.classes), training)
+            ref[score_on] = head.predict(x[everything[score_on]])
+        record["probe"] = {"strategy": "linear-probe", "val_balanced_accuracy": round(balanced_accuracy(ref, y), 4),
+                           "seconds": round(time.perf_counter() - t, 2)}
+        log(f"auto: linear probe {record['probe']['val_balanced_accuracy']:.3f} balanced accuracy on {len(y)} "
+            f"examples, each scored by a probe fitted on the other half ({record['probe']['seconds']:.1f} s); "
+            f"then trials of {', '.join(TRIALS)} within {budget:.0f} s")
     if skipped is None and budget <= 0:
         skipped = "no trials (--budget 0)"
     if skipped is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         skipped = "no trials under several processes (name the strategy with --processes)"
     epoch_estimate = 0.0
     if skipped is None:
+        half = len(y) // 2
         epoch_estimate = auto.epoch_seconds(sum(t.numel() for t in p.body().parameters()), samples.modality,
-                                            p.device.type, len(tr), len(va))
-    best: dict[str, Any] = {"name": "linear-probe", "pred": ref, "run": None, "folder": None, "epochs": None}
+                                            p.device.type, half, len(y) - half)
+    best: dict[str, Any] = {"name": "linear-probe", "pred": ref}
     trials: list[dict[str, Any]] = record["trials"]
-
-    def trial_dir(name: str) -> Path:
-        return out_dir.with_name(f".{out_dir.name}.{name}-trial")
+    trial_dir = out_dir.with_name(f".{out_dir.name}.auto-trial")
 
     try:
         for i, name in enumerate(TRIALS if skipped is None else ()):
-            if not auto.can_win(best["pred"], y[va]):
-                skipped = (f"no trial of {', '.join(TRIALS[i:])}: {best['name']} is wrong on too few held-out "
-                           "examples for anything to beat it by more than the spread")
+            if not auto.can_win(best["pred"], y):
+                skipped = (f"no trial of {', '.join(TRIALS[i:])}: {best['name']} is wrong on too few examples "
+                           "for anything to beat it by more than the spread")
                 log(f"auto: {skipped}")
                 break
             share = (deadline - time.perf_counter()) / (len(TRIALS) - i)  # what is left, shared by the trials to come
-            epochs = min(full_epochs, int(share // epoch_estimate)) if epoch_estimate > 0 else full_epochs
+            # both halves run the same schedule: as many epochs as two halves' runs fit in the share
+            epochs = min(full_epochs, int(share // (2 * epoch_estimate))) if epoch_estimate > 0 else full_epochs
             if epochs < 1:
                 trials.append({"strategy": name, "against": best["name"], "outcome": "not run", "seconds": 0.0,
-                               "why": f"an epoch takes about {epoch_estimate:.0f} s here, more than its {max(0, share):.0f} "
-                                      "s share of the budget (--budget)"})
+                               "why": f"an epoch on each half takes about {epoch_estimate:.0f} s here; two do not fit "
+                                      f"in its {max(0, share):.0f} s share of the budget (--budget)"})
                 log(f"auto: {trial_line(trials[-1])}")
                 continue
-            trial = Trial(name, best["name"], best["pred"], y[va], share, ref if best["name"] != "linear-probe" else None,
+            trial = Trial(name, best["name"], best["pred"], y, share, ref if best["name"] != "linear-probe" else None,
                           epoch_estimate)
-            short = f", a short run of {epochs} of its {full_epochs} epochs" if epochs < full_epochs else ""
-            log(f"auto: trial of {name} against {best['name']}{short} (at most {share:.0f} s unless it pulls ahead)")
-            try:
-                run = train_body(name, f"auto trial of {name}", trial_dir(name), watch=trial, epochs=epochs)
-            except TrialStopped:
-                run = None
-            rec = trial.record(run.metrics.get("best_epoch") if run is not None else None)
+            short = f", {epochs} of its {full_epochs} epochs" if epochs < full_epochs else ""
+            log(f"auto: trial of {name} against {best['name']} on the two halves{short} (at most {share:.0f} s)")
+            for fit_on, score_on in halves:
+                if not trial.start_half(score_on):
+                    break
+                try:
+                    train_body(name, f"auto trial of {name}", trial_dir, watch=trial, epochs=epochs,
+                               split=(everything[fit_on], everything[score_on]))
+                except TrialStopped:
+                    break
+                finally:
+                    shutil.rmtree(trial_dir, ignore_errors=True)
+                trial.end_half()
+            rec = trial.record()
             rec["schedule_epochs"] = epochs
             epoch_estimate = trial.seconds_per_epoch or epoch_estimate  # measured: the next trial plans with it
             trials.append(rec)
             log("auto: " + trial_line(rec))
-            if trial.ahead and run is not None:
-                if best["folder"] is not None:
-                    shutil.rmtree(best["folder"], ignore_errors=True)
-                best = {"name": name, "pred": trial.preds[rec["epoch"]], "run": run, "folder": trial_dir(name),
-                        "epochs": epochs}
-            else:
-                shutil.rmtree(trial_dir(name), ignore_errors=True)
+            if trial.ahead:
+                best = {"name": name, "pred": trial.pred.copy()}
         record["chosen"] = best["name"]
-        reason = ("auto: " + describe(record["probe"], trials, best["name"], len(va), skipped) if "probe" in record
+        reason = ("auto: " + describe(record["probe"], trials, best["name"], len(y), skipped) if "probe" in record
                   else f"auto: {skipped}: the linear probe")
         check_probe_options(Strategy.parse(best["name"]), True, head_c=head_c, **body_options)
-        if best["run"] is None:
-            log(f"strategy linear-probe: {reason}")
+        log(f"strategy {best['name']}: {reason}")
+        if best["name"] == "linear-probe":
             if out_dir.exists():
                 shutil.rmtree(out_dir)
             return _fit_probe(p, out_dir, spec, training, "linear-probe", reason, text_info, t_start, device,
                               extra={"auto": record})
-        if best["epochs"] < full_epochs:  # the trial was short: the winner trains in full
-            reason += f"; trained in full ({full_epochs} epochs) after its {best['epochs']}-epoch trial"
-            log(f"strategy {best['name']}: {reason}")
-            run = train_body(best["name"], reason, out_dir)
-        else:  # the trial was the whole run: its folder becomes the run
-            log(f"strategy {best['name']}: {reason}")
-            run = best["run"]
-            if out_dir.exists():
-                shutil.rmtree(out_dir)
-            best["folder"].rename(out_dir)
-            run.dir = out_dir
+        run = train_body(best["name"], reason, out_dir)
         run.metrics.update(strategy_reason=reason, auto=record, total_seconds=round(time.perf_counter() - t_start, 3))
         run.info.update(strategy_reason=reason)
         run.save_in_place()
         return run
     finally:
-        for name in TRIALS:  # what trials wrote, whatever happened
-            shutil.rmtree(trial_dir(name), ignore_errors=True)
+        shutil.rmtree(trial_dir, ignore_errors=True)  # what trials wrote, whatever happened
 
 
 def _fit_probe(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining, strategy: str, reason: str,
@@ -669,7 +671,8 @@ def _train_body(out_dir: Path, card: ModelCard, samples: ImageSamples, train_idx
                 fresh: bool, t_start: float, skip_bad_files: bool = False, tokens: Tokenized | None = None,
                 text_info: dict[str, Any] | None = None, num_features: int | None = None, watch: Any = None) -> Run:
     """Strategies that train the body: the loop in headstart.train, checkpointed in out_dir. `watch`:
-    an auto trial (headstart.auto.Trial); a trial that ends without pulling ahead raises TrialStopped."""
+    an auto trial (headstart.auto.Trial), which sees every epoch's held-out predictions and may stop
+    the run (TrialStopped); a trial's run returns None."""
     from .surgery import TransferModel
     from .train import Trainer, _seed_everything, finish, make_accelerator, start_record
 
@@ -704,10 +707,8 @@ def _train_body(out_dir: Path, card: ModelCard, samples: ImageSamples, train_idx
     if not fresh:
         trainer.resume()
     trainer.run()
-    if watch is not None and not watch.ahead:
-        from .auto import TrialStopped
-
-        raise TrialStopped()
+    if watch is not None:  # an auto trial: its predictions are what it leaves (headstart.auto.Trial)
+        return None  # type: ignore[return-value]
     s = trainer.state
     best = next((h for h in s.history if h["epoch"] == s.best_epoch), s.history[-1] if s.history else {})
     best_phase = s.phases[best["phase"]]["name"] if best and best.get("phase", 99) < len(s.phases) else None

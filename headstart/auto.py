@@ -1,25 +1,28 @@
 """`--strategy auto`: the strategy chosen by measuring on the user's own data, not by a rule.
 
-1. The linear probe: a head fitted on the training split's cached features (its L2 strength by
-   cross-validation) and scored on the held-out split. Seconds.
-2. Trials of the strategies that train the body (TRIALS: finetune, then lp-ft), with the run's own
-   settings. After every epoch a trial's held-out predictions are compared, example by example,
-   with those of the best so far: the difference in balanced accuracy and its spread (one
-   standard error of that paired difference). A trial that pulls ahead by more than the spread
-   runs to its end and becomes the best; one that has not by the end of its share of the budget
-   stops, and what it wrote is removed. No trial starts against a best that is wrong on too few
-   held-out examples to be beaten by more than the spread.
-3. A trial whose whole schedule fits its share of the budget is the real run: when it wins, the
-   run it wrote is the run kept. Otherwise it is a short run (as many epochs as fit, the same
-   schedule compressed), and the strategy that won is then trained in full.
-4. The costlier strategy is kept only when it won that way; otherwise the cheaper one stays, and
-   the reason says that the data could not tell them apart.
+Every labelled example is measured, each by a run that never saw it: the examples are cut in two
+stratified halves (halves()); a candidate trains on one half and is scored on the other, then the
+other way round. On 10 examples per class that is 5x the evidence of a held-out fifth, where one
+example more or less decides.
 
-Time: the trials that do not win share `budget` seconds, counted from the start of auto and
-checked at epoch ends (the next epoch must fit in what is left). When the probe wins, auto takes
-the probe's time + the budget; when a body strategy wins, its time + the budget (+ its short
-trial's). Every trial's score, difference, spread, epochs and seconds are written into the run
-(metrics["auto"]) and printed. Pure NumPy: the training runs are started by headstart.api.
+1. The linear probe on the halves (a head fitted on one half's cached features, its L2 strength by
+   cross-validation there, scored on the other). Seconds.
+2. Trials of the strategies that train the body (TRIALS: finetune, then lp-ft), with the run's own
+   settings, on the same halves. A trial's schedule is planned to fit its share of the budget (the
+   same schedule compressed to fewer epochs where the whole one does not fit); each half's last
+   epoch is scored. Its out-of-fold predictions are compared, example by example, with those of the
+   best so far: the difference in balanced accuracy and its spread (one standard error of that
+   paired difference). A trial that is ahead by more than the spread becomes the best. One that
+   could no longer win after its first half, or would pass its share, stops. No trial starts
+   against a best that is wrong on too few examples to be beaten by more than the spread.
+3. The costlier strategy is kept only when it won that way, and is then trained in full (the run's
+   own split, schedule and early stopping); otherwise the probe stays, and the reason says that the
+   data could not tell them apart.
+
+Time: the trials share `budget` seconds, counted from the start of auto. Auto takes the probe's
+time + at most the budget + the chosen strategy's own fit. Every trial's score, difference, spread,
+epochs and seconds are written into the run (metrics["auto"]) and printed. Pure NumPy: the
+training runs are started by headstart.api.
 """
 
 from __future__ import annotations
@@ -98,70 +101,130 @@ def paired(pred: np.ndarray, ref: np.ndarray, y: np.ndarray) -> tuple[float, flo
     return float((w * d).sum()), float(np.sqrt((w * w * d * d).sum()))
 
 
+def halves(y: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Two stratified halves of the examples, as [(train on, score on), (the other way round)]: every
+    example is scored once, by a run that never saw it. A class of odd size gives its extra example
+    to the halves in turn, so that they differ in size by at most one."""
+    rng = np.random.default_rng([seed, 2])
+    first, extra = [], 0
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n = len(idx) // 2 + (len(idx) % 2) * extra
+        extra ^= len(idx) % 2
+        first.append(idx[:n])
+    a = np.sort(np.concatenate(first))
+    b = np.setdiff1d(np.arange(len(y)), a)
+    return [(b, a), (a, b)]
+
+
+def can_still_win(pred: np.ndarray, ref: np.ndarray, y: np.ndarray, scored: np.ndarray) -> bool:
+    """Whether predictions known on `scored` (pred elsewhere ignored) could still beat `ref` by more
+    than the spread once the rest is scored: at best, every other example ref gets wrong turns right."""
+    pred, ref, y = np.asarray(pred), np.asarray(ref), np.asarray(y)
+    w = _weights(y)
+    d = np.where(ref != y, 1.0, 0.0)  # the best the unscored examples can do
+    d[scored] = (pred[scored] == y[scored]).astype(np.float64) - (ref[scored] == y[scored]).astype(np.float64)
+    return float((w * d).sum()) > float(np.sqrt((w * w * d * d).sum()))
+
+
 @dataclass
 class Trial:
-    """A body strategy measured against the best so far (`against`, whose held-out predictions are
-    `ref`), epoch by epoch. Called by the training loop after each validation with the global epoch,
-    the held-out predictions and whether the epoch trained the body; returns whether to go on."""
+    """A body strategy measured against the best so far (`against`, whose out-of-fold predictions are
+    `ref`) on the halves (headstart.auto.halves): the strategy trains on one half and is scored on
+    the other, then the other way round, so that every example is scored once, by a run that never
+    saw it, as `ref`'s were. The training loop calls it after each validation with the global epoch,
+    the scored half's predictions and whether the epoch trained the body; it returns whether to go
+    on. Each half's last epoch is what counts (a half's best epoch would be picked on the very
+    examples it is scored on)."""
 
     strategy: str
     against: str
     ref: np.ndarray
     y: np.ndarray
     budget: float
-    probe: np.ndarray | None = None  # the linear probe's held-out predictions, when `ref` is another trial's
+    probe: np.ndarray | None = None  # the linear probe's out-of-fold predictions, when `ref` is another trial's
     epoch_seconds_estimate: float = 0.0
     t0: float = field(default_factory=time.perf_counter)
-    preds: dict[int, np.ndarray] = field(default_factory=dict)
-    ahead_at: dict[str, Any] | None = None
+    pred: np.ndarray | None = None  # out-of-fold predictions so far: each half's latest epoch
+    scored: np.ndarray | None = None  # the half being scored now
+    done: list[np.ndarray] = field(default_factory=list)  # the halves whose run has ended
+    fold_epochs: list[int] = field(default_factory=list)
     body_epochs: int = 0
     stopped: str | None = None
     seconds: float = 0.0
 
-    @property
-    def ahead(self) -> bool:
-        return self.ahead_at is not None
+    def __post_init__(self) -> None:
+        self.pred = np.full(len(self.y), -1, dtype=np.int64)
 
     @property
     def seconds_per_epoch(self) -> float | None:
-        """What an epoch that trains the body took here, set-up included (None before the first)."""
+        """What an epoch that trains the body on one half took here, set-up included (None before the first)."""
         return self.seconds / self.body_epochs if self.body_epochs else None
 
+    def start_half(self, scored: np.ndarray) -> bool:
+        """Before each half's run: whether it should run at all (it must fit in the budget, as long as
+        the halves before it took, and the trial must still be able to win)."""
+        elapsed = time.perf_counter() - self.t0
+        if self.done:
+            if not can_still_win(self.pred, self.ref, self.y, np.concatenate(self.done)):
+                self.stopped = (f"after its first half it could no longer beat {self.against} by more than the "
+                                "spread, whatever the second gave")
+                return False
+            if elapsed + elapsed / len(self.done) > self.budget:
+                self.stopped = (f"its first half took {elapsed:.0f} s; the second would pass its "
+                                f"{self.budget:.0f} s share of the budget")
+                return False
+        self.scored = scored
+        self.fold_epochs.append(0)
+        return True
+
+    def end_half(self) -> None:
+        assert self.scored is not None
+        self.done.append(self.scored)
+        self.seconds = time.perf_counter() - self.t0
+
+    @property
+    def complete(self) -> bool:
+        return self.stopped is None and len(self.done) == 2
+
     def __call__(self, epoch: int, pred: np.ndarray, trained_body: bool) -> bool:
-        self.preds[epoch] = np.asarray(pred)
+        assert self.pred is not None and self.scored is not None
+        self.pred[self.scored] = np.asarray(pred)
+        self.fold_epochs[-1] += 1
         elapsed = time.perf_counter() - self.t0
         self.seconds = elapsed
         self.body_epochs += trained_body
-        diff, spread = paired(pred, self.ref, self.y)
-        if not self.ahead and diff > spread:
-            self.ahead_at = {"epoch": epoch, "seconds": round(elapsed, 1), "difference": round(diff, 4),
-                             "spread": round(spread, 4)}
-        if self.ahead:
-            return True
         per_epoch = elapsed / self.body_epochs if self.body_epochs else self.epoch_seconds_estimate
         if elapsed + per_epoch > self.budget:
-            self.stopped = (f"not ahead of {self.against} by more than the spread after {elapsed:.0f} s "
-                            f"(epoch {epoch}); another epoch would pass the {self.budget:.0f} s budget")
+            self.stopped = (f"stopped at epoch {epoch} after {elapsed:.0f} s: another epoch would pass its "
+                            f"{self.budget:.0f} s share of the budget")
             return False
         return True
 
-    def record(self, best_epoch: int | None) -> dict[str, Any]:
-        """What the run keeps about this trial: its kept (or last) epoch against the reference."""
-        epoch = best_epoch if best_epoch in self.preds else max(self.preds) if self.preds else None
+    @property
+    def ahead(self) -> bool:
+        """Complete, and ahead of the reference by more than the spread on every example."""
+        if not self.complete:
+            return False
+        diff, spread = paired(self.pred, self.ref, self.y)
+        return diff > spread
+
+    def record(self) -> dict[str, Any]:
+        """What the run keeps about this trial: its out-of-fold figures against the reference (and the probe)."""
         out: dict[str, Any] = {"strategy": self.strategy, "against": self.against, "seconds": round(self.seconds, 1),
-                               "epochs": len(self.preds), "budget": self.budget}
-        if epoch is not None:
-            diff, spread = paired(self.preds[epoch], self.ref, self.y)
-            out.update(epoch=epoch, val_balanced_accuracy=round(balanced_accuracy(self.preds[epoch], self.y), 4),
+                               "halves_run": len(self.done), "epochs": list(self.fold_epochs), "budget": round(self.budget, 1)}
+        if self.complete:
+            assert self.pred is not None
+            diff, spread = paired(self.pred, self.ref, self.y)
+            out.update(val_balanced_accuracy=round(balanced_accuracy(self.pred, self.y), 4),
                        difference=round(diff, 4), spread=round(spread, 4))
             if self.probe is not None:  # against the linear probe too: advise's gain of this strategy
-                diff, spread = paired(self.preds[epoch], self.probe, self.y)
+                diff, spread = paired(self.pred, self.probe, self.y)
             out["against_probe"] = {"difference": round(diff, 4), "spread": round(spread, 4)}
-        out["outcome"] = ("won" if self.ahead else "stopped" if self.stopped else "ended without pulling ahead")
-        if self.ahead_at:
-            out["ahead_at"] = self.ahead_at
-        if self.stopped:
-            out["why"] = self.stopped
+            out["outcome"] = "won" if self.ahead else "not ahead"
+        else:
+            out["outcome"] = "stopped"
+            out["why"] = self.stopped or "stopped"
         return out
 
 
@@ -169,21 +232,18 @@ def trial_line(t: dict[str, Any]) -> str:
     """One trial's figures and outcome, as fit prints them."""
     if t["outcome"] == "not run":
         return f"no trial of {t['strategy']}: {t['why']}"
-    if "val_balanced_accuracy" not in t:
-        return f"{t['strategy']} stopped before its first epoch ({t['seconds']:.0f} s)"
-    fig = (f"{t['strategy']} {t['val_balanced_accuracy']:.3f} ({t['difference']:+.3f} against {t['against']}, "
-           f"spread {t['spread']:.3f}, {t['epochs']} epochs, {t['seconds']:.0f} s)")
-    if t["outcome"] == "won":
-        return fig + ": ahead by more than the spread"
     if t["outcome"] == "stopped":
-        return fig + f": not ahead within its {t['budget']:.0f} s of the budget"
-    return fig + ": not ahead by more than the spread"
+        return f"{t['strategy']} stopped ({t['why']}; {t['seconds']:.0f} s)"
+    fig = (f"{t['strategy']} {t['val_balanced_accuracy']:.3f} ({t['difference']:+.3f} against {t['against']}, "
+           f"spread {t['spread']:.3f}, {'+'.join(map(str, t['epochs']))} epochs, {t['seconds']:.0f} s)")
+    return fig + (": ahead by more than the spread" if t["outcome"] == "won" else ": not ahead by more than the spread")
 
 
-def describe(probe: dict[str, Any], trials: list[dict[str, Any]], chosen: str, n_val: int,
+def describe(probe: dict[str, Any], trials: list[dict[str, Any]], chosen: str, n: int,
              skipped: str | None = None) -> str:
     """The reason auto gives: the measurements, in one sentence."""
-    parts = [f"measured on {n_val} held-out examples: linear probe {probe['val_balanced_accuracy']:.3f}"]
+    parts = [f"measured on {n} examples, each scored by a run trained on the other half: "
+             f"linear probe {probe['val_balanced_accuracy']:.3f}"]
     parts += [trial_line(t) for t in trials]
     if skipped:
         parts.append(skipped)

@@ -256,20 +256,52 @@ def test_paired_difference_and_its_spread():
     assert diff == pytest.approx(0.25 - 0.25) and spread == pytest.approx(np.sqrt(2 * 0.125**2 + 0.25**2))
 
 
-def test_a_trial_stops_when_the_next_epoch_would_pass_its_budget():
+def test_halves_are_stratified_disjoint_and_cover_every_example():
+    from headstart.auto import halves
+
+    y = np.array([0] * 5 + [1] * 3 + [2] * 4 + [3] * 7)
+    (b, a), (a2, b2) = halves(y, seed=0)
+    assert np.array_equal(a, a2) and np.array_equal(b, b2)
+    assert np.array_equal(np.sort(np.concatenate([a, b])), np.arange(len(y))) and not set(a) & set(b)
+    for c in range(4):  # every class in both halves, split as evenly as its size allows
+        assert abs(int((y[a] == c).sum()) - int((y[b] == c).sum())) <= 1
+    assert abs(len(a) - len(b)) <= 1  # the odd classes' extra examples go to the halves in turn
+    assert not np.array_equal(halves(y, seed=1)[0][1], a)
+
+
+def test_a_trial_is_scored_on_both_halves_and_stops_when_it_cannot_win_or_would_pass_its_budget():
+    import time as _time
+
     from headstart.auto import Trial
 
-    y = np.array([0, 0, 1, 1])
-    ref = np.array([0, 1, 1, 1])
-    t = Trial("finetune", "linear-probe", ref, y, budget=0.0, epoch_seconds_estimate=0.0)
-    assert t(1, ref, True) is False and t.stopped and "not ahead of linear-probe" in t.stopped
-    t = Trial("finetune", "linear-probe", ref, y, budget=0.0)
-    assert t(1, np.array([0, 0, 1, 1]), True) is False  # one example better: within the spread
-    t = Trial("lp-ft", "linear-probe", np.array([1, 1, 1, 1]), y, budget=0.0)
-    assert t(1, y, True) is True and t.ahead and t.ahead_at["epoch"] == 1  # ahead: it runs to its end
-    assert t(2, np.array([1, 1, 1, 1]), True) is True  # and is not stopped later
-    rec = t.record(best_epoch=1)
-    assert rec["outcome"] == "won" and rec["val_balanced_accuracy"] == 1.0 and rec["difference"] == 0.5
+    y = np.array([0, 0, 1, 1, 0, 0, 1, 1])
+    first, second = np.arange(4), np.arange(4, 8)
+    ref = np.array([0, 1, 1, 0, 0, 1, 1, 0])  # wrong on 4 of 8
+    t = Trial("finetune", "linear-probe", ref, y, budget=100.0)
+    assert t.start_half(first) and t(1, y[first], True) and t(2, y[first], True)
+    t.end_half()
+    assert not t.ahead  # half the examples scored: no decision yet
+    assert t.start_half(second) and t(3, y[second], True)
+    t.end_half()
+    rec = t.record()
+    assert t.ahead and rec["outcome"] == "won" and rec["val_balanced_accuracy"] == 1.0 and rec["difference"] == 0.5
+    assert rec["epochs"] == [2, 1] and rec["halves_run"] == 2
+
+    t = Trial("finetune", "linear-probe", ref, y, budget=100.0)  # worse than ref on the first half
+    assert t.start_half(first) and t(1, 1 - y[first], True)
+    t.end_half()
+    assert not t.start_half(second) and "could no longer beat linear-probe" in t.stopped
+    assert t.record()["outcome"] == "stopped" and not t.ahead
+
+    t = Trial("lp-ft", "linear-probe", ref, y, budget=10.0, t0=_time.perf_counter() - 6.0)
+    assert t.start_half(first) and t(1, y[first], True) is False  # 6 s gone: another 6 s epoch passes 10
+    assert "pass its 10 s share" in t.stopped and t.record()["outcome"] == "stopped"
+
+    t = Trial("lp-ft", "linear-probe", ref, y, budget=10.0, t0=_time.perf_counter() - 6.0)
+    t.start_half(first)
+    t.pred[first] = y[first]
+    t.end_half()  # the first half took 6 s: a second as long passes 10
+    assert not t.start_half(second) and "the second would pass" in t.stopped
 
 
 def test_no_trial_against_what_cannot_be_beaten_by_more_than_the_spread():
@@ -281,34 +313,38 @@ def test_no_trial_against_what_cannot_be_beaten_by_more_than_the_spread():
 
 
 @pytest.mark.auto_trials
-def test_auto_measures_the_probe_and_stops_trials_that_cannot_win(data, tiny, tmp_path, monkeypatch):
+def test_auto_measures_the_probe_and_the_trials_on_both_halves_and_keeps_the_probe(data, tiny, tmp_path, monkeypatch):
     import headstart.auto as auto
 
     monkeypatch.setattr(auto, "paired", lambda pred, ref, y: (0.0, 0.1))  # never ahead
-    monkeypatch.setattr(auto, "can_win", lambda ref, y: True)  # (the probe is right on all 6 tiny examples)
-    run = headstart.fit(data, out=tmp_path / "auto", budget=3.0, batch_size=8, **tiny)
+    monkeypatch.setattr(auto, "can_win", lambda ref, y: True)  # (the probe may be right on all 30 tiny examples)
+    monkeypatch.setattr(auto, "can_still_win", lambda *a: True)
+    run = headstart.fit(data, out=tmp_path / "auto", budget=30.0, epochs=2, batch_size=8, **tiny)
     m = run.metrics
-    assert m["strategy"] == "linear-probe" and m["strategy_reason"].startswith("auto: measured on 6 held-out examples")
+    assert m["strategy"] == "linear-probe" and m["strategy_reason"].startswith("auto: measured on 30 examples")
     record = m["auto"]
-    assert record["chosen"] == "linear-probe" and record["held_out"] == 6 and record["budget_seconds"] == 3.0
+    assert record["chosen"] == "linear-probe" and record["examples"] == 30 and record["budget_seconds"] == 30.0
     assert 0 <= record["probe"]["val_balanced_accuracy"] <= 1
     assert [t["strategy"] for t in record["trials"]] == ["finetune", "lp-ft"]
     for t in record["trials"]:
-        assert t["outcome"] == "stopped" and t["spread"] == 0.1 and t["seconds"] >= 0
+        assert t["outcome"] == "not ahead" and t["spread"] == 0.1 and t["halves_run"] == 2 and t["seconds"] >= 0
+    assert "the probe is kept" in m["strategy_reason"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["auto"]  # no trial left behind
     assert json.loads((tmp_path / "auto" / RUN_FILE).read_text())["strategy"] == "linear-probe"
     assert m["n_val"] == 0  # the probe that is kept is fitted on every example
 
 
 @pytest.mark.auto_trials
-def test_auto_keeps_the_run_of_the_trial_that_wins(data, tiny, tmp_path, monkeypatch):
+def test_auto_trains_the_strategy_that_wins_in_full(data, tiny, tmp_path, monkeypatch):
     import headstart.auto as auto
 
     monkeypatch.setattr(auto, "paired", lambda pred, ref, y: (0.2, 0.1))  # every trial pulls ahead
     monkeypatch.setattr(auto, "can_win", lambda ref, y: True)
+    monkeypatch.setattr(auto, "can_still_win", lambda *a: True)
     import headstart.surgery as surgery
 
-    starts = []  # every trial starts from the pretrained body, not from the one an earlier trial trained
+    starts = []  # every run starts from the pretrained body, not from the one an earlier run trained
+    sizes = []
 
     class Recorded(surgery.TransferModel):
         def __init__(self, body, head):
@@ -316,36 +352,48 @@ def test_auto_keeps_the_run_of_the_trial_that_wins(data, tiny, tmp_path, monkeyp
             super().__init__(body, head)
 
     monkeypatch.setattr(surgery, "TransferModel", Recorded)
+    from headstart import train
+
+    init = train.Trainer.__init__
+
+    def recorded_init(self, run_dir, card, samples, train_idx, val_idx, *a, **k):
+        sizes.append((len(train_idx), len(val_idx)))
+        init(self, run_dir, card, samples, train_idx, val_idx, *a, **k)
+
+    monkeypatch.setattr(train.Trainer, "__init__", recorded_init)
     run = headstart.fit(data, out=tmp_path / "auto", epochs=2, batch_size=8, **tiny)
-    assert len(starts) == 2 and torch.equal(starts[0], starts[1])
+    assert len(starts) == 5 and all(torch.equal(starts[0], s) for s in starts)  # 2 trials x 2 halves, then the run
+    assert sizes == [(15, 15)] * 4 + [(24, 6)]  # the halves, then the run's own split
     m = run.metrics
     assert [t["outcome"] for t in m["auto"]["trials"]] == ["won", "won"]
     assert m["strategy"] == "lp-ft" and m["auto"]["chosen"] == "lp-ft" and run.dir == tmp_path / "auto"
+    assert m["epochs"] == 2 and m["n_train"] == 24
     assert sorted(p.name for p in tmp_path.iterdir()) == ["auto"]
     on_disk = json.loads((tmp_path / "auto" / "metrics.json").read_text())
-    assert on_disk["auto"]["chosen"] == "lp-ft" and on_disk["strategy_reason"].startswith("auto: measured on 6")
+    assert on_disk["auto"]["chosen"] == "lp-ft" and on_disk["strategy_reason"].startswith("auto: measured on 30")
     assert "lp-ft is kept" in on_disk["strategy_reason"]
     res = headstart.evaluate(headstart.load(tmp_path / "auto"), data)
     assert res["n"] == 30
 
 
 @pytest.mark.auto_trials
-def test_a_short_trial_that_wins_is_trained_in_full(data, tiny, tmp_path, monkeypatch):
+def test_trials_are_compressed_to_their_share_of_the_budget(data, tiny, tmp_path, monkeypatch):
     import headstart.auto as auto
 
     monkeypatch.setattr(auto, "paired", lambda pred, ref, y: (0.2, 0.1))
     monkeypatch.setattr(auto, "can_win", lambda ref, y: True)
-    # an epoch "takes" 10 s, before a trial and after it (the measured time would replace the estimate):
-    # the first trial's share of 45 s holds 2 epochs, the second's what is left, at most 4; the real
-    # epochs take a second or two, so both trials run whatever the machine's speed
+    monkeypatch.setattr(auto, "can_still_win", lambda *a: True)
+    # an epoch on a half "takes" 10 s, before a trial and after it (the measured time would replace the
+    # estimate): the first trial's share of 45 s holds 2 halves of 1 epoch, the second's what is left (at
+    # most 45 s: 2 epochs); the real epochs take a second or two, so both trials run whatever the machine
     monkeypatch.setattr(auto, "epoch_seconds", lambda *a: 10.0)
     monkeypatch.setattr(auto.Trial, "seconds_per_epoch", property(lambda self: 10.0))
     run = headstart.fit(data, out=tmp_path / "auto", epochs=8, budget=45, batch_size=8, **tiny)
     m = run.metrics
     short = [t["schedule_epochs"] for t in m["auto"]["trials"]]
-    assert short[0] == 2 and 1 <= short[1] <= 4, short
-    assert m["strategy"] == m["auto"]["chosen"] and m["epochs"] == 8 and m["epochs_run"] >= 8
-    assert f"trained in full (8 epochs) after its {short[-1]}-epoch trial" in m["strategy_reason"]
+    assert short[0] == 1 and 1 <= short[1] <= 2, short
+    assert "of its 8 epochs" not in m["strategy_reason"]
+    assert m["strategy"] == m["auto"]["chosen"] == "lp-ft" and m["epochs"] == 8 and m["epochs_run"] >= 8
     assert sorted(p.name for p in tmp_path.iterdir()) == ["auto"]
 
 
