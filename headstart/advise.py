@@ -12,7 +12,7 @@ The advisor measures each on the user's own data:
      and logistic regression on pixels), over several seeds.
 
 Then it recommends a model and a strategy (it runs `fit --strategy auto`, which measures the
-linear probe and trials of the strategies that train the body on a held-out split), and states
+linear probe and trials of the strategies that train the body on two halves of DATA), and states
 the expected gain over training without transfer at the user's data size, with its spread: the
 linear probe's gain on the learning curve, plus the recommended strategy's measured difference
 from the probe. When the gain is within its spread, the verdict says the data cannot tell.
@@ -740,7 +740,7 @@ def advise(
         command_options = f"--strategy {strategy}"
     # the gain over no transfer at the user's size: the probe's in the folds (their mean, and the standard
     # error of that mean as its spread), plus, for a strategy that trains the body, its measured difference
-    # from the probe on fit's held-out split (and that difference's spread)
+    # from the probe on both halves of DATA (and that difference's spread)
     per_fold = np.array(by_fold["transfer"]) - np.array(by_fold[key])
     gain, spread = float(per_fold.mean()), float(per_fold.std(ddof=1) / np.sqrt(len(per_fold)))
     kept = next((t for t in (measured or {}).get("trials", []) if t["strategy"] == strategy), None)

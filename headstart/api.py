@@ -468,24 +468,25 @@ def _fit_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining
 
     try:
         for i, name in enumerate(TRIALS if skipped is None else ()):
-            if not auto.can_win(best["pred"], y):
+            known = best["pred"] >= 0  # a trial that won on one half has predictions there only
+            if not auto.can_win(best["pred"][known], y[known]):
                 skipped = (f"no trial of {', '.join(TRIALS[i:])}: {best['name']} is wrong on too few examples "
                            "for anything to beat it by more than the spread")
                 log(f"auto: {skipped}")
                 break
-            share = (deadline - time.perf_counter()) / (len(TRIALS) - i)  # what is left, shared by the trials to come
-            # both halves run the same schedule: as many epochs as two halves' runs fit in the share
-            epochs = min(full_epochs, int(share // (2 * epoch_estimate))) if epoch_estimate > 0 else full_epochs
+            share = deadline - time.perf_counter()  # what is left of the budget
+            # the whole schedule on a half, unless one half's run would not fit in what is left
+            epochs = min(full_epochs, int(share // epoch_estimate)) if epoch_estimate > 0 else full_epochs
             if epochs < 1:
                 trials.append({"strategy": name, "against": best["name"], "outcome": "not run", "seconds": 0.0,
-                               "why": f"an epoch on each half takes about {epoch_estimate:.0f} s here; two do not fit "
-                                      f"in its {max(0, share):.0f} s share of the budget (--budget)"})
+                               "why": f"an epoch on a half takes about {epoch_estimate:.0f} s here, more than the "
+                                      f"{max(0, share):.0f} s left of the budget (--budget)"})
                 log(f"auto: {trial_line(trials[-1])}")
                 continue
             trial = Trial(name, best["name"], best["pred"], y, share, ref if best["name"] != "linear-probe" else None,
                           epoch_estimate)
             short = f", {epochs} of its {full_epochs} epochs" if epochs < full_epochs else ""
-            log(f"auto: trial of {name} against {best['name']} on the two halves{short} (at most {share:.0f} s)")
+            log(f"auto: trial of {name} against {best['name']} on the halves{short} (at most {share:.0f} s)")
             for fit_on, score_on in halves:
                 if not trial.start_half(score_on):
                     break

@@ -8,18 +8,20 @@ example more or less decides.
 1. The linear probe on the halves (a head fitted on one half's cached features, its L2 strength by
    cross-validation there, scored on the other). Seconds.
 2. Trials of the strategies that train the body (TRIALS: finetune, then lp-ft), with the run's own
-   settings, on the same halves. A trial's schedule is planned to fit its share of the budget (the
-   same schedule compressed to fewer epochs where the whole one does not fit); each half's last
-   epoch is scored. Its out-of-fold predictions are compared, example by example, with those of the
-   best so far: the difference in balanced accuracy and its spread (one standard error of that
-   paired difference). A trial that is ahead by more than the spread becomes the best. One that
-   could no longer win after its first half, or would pass its share, stops. No trial starts
-   against a best that is wrong on too few examples to be beaten by more than the spread.
+   settings and its whole schedule (compressed to fewer epochs only where one half's run would not
+   fit in what is left of the budget: fewer optimizer steps under-train a body), on the same
+   halves: the first half, then the second where the budget allows (else the first decides). Each
+   half's last epoch is scored. The trial's predictions are compared, example by example, with
+   those of the best so far: the difference in balanced accuracy and its spread (one standard
+   error of that paired difference). A trial ahead by more than the spread becomes the best. One
+   that could no longer win after its first half stops there. No trial starts against a best that
+   is wrong on too few examples to be beaten by more than the spread. A trial takes what is left
+   of the budget: the first (finetune) usually all of it.
 3. The costlier strategy is kept only when it won that way, and is then trained in full (the run's
    own split, schedule and early stopping); otherwise the probe stays, and the reason says that the
    data could not tell them apart.
 
-Time: the trials share `budget` seconds, counted from the start of auto. Auto takes the probe's
+Time: the trials take at most `budget` seconds, counted from the start of auto. Auto takes the probe's
 time + at most the budget + the chosen strategy's own fit. Every trial's score, difference, spread,
 epochs and seconds are written into the run (metrics["auto"]) and printed. Pure NumPy: the
 training runs are started by headstart.api.
@@ -35,7 +37,7 @@ import numpy as np
 
 from .errors import HeadstartError
 
-DEFAULT_BUDGET = 60.0  # seconds a trial may spend without pulling ahead (--budget)
+DEFAULT_BUDGET = 60.0  # seconds the trials may take (--budget)
 # Trial order: the first to pull ahead of the probe is kept unless the next beats it by more than the
 # spread. Finetune first: on the tasks measured (benchmarks/bench_auto.py; MNIST 10 and 20 per class,
 # synthetic shapes 10 per class, the issue's colour patches) it matched or beat lp-ft in 3 of 4 and
@@ -53,7 +55,7 @@ def check_budget(budget: float | None, auto: bool) -> float:
     if budget is None:
         return DEFAULT_BUDGET
     if not auto:
-        raise HeadstartError("--budget applies to --strategy auto (the time its trials may take without winning); "
+        raise HeadstartError("--budget applies to --strategy auto (the time its trials may take); "
                              "leave it out, or use --strategy auto")
     if not budget >= 0:
         raise HeadstartError(f"--budget must be >= 0 seconds (0: the linear probe, no trials); got {budget}")
@@ -130,12 +132,13 @@ def can_still_win(pred: np.ndarray, ref: np.ndarray, y: np.ndarray, scored: np.n
 @dataclass
 class Trial:
     """A body strategy measured against the best so far (`against`, whose out-of-fold predictions are
-    `ref`) on the halves (headstart.auto.halves): the strategy trains on one half and is scored on
-    the other, then the other way round, so that every example is scored once, by a run that never
-    saw it, as `ref`'s were. The training loop calls it after each validation with the global epoch,
-    the scored half's predictions and whether the epoch trained the body; it returns whether to go
-    on. Each half's last epoch is what counts (a half's best epoch would be picked on the very
-    examples it is scored on)."""
+    `ref`; -1 where it has none) on the halves (headstart.auto.halves): the strategy trains on one
+    half with the run's whole schedule and is scored on the other, then, when the budget allows,
+    the other way round, so that every example is scored by a run that never saw it, as `ref`'s
+    were. The training loop calls it after each validation with the global epoch, the scored half's
+    predictions and whether the epoch trained the body; it returns whether to go on. Each half's
+    last epoch is what counts (a half's best epoch would be picked on the very examples it is scored
+    on); the decision is taken on the examples scored by the halves that ran to their end."""
 
     strategy: str
     against: str
@@ -145,12 +148,12 @@ class Trial:
     probe: np.ndarray | None = None  # the linear probe's out-of-fold predictions, when `ref` is another trial's
     epoch_seconds_estimate: float = 0.0
     t0: float = field(default_factory=time.perf_counter)
-    pred: np.ndarray | None = None  # out-of-fold predictions so far: each half's latest epoch
+    pred: np.ndarray | None = None  # out-of-fold predictions so far: each half's latest epoch (-1: none yet)
     scored: np.ndarray | None = None  # the half being scored now
     done: list[np.ndarray] = field(default_factory=list)  # the halves whose run has ended
     fold_epochs: list[int] = field(default_factory=list)
     body_epochs: int = 0
-    stopped: str | None = None
+    stopped: str | None = None  # why a half stopped before its end, or why the next did not run
     seconds: float = 0.0
 
     def __post_init__(self) -> None:
@@ -162,30 +165,34 @@ class Trial:
         return self.seconds / self.body_epochs if self.body_epochs else None
 
     def start_half(self, scored: np.ndarray) -> bool:
-        """Before each half's run: whether it should run at all (it must fit in the budget, as long as
-        the halves before it took, and the trial must still be able to win)."""
+        """Before each half's run: whether it runs (the trial must still be able to win, and the half
+        must fit in the budget, taking as long as the halves before it)."""
         elapsed = time.perf_counter() - self.t0
         if self.done:
-            if not can_still_win(self.pred, self.ref, self.y, np.concatenate(self.done)):
-                self.stopped = (f"after its first half it could no longer beat {self.against} by more than the "
-                                "spread, whatever the second gave")
+            if not self._can_still_win():
+                self.stopped = (f"after one half it could no longer beat {self.against} by more than the "
+                                "spread, whatever the other gave")
                 return False
             if elapsed + elapsed / len(self.done) > self.budget:
-                self.stopped = (f"its first half took {elapsed:.0f} s; the second would pass its "
-                                f"{self.budget:.0f} s share of the budget")
+                self.stopped = (f"one half took {elapsed / len(self.done):.0f} s: the other would pass the "
+                                f"{self.budget:.0f} s left of the budget, so one half decides")
                 return False
         self.scored = scored
         self.fold_epochs.append(0)
         return True
 
+    def _can_still_win(self) -> bool:
+        """can_still_win on the examples `ref` has predictions for (all, or one half when the best so far
+        was decided on one)."""
+        valid = np.flatnonzero(self.ref >= 0)
+        known = np.intersect1d(np.concatenate(self.done), valid)
+        sub = np.searchsorted(valid, known)
+        return can_still_win(self.pred[valid], self.ref[valid], self.y[valid], sub)
+
     def end_half(self) -> None:
         assert self.scored is not None
         self.done.append(self.scored)
         self.seconds = time.perf_counter() - self.t0
-
-    @property
-    def complete(self) -> bool:
-        return self.stopped is None and len(self.done) == 2
 
     def __call__(self, epoch: int, pred: np.ndarray, trained_body: bool) -> bool:
         assert self.pred is not None and self.scored is not None
@@ -196,35 +203,51 @@ class Trial:
         self.body_epochs += trained_body
         per_epoch = elapsed / self.body_epochs if self.body_epochs else self.epoch_seconds_estimate
         if elapsed + per_epoch > self.budget:
-            self.stopped = (f"stopped at epoch {epoch} after {elapsed:.0f} s: another epoch would pass its "
-                            f"{self.budget:.0f} s share of the budget")
+            self.stopped = (f"a half stopped at epoch {epoch} after {elapsed:.0f} s: another epoch would pass "
+                            f"the {self.budget:.0f} s left of the budget")
             return False
         return True
 
+    def _scored(self) -> np.ndarray:
+        """The examples the decision is taken on: scored by a half that ran to its end, and by `ref`."""
+        if not self.done:
+            return np.array([], dtype=np.int64)
+        idx = np.sort(np.concatenate(self.done))
+        return idx[self.ref[idx] >= 0]
+
+    def compare(self, other: np.ndarray) -> tuple[float, float]:
+        """(difference, spread) against `other`'s predictions, on the examples decided on."""
+        idx = self._scored()
+        assert self.pred is not None
+        return paired(self.pred[idx], other[idx], self.y[idx])
+
     @property
     def ahead(self) -> bool:
-        """Complete, and ahead of the reference by more than the spread on every example."""
-        if not self.complete:
+        """Ahead of the reference by more than the spread on the examples decided on."""
+        if not len(self._scored()):
             return False
-        diff, spread = paired(self.pred, self.ref, self.y)
+        diff, spread = self.compare(self.ref)
         return diff > spread
 
     def record(self) -> dict[str, Any]:
         """What the run keeps about this trial: its out-of-fold figures against the reference (and the probe)."""
+        idx = self._scored()
         out: dict[str, Any] = {"strategy": self.strategy, "against": self.against, "seconds": round(self.seconds, 1),
-                               "halves_run": len(self.done), "epochs": list(self.fold_epochs), "budget": round(self.budget, 1)}
-        if self.complete:
-            assert self.pred is not None
-            diff, spread = paired(self.pred, self.ref, self.y)
-            out.update(val_balanced_accuracy=round(balanced_accuracy(self.pred, self.y), 4),
-                       difference=round(diff, 4), spread=round(spread, 4))
-            if self.probe is not None:  # against the linear probe too: advise's gain of this strategy
-                diff, spread = paired(self.pred, self.probe, self.y)
-            out["against_probe"] = {"difference": round(diff, 4), "spread": round(spread, 4)}
-            out["outcome"] = "won" if self.ahead else "not ahead"
-        else:
+                               "halves_run": len(self.done), "scored": int(len(idx)), "epochs": list(self.fold_epochs),
+                               "budget": round(self.budget, 1)}
+        if self.stopped:
+            out["why"] = self.stopped
+        if not len(idx):
             out["outcome"] = "stopped"
-            out["why"] = self.stopped or "stopped"
+            return out
+        assert self.pred is not None
+        diff, spread = self.compare(self.ref)
+        out.update(val_balanced_accuracy=round(balanced_accuracy(self.pred[idx], self.y[idx]), 4),
+                   difference=round(diff, 4), spread=round(spread, 4))
+        if self.probe is not None:  # against the linear probe too: advise's gain of this strategy
+            diff, spread = self.compare(self.probe)
+        out["against_probe"] = {"difference": round(diff, 4), "spread": round(spread, 4)}
+        out["outcome"] = "won" if self.ahead else "not ahead"
         return out
 
 
@@ -234,8 +257,8 @@ def trial_line(t: dict[str, Any]) -> str:
         return f"no trial of {t['strategy']}: {t['why']}"
     if t["outcome"] == "stopped":
         return f"{t['strategy']} stopped ({t['why']}; {t['seconds']:.0f} s)"
-    fig = (f"{t['strategy']} {t['val_balanced_accuracy']:.3f} ({t['difference']:+.3f} against {t['against']}, "
-           f"spread {t['spread']:.3f}, {'+'.join(map(str, t['epochs']))} epochs, {t['seconds']:.0f} s)")
+    fig = (f"{t['strategy']} {t['val_balanced_accuracy']:.3f} on {t['scored']} ({t['difference']:+.3f} against "
+           f"{t['against']}, spread {t['spread']:.3f}, {'+'.join(map(str, t['epochs']))} epochs, {t['seconds']:.0f} s)")
     return fig + (": ahead by more than the spread" if t["outcome"] == "won" else ": not ahead by more than the spread")
 
 

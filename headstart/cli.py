@@ -244,8 +244,8 @@ def _relaunch_for(ctx: click.Context, processes: int) -> None:
         ctx.exit(relaunch(processes, sys.argv[1:]))
 
 
-STRATEGY_HELP = ("auto (measures the linear probe, then trials of finetune and lp-ft on the held-out split, "
-                 "within --budget), linear-probe, finetune, partial:N (top N depth "
+STRATEGY_HELP = ("auto (measures the linear probe, then trials of finetune and lp-ft, each trained on one half "
+                 "of DATA and scored on the other, within --budget), linear-probe, finetune, partial:N (top N depth "
                  "groups), gradual (unfreeze one group at a time), lp-ft (linear probe, then fine-tune all).")
 
 
@@ -254,7 +254,7 @@ STRATEGY_HELP = ("auto (measures the linear probe, then trials of finetune and l
 @click.option("--out", "-o", type=click.Path(), help="Run folder to write.")
 @click.option("--strategy", default="auto", show_default=True, help=STRATEGY_HELP)
 @click.option("--budget", default=None, type=float,
-              help=f"--strategy auto: seconds its trials may spend without pulling ahead of the best so far "
+              help=f"--strategy auto: seconds its trials of the strategies that train the body may take "
                    f"(default {DEFAULT_BUDGET:.0f}; 0: the linear probe, no trials).")
 @with_options(training_options)
 @click.option("--head-c", default=None, type=float,
@@ -582,7 +582,7 @@ def rank(data: str, models: str | None, metric: str, allow_download: bool, extra
 @click.option("--scratch-max-per-class", default=50, show_default=True, type=int)
 @click.option("--workers", default=None, type=int)
 @click.option("--budget", default=None, type=float,
-              help=f"Seconds the trials of fit --strategy auto may spend without pulling ahead (default "
+              help=f"Seconds the trials of fit --strategy auto may take (default "
                    f"{DEFAULT_BUDGET:.0f}; 0: the linear probe is not challenged).")
 @with_options(text_options)
 @with_options(cache_options)

@@ -280,7 +280,7 @@ def test_a_trial_is_scored_on_both_halves_and_stops_when_it_cannot_win_or_would_
     t = Trial("finetune", "linear-probe", ref, y, budget=100.0)
     assert t.start_half(first) and t(1, y[first], True) and t(2, y[first], True)
     t.end_half()
-    assert not t.ahead  # half the examples scored: no decision yet
+    assert t.ahead and t.record()["scored"] == 4  # on the half scored so far
     assert t.start_half(second) and t(3, y[second], True)
     t.end_half()
     rec = t.record()
@@ -291,17 +291,19 @@ def test_a_trial_is_scored_on_both_halves_and_stops_when_it_cannot_win_or_would_
     assert t.start_half(first) and t(1, 1 - y[first], True)
     t.end_half()
     assert not t.start_half(second) and "could no longer beat linear-probe" in t.stopped
-    assert t.record()["outcome"] == "stopped" and not t.ahead
+    assert t.record()["outcome"] == "not ahead" and not t.ahead and t.record()["scored"] == 4
 
     t = Trial("lp-ft", "linear-probe", ref, y, budget=10.0, t0=_time.perf_counter() - 6.0)
     assert t.start_half(first) and t(1, y[first], True) is False  # 6 s gone: another 6 s epoch passes 10
-    assert "pass its 10 s share" in t.stopped and t.record()["outcome"] == "stopped"
+    assert "would pass the 10 s left" in t.stopped and t.record()["outcome"] == "stopped"  # no half ran to its end
 
     t = Trial("lp-ft", "linear-probe", ref, y, budget=10.0, t0=_time.perf_counter() - 6.0)
     t.start_half(first)
     t.pred[first] = y[first]
     t.end_half()  # the first half took 6 s: a second as long passes 10
-    assert not t.start_half(second) and "the second would pass" in t.stopped
+    assert not t.start_half(second) and "the other would pass" in t.stopped
+    rec = t.record()  # the first half decides
+    assert rec["outcome"] == "won" and rec["scored"] == 4 and rec["halves_run"] == 1
 
 
 def test_no_trial_against_what_cannot_be_beaten_by_more_than_the_spread():
@@ -384,14 +386,14 @@ def test_trials_are_compressed_to_their_share_of_the_budget(data, tiny, tmp_path
     monkeypatch.setattr(auto, "can_win", lambda ref, y: True)
     monkeypatch.setattr(auto, "can_still_win", lambda *a: True)
     # an epoch on a half "takes" 10 s, before a trial and after it (the measured time would replace the
-    # estimate): the first trial's share of 45 s holds 2 halves of 1 epoch, the second's what is left (at
-    # most 45 s: 2 epochs); the real epochs take a second or two, so both trials run whatever the machine
+    # estimate): a half of the first trial gets 4 of its 8 epochs in the 45 s budget, the second trial
+    # what is left (at most 4); the real epochs take a second or two, so both run whatever the machine
     monkeypatch.setattr(auto, "epoch_seconds", lambda *a: 10.0)
     monkeypatch.setattr(auto.Trial, "seconds_per_epoch", property(lambda self: 10.0))
     run = headstart.fit(data, out=tmp_path / "auto", epochs=8, budget=45, batch_size=8, **tiny)
     m = run.metrics
     short = [t["schedule_epochs"] for t in m["auto"]["trials"]]
-    assert short[0] == 1 and 1 <= short[1] <= 2, short
+    assert short[0] == 4 and 1 <= short[1] <= 4, short
     assert "of its 8 epochs" not in m["strategy_reason"]
     assert m["strategy"] == m["auto"]["chosen"] == "lp-ft" and m["epochs"] == 8 and m["epochs_run"] >= 8
     assert sorted(p.name for p in tmp_path.iterdir()) == ["auto"]
