@@ -12,7 +12,7 @@ The advisor measures each on the user's own data:
      and logistic regression on pixels), over several seeds.
 
 Then it recommends a model and a strategy (it runs `fit --strategy auto`, which measures the
-linear probe and trials of the strategies that train the body on two halves of DATA), and states
+linear probe and trials of the strategies that train the body on folds of DATA), and states
 the expected gain over training without transfer at the user's data size, with its spread: the
 linear probe's gain on the learning curve, plus the recommended strategy's measured difference
 from the probe. When the gain is within its spread, the verdict says the data cannot tell.
@@ -740,7 +740,7 @@ def advise(
         command_options = f"--strategy {strategy}"
     # the gain over no transfer at the user's size: the probe's in the folds (their mean, and the standard
     # error of that mean as its spread), plus, for a strategy that trains the body, its measured difference
-    # from the probe on both halves of DATA (and that difference's spread)
+    # from the probe on the folds of DATA its trial scored (and that difference's spread)
     per_fold = np.array(by_fold["transfer"]) - np.array(by_fold[key])
     gain, spread = float(per_fold.mean()), float(per_fold.std(ddof=1) / np.sqrt(len(per_fold)))
     kept = next((t for t in (measured or {}).get("trials", []) if t["strategy"] == strategy), None)
@@ -749,8 +749,8 @@ def advise(
         spread = float(np.hypot(spread, kept["against_probe"]["spread"]))
     gain_note = (f"a linear probe's gain in {len(folds)}-fold cross-validation over all {len(y)} {kind}s"
                  + (" (on the averaged word vectors)" if words else "")
-                 + (f", plus {strategy}'s measured difference from the probe on {measured['examples']} "
-                    "examples, each scored by runs trained on the other half" if kept is not None else "")
+                 + (f", plus {strategy}'s measured difference from the probe on {kept['scored']} "
+                    "examples, each scored by a run trained on the other folds" if kept is not None else "")
                  + (f"; {strategy} itself is not measured" if words and strategy != "linear-probe" else ""))
     margin = max(0.02, spread or 0.0)
     verdict = ("transfer" if gain is not None and gain > margin else

@@ -306,8 +306,8 @@ def fit(
     `text` (headstart.text.network.TextOptions).
 
     The strategy decides what trains when (see headstart.strategies); `auto` measures the linear
-    probe and trials of finetune and lp-ft on two halves of the labelled examples (each trained on
-    one half, scored on the other) within `budget` seconds (headstart.auto, default 60), trains the
+    probe and trials of finetune and lp-ft on folds of the labelled examples (each trained on the
+    other folds, scored on one) within `budget` seconds (headstart.auto, default 60), trains the
     best in full, and writes every measurement into
     metrics["auto"] and the reason into metrics["strategy_reason"]. Phases with a frozen body fit the head on cached features
     (headstart.probe: L-BFGS to convergence, its L2 strength `head_c` chosen by cross-validation
@@ -423,8 +423,8 @@ def _fit_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining
               train_body: Callable[..., Run], full_epochs: int, text_info: dict[str, Any] | None, t_start: float,
               device: str | None, head_c: float | None, **body_options: Any) -> Run:
     """--strategy auto (headstart.auto): the linear probe and trials of the strategies that train the
-    body, each trained on one half of the labelled examples and scored on the other, then the other
-    way round, within `budget` seconds; the strategy that wins by more than the spread is then
+    body, each trained on the other folds of the labelled examples and scored on one, fold after fold,
+    within `budget` seconds; the strategy that wins by more than the spread is then
     trained in full, or the probe is fitted on everything."""
     from . import auto
     from .auto import TRIALS, Trial, TrialStopped, balanced_accuracy, describe, trial_line
@@ -434,24 +434,24 @@ def _fit_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining
     x = p.features().array
     everything = np.sort(np.concatenate([p.train_idx, p.val_idx]))
     y = samples.labels[everything]
-    record: dict[str, Any] = {"budget_seconds": budget, "examples": int(len(everything)), "halves": 2, "trials": []}
+    record: dict[str, Any] = {"budget_seconds": budget, "examples": int(len(everything)), "folds": auto.FOLDS, "trials": []}
     skipped = None
     ref = None
     counts = np.bincount(y, minlength=len(samples.classes))
     if counts.min() < 2:
         skipped = (f"no trials: class {samples.classes[int(counts.argmin())]!r} has {int(counts.min())} example(s), "
-                   "and each half needs one")
+                   "and each fold needs one")
     else:
-        halves = auto.halves(y, training.seed)
+        folds = auto.folds(y, auto.FOLDS, training.seed)
         t = time.perf_counter()
         ref = np.empty(len(y), dtype=np.int64)
-        for fit_on, score_on in halves:
+        for fit_on, score_on in folds:
             head = train_head(spec, x[everything[fit_on]], y[fit_on], None, None, len(samples.classes), training)
             ref[score_on] = head.predict(x[everything[score_on]])
         record["probe"] = {"strategy": "linear-probe", "val_balanced_accuracy": round(balanced_accuracy(ref, y), 4),
                            "seconds": round(time.perf_counter() - t, 2)}
         log(f"auto: linear probe {record['probe']['val_balanced_accuracy']:.3f} balanced accuracy on {len(y)} "
-            f"examples, each scored by a probe fitted on the other half ({record['probe']['seconds']:.1f} s); "
+            f"examples, each scored by a probe fitted on the other folds ({record['probe']['seconds']:.1f} s); "
             f"then trials of {', '.join(TRIALS)} within {budget:.0f} s")
     if skipped is None and budget <= 0:
         skipped = "no trials (--budget 0)"
@@ -459,36 +459,36 @@ def _fit_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining
         skipped = "no trials under several processes (name the strategy with --processes)"
     epoch_estimate = 0.0
     if skipped is None:
-        half = len(y) // 2
+        scored = len(y) // auto.FOLDS
         epoch_estimate = auto.epoch_seconds(sum(t.numel() for t in p.body().parameters()), samples.modality,
-                                            p.device.type, half, len(y) - half)
+                                            p.device.type, len(y) - scored, scored)
     best: dict[str, Any] = {"name": "linear-probe", "pred": ref}
     trials: list[dict[str, Any]] = record["trials"]
     trial_dir = out_dir.with_name(f".{out_dir.name}.auto-trial")
 
     try:
         for i, name in enumerate(TRIALS if skipped is None else ()):
-            known = best["pred"] >= 0  # a trial that won on one half has predictions there only
+            known = best["pred"] >= 0  # a trial that won on some folds has predictions there only
             if not auto.can_win(best["pred"][known], y[known]):
                 skipped = (f"no trial of {', '.join(TRIALS[i:])}: {best['name']} is wrong on too few examples "
                            "for anything to beat it by more than the spread")
                 log(f"auto: {skipped}")
                 break
             share = deadline - time.perf_counter()  # what is left of the budget
-            # the whole schedule on a half, unless one half's run would not fit in what is left
+            # the whole schedule on a fold, unless one fold's run would not fit in what is left
             epochs = min(full_epochs, int(share // epoch_estimate)) if epoch_estimate > 0 else full_epochs
             if epochs < 1:
                 trials.append({"strategy": name, "against": best["name"], "outcome": "not run", "seconds": 0.0,
-                               "why": f"an epoch on a half takes about {epoch_estimate:.0f} s here, more than the "
+                               "why": f"an epoch on a fold takes about {epoch_estimate:.0f} s here, more than the "
                                       f"{max(0, share):.0f} s left of the budget (--budget)"})
                 log(f"auto: {trial_line(trials[-1])}")
                 continue
             trial = Trial(name, best["name"], best["pred"], y, share, ref if best["name"] != "linear-probe" else None,
                           epoch_estimate)
             short = f", {epochs} of its {full_epochs} epochs" if epochs < full_epochs else ""
-            log(f"auto: trial of {name} against {best['name']} on the halves{short} (at most {share:.0f} s)")
-            for fit_on, score_on in halves:
-                if not trial.start_half(score_on):
+            log(f"auto: trial of {name} against {best['name']} on {auto.FOLDS} folds{short} (at most {share:.0f} s)")
+            for fit_on, score_on in folds:
+                if not trial.start_fold(score_on):
                     break
                 try:
                     train_body(name, f"auto trial of {name}", trial_dir, watch=trial, epochs=epochs,
@@ -497,7 +497,7 @@ def _fit_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining
                     break
                 finally:
                     shutil.rmtree(trial_dir, ignore_errors=True)
-                trial.end_half()
+                trial.end_fold()
             rec = trial.record()
             rec["schedule_epochs"] = epochs
             epoch_estimate = trial.seconds_per_epoch or epoch_estimate  # measured: the next trial plans with it

@@ -1,22 +1,24 @@
 """`--strategy auto`: the strategy chosen by measuring on the user's own data, not by a rule.
 
-Every labelled example is measured, each by a run that never saw it: the examples are cut in two
-stratified halves (halves()); a candidate trains on one half and is scored on the other, then the
-other way round. On 10 examples per class that is 5x the evidence of a held-out fifth, where one
-example more or less decides.
+Every labelled example is measured by a run that never saw it: the examples are dealt into FOLDS
+stratified folds (folds()); a candidate trains on the others and is scored on one fold, then on
+the next, as far as the budget allows. On 10 examples per class three folds give up to 5x the
+evidence of a held-out fifth, where one example more or less decides, and each run still trains
+on two thirds of the examples (the relative merit of training the body grows with the data: a
+half would understate it more).
 
-1. The linear probe on the halves (a head fitted on one half's cached features, its L2 strength by
-   cross-validation there, scored on the other). Seconds.
+1. The linear probe on the folds (a head fitted on the other folds' cached features, its L2
+   strength by cross-validation there, scored on the fold). Seconds.
 2. Trials of the strategies that train the body (TRIALS: finetune, then lp-ft), with the run's own
-   settings and its whole schedule (compressed to fewer epochs only where one half's run would not
+   settings and its whole schedule (compressed to fewer epochs only where one fold's run would not
    fit in what is left of the budget: fewer optimizer steps under-train a body), on the same
-   halves: the first half, then the second where the budget allows (else the first decides). Each
-   half's last epoch is scored. The trial's predictions are compared, example by example, with
-   those of the best so far: the difference in balanced accuracy and its spread (one standard
-   error of that paired difference). A trial ahead by more than the spread becomes the best. One
-   that could no longer win after its first half stops there. No trial starts against a best that
-   is wrong on too few examples to be beaten by more than the spread. A trial takes what is left
-   of the budget: the first (finetune) usually all of it.
+   folds: the first, then the next while the budget allows (those that ran decide). Each fold's
+   last epoch is scored. The trial's predictions are compared, example by example, with those of
+   the best so far: the difference in balanced accuracy and its spread (one standard error of
+   that paired difference). A trial ahead by more than the spread becomes the best. One that could
+   no longer win after a fold stops there. No trial starts against a best that is wrong on too
+   few examples to be beaten by more than the spread. A trial takes what is left of the budget:
+   the first (finetune) usually all of it.
 3. The costlier strategy is kept only when it won that way, and is then trained in full (the run's
    own split, schedule and early stopping); otherwise the probe stays, and the reason says that the
    data could not tell them apart.
@@ -38,6 +40,7 @@ import numpy as np
 from .errors import HeadstartError
 
 DEFAULT_BUDGET = 60.0  # seconds the trials may take (--budget)
+FOLDS = 3  # auto's folds: each run trains on two thirds of the examples and scores the rest
 # Trial order: the first to pull ahead of the probe is kept unless the next beats it by more than the
 # spread. Finetune first: on the tasks measured (benchmarks/bench_auto.py; MNIST 10 and 20 per class,
 # synthetic shapes 10 per class, the issue's colour patches) it matched or beat lp-ft in 3 of 4 and
@@ -103,20 +106,18 @@ def paired(pred: np.ndarray, ref: np.ndarray, y: np.ndarray) -> tuple[float, flo
     return float((w * d).sum()), float(np.sqrt((w * w * d * d).sum()))
 
 
-def halves(y: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Two stratified halves of the examples, as [(train on, score on), (the other way round)]: every
-    example is scored once, by a run that never saw it. A class of odd size gives its extra example
-    to the halves in turn, so that they differ in size by at most one."""
-    rng = np.random.default_rng([seed, 2])
-    first, extra = [], 0
+def folds(y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k stratified folds of the examples, as [(train on, score on)] with every example scored in
+    exactly one: each class is dealt out to the folds in turn, starting where the last class
+    stopped, so that the folds differ in size by at most one."""
+    rng = np.random.default_rng([seed, k])
+    fold = np.empty(len(y), dtype=np.int64)
+    start = 0
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
-        n = len(idx) // 2 + (len(idx) % 2) * extra
-        extra ^= len(idx) % 2
-        first.append(idx[:n])
-    a = np.sort(np.concatenate(first))
-    b = np.setdiff1d(np.arange(len(y)), a)
-    return [(b, a), (a, b)]
+        fold[idx] = (start + np.arange(len(idx))) % k
+        start = (start + len(idx)) % k
+    return [(np.flatnonzero(fold != j), np.flatnonzero(fold == j)) for j in range(k)]
 
 
 def can_still_win(pred: np.ndarray, ref: np.ndarray, y: np.ndarray, scored: np.ndarray) -> bool:
@@ -132,13 +133,13 @@ def can_still_win(pred: np.ndarray, ref: np.ndarray, y: np.ndarray, scored: np.n
 @dataclass
 class Trial:
     """A body strategy measured against the best so far (`against`, whose out-of-fold predictions are
-    `ref`; -1 where it has none) on the halves (headstart.auto.halves): the strategy trains on one
-    half with the run's whole schedule and is scored on the other, then, when the budget allows,
-    the other way round, so that every example is scored by a run that never saw it, as `ref`'s
-    were. The training loop calls it after each validation with the global epoch, the scored half's
-    predictions and whether the epoch trained the body; it returns whether to go on. Each half's
-    last epoch is what counts (a half's best epoch would be picked on the very examples it is scored
-    on); the decision is taken on the examples scored by the halves that ran to their end."""
+    `ref`; -1 where it has none) on the folds (headstart.auto.folds): the strategy trains on the
+    other folds with the run's whole schedule and is scored on one, then the next while the budget
+    allows, so that the examples are scored by runs that never saw them, as `ref`'s were. The
+    training loop calls it after each validation with the global epoch, the scored fold's
+    predictions and whether the epoch trained the body; it returns whether to go on. Each fold's
+    last epoch is what counts (a fold's best epoch would be picked on the very examples it is
+    scored on); the decision is taken on the examples scored by the folds that ran to their end."""
 
     strategy: str
     against: str
@@ -148,12 +149,12 @@ class Trial:
     probe: np.ndarray | None = None  # the linear probe's out-of-fold predictions, when `ref` is another trial's
     epoch_seconds_estimate: float = 0.0
     t0: float = field(default_factory=time.perf_counter)
-    pred: np.ndarray | None = None  # out-of-fold predictions so far: each half's latest epoch (-1: none yet)
-    scored: np.ndarray | None = None  # the half being scored now
-    done: list[np.ndarray] = field(default_factory=list)  # the halves whose run has ended
+    pred: np.ndarray | None = None  # out-of-fold predictions so far: each fold's latest epoch (-1: none yet)
+    scored: np.ndarray | None = None  # the fold being scored now
+    done: list[np.ndarray] = field(default_factory=list)  # the folds whose run has ended
     fold_epochs: list[int] = field(default_factory=list)
     body_epochs: int = 0
-    stopped: str | None = None  # why a half stopped before its end, or why the next did not run
+    stopped: str | None = None  # why a fold stopped before its end, or why the next did not run
     seconds: float = 0.0
 
     def __post_init__(self) -> None:
@@ -161,35 +162,35 @@ class Trial:
 
     @property
     def seconds_per_epoch(self) -> float | None:
-        """What an epoch that trains the body on one half took here, set-up included (None before the first)."""
+        """What an epoch that trains the body on one fold's training part took here, set-up included (None before the first)."""
         return self.seconds / self.body_epochs if self.body_epochs else None
 
-    def start_half(self, scored: np.ndarray) -> bool:
-        """Before each half's run: whether it runs (the trial must still be able to win, and the half
-        must fit in the budget, taking as long as the halves before it)."""
+    def start_fold(self, scored: np.ndarray) -> bool:
+        """Before each fold's run: whether it runs (the trial must still be able to win, and the run
+        must fit in the budget, taking as long as those before it)."""
         elapsed = time.perf_counter() - self.t0
         if self.done:
             if not self._can_still_win():
-                self.stopped = (f"after one half it could no longer beat {self.against} by more than the "
-                                "spread, whatever the other gave")
+                self.stopped = (f"after {len(self.done)} of {FOLDS} folds it could no longer beat {self.against} by "
+                                "more than the spread, whatever the rest gave")
                 return False
             if elapsed + elapsed / len(self.done) > self.budget:
-                self.stopped = (f"one half took {elapsed / len(self.done):.0f} s: the other would pass the "
-                                f"{self.budget:.0f} s left of the budget, so one half decides")
+                self.stopped = (f"a fold took {elapsed / len(self.done):.0f} s: another would pass the "
+                                f"{self.budget:.0f} s left of the budget, so {len(self.done)} of {FOLDS} decide")
                 return False
         self.scored = scored
         self.fold_epochs.append(0)
         return True
 
     def _can_still_win(self) -> bool:
-        """can_still_win on the examples `ref` has predictions for (all, or one half when the best so far
-        was decided on one)."""
+        """can_still_win on the examples `ref` has predictions for (all, or those of the folds the best so far
+        was decided on)."""
         valid = np.flatnonzero(self.ref >= 0)
         known = np.intersect1d(np.concatenate(self.done), valid)
         sub = np.searchsorted(valid, known)
         return can_still_win(self.pred[valid], self.ref[valid], self.y[valid], sub)
 
-    def end_half(self) -> None:
+    def end_fold(self) -> None:
         assert self.scored is not None
         self.done.append(self.scored)
         self.seconds = time.perf_counter() - self.t0
@@ -203,13 +204,13 @@ class Trial:
         self.body_epochs += trained_body
         per_epoch = elapsed / self.body_epochs if self.body_epochs else self.epoch_seconds_estimate
         if elapsed + per_epoch > self.budget:
-            self.stopped = (f"a half stopped at epoch {epoch} after {elapsed:.0f} s: another epoch would pass "
+            self.stopped = (f"a fold stopped at epoch {epoch} after {elapsed:.0f} s: another epoch would pass "
                             f"the {self.budget:.0f} s left of the budget")
             return False
         return True
 
     def _scored(self) -> np.ndarray:
-        """The examples the decision is taken on: scored by a half that ran to its end, and by `ref`."""
+        """The examples the decision is taken on: scored by a fold that ran to its end, and by `ref`."""
         if not self.done:
             return np.array([], dtype=np.int64)
         idx = np.sort(np.concatenate(self.done))
@@ -233,7 +234,7 @@ class Trial:
         """What the run keeps about this trial: its out-of-fold figures against the reference (and the probe)."""
         idx = self._scored()
         out: dict[str, Any] = {"strategy": self.strategy, "against": self.against, "seconds": round(self.seconds, 1),
-                               "halves_run": len(self.done), "scored": int(len(idx)), "epochs": list(self.fold_epochs),
+                               "folds_run": len(self.done), "scored": int(len(idx)), "epochs": list(self.fold_epochs),
                                "budget": round(self.budget, 1)}
         if self.stopped:
             out["why"] = self.stopped
@@ -265,7 +266,7 @@ def trial_line(t: dict[str, Any]) -> str:
 def describe(probe: dict[str, Any], trials: list[dict[str, Any]], chosen: str, n: int,
              skipped: str | None = None) -> str:
     """The reason auto gives: the measurements, in one sentence."""
-    parts = [f"measured on {n} examples, each scored by a run trained on the other half: "
+    parts = [f"measured on {n} examples in {FOLDS} folds, each scored by a run trained on the others: "
              f"linear probe {probe['val_balanced_accuracy']:.3f}"]
     parts += [trial_line(t) for t in trials]
     if skipped:

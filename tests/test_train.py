@@ -256,20 +256,24 @@ def test_paired_difference_and_its_spread():
     assert diff == pytest.approx(0.25 - 0.25) and spread == pytest.approx(np.sqrt(2 * 0.125**2 + 0.25**2))
 
 
-def test_halves_are_stratified_disjoint_and_cover_every_example():
-    from headstart.auto import halves
+def test_folds_are_stratified_disjoint_and_cover_every_example():
+    from headstart.auto import folds
 
     y = np.array([0] * 5 + [1] * 3 + [2] * 4 + [3] * 7)
-    (b, a), (a2, b2) = halves(y, seed=0)
-    assert np.array_equal(a, a2) and np.array_equal(b, b2)
-    assert np.array_equal(np.sort(np.concatenate([a, b])), np.arange(len(y))) and not set(a) & set(b)
-    for c in range(4):  # every class in both halves, split as evenly as its size allows
-        assert abs(int((y[a] == c).sum()) - int((y[b] == c).sum())) <= 1
-    assert abs(len(a) - len(b)) <= 1  # the odd classes' extra examples go to the halves in turn
-    assert not np.array_equal(halves(y, seed=1)[0][1], a)
+    for k in (2, 3):
+        parts = folds(y, k, seed=0)
+        scored = [s for _, s in parts]
+        assert np.array_equal(np.sort(np.concatenate(scored)), np.arange(len(y)))  # each example scored once
+        for train, score in parts:
+            assert not set(train) & set(score) and len(train) + len(score) == len(y)
+        for c in range(4):  # every class dealt out evenly
+            n = [int((y[s] == c).sum()) for s in scored]
+            assert max(n) - min(n) <= 1
+        assert max(map(len, scored)) - min(map(len, scored)) <= 1
+    assert not np.array_equal(folds(y, 3, seed=1)[0][1], folds(y, 3, seed=0)[0][1])
 
 
-def test_a_trial_is_scored_on_both_halves_and_stops_when_it_cannot_win_or_would_pass_its_budget():
+def test_a_trial_is_scored_fold_by_fold_and_stops_when_it_cannot_win_or_would_pass_its_budget():
     import time as _time
 
     from headstart.auto import Trial
@@ -278,32 +282,32 @@ def test_a_trial_is_scored_on_both_halves_and_stops_when_it_cannot_win_or_would_
     first, second = np.arange(4), np.arange(4, 8)
     ref = np.array([0, 1, 1, 0, 0, 1, 1, 0])  # wrong on 4 of 8
     t = Trial("finetune", "linear-probe", ref, y, budget=100.0)
-    assert t.start_half(first) and t(1, y[first], True) and t(2, y[first], True)
-    t.end_half()
-    assert t.ahead and t.record()["scored"] == 4  # on the half scored so far
-    assert t.start_half(second) and t(3, y[second], True)
-    t.end_half()
+    assert t.start_fold(first) and t(1, y[first], True) and t(2, y[first], True)
+    t.end_fold()
+    assert t.ahead and t.record()["scored"] == 4  # on the fold scored so far
+    assert t.start_fold(second) and t(3, y[second], True)
+    t.end_fold()
     rec = t.record()
     assert t.ahead and rec["outcome"] == "won" and rec["val_balanced_accuracy"] == 1.0 and rec["difference"] == 0.5
-    assert rec["epochs"] == [2, 1] and rec["halves_run"] == 2
+    assert rec["epochs"] == [2, 1] and rec["folds_run"] == 2
 
-    t = Trial("finetune", "linear-probe", ref, y, budget=100.0)  # worse than ref on the first half
-    assert t.start_half(first) and t(1, 1 - y[first], True)
-    t.end_half()
-    assert not t.start_half(second) and "could no longer beat linear-probe" in t.stopped
+    t = Trial("finetune", "linear-probe", ref, y, budget=100.0)  # worse than ref on the first fold
+    assert t.start_fold(first) and t(1, 1 - y[first], True)
+    t.end_fold()
+    assert not t.start_fold(second) and "could no longer beat linear-probe" in t.stopped
     assert t.record()["outcome"] == "not ahead" and not t.ahead and t.record()["scored"] == 4
 
     t = Trial("lp-ft", "linear-probe", ref, y, budget=10.0, t0=_time.perf_counter() - 6.0)
-    assert t.start_half(first) and t(1, y[first], True) is False  # 6 s gone: another 6 s epoch passes 10
-    assert "would pass the 10 s left" in t.stopped and t.record()["outcome"] == "stopped"  # no half ran to its end
+    assert t.start_fold(first) and t(1, y[first], True) is False  # 6 s gone: another 6 s epoch passes 10
+    assert "would pass the 10 s left" in t.stopped and t.record()["outcome"] == "stopped"  # no fold ran to its end
 
     t = Trial("lp-ft", "linear-probe", ref, y, budget=10.0, t0=_time.perf_counter() - 6.0)
-    t.start_half(first)
+    t.start_fold(first)
     t.pred[first] = y[first]
-    t.end_half()  # the first half took 6 s: a second as long passes 10
-    assert not t.start_half(second) and "the other would pass" in t.stopped
-    rec = t.record()  # the first half decides
-    assert rec["outcome"] == "won" and rec["scored"] == 4 and rec["halves_run"] == 1
+    t.end_fold()  # the first fold took 6 s: a second as long passes 10
+    assert not t.start_fold(second) and "another would pass" in t.stopped
+    rec = t.record()  # the first fold decides
+    assert rec["outcome"] == "won" and rec["scored"] == 4 and rec["folds_run"] == 1
 
 
 def test_no_trial_against_what_cannot_be_beaten_by_more_than_the_spread():
@@ -315,7 +319,7 @@ def test_no_trial_against_what_cannot_be_beaten_by_more_than_the_spread():
 
 
 @pytest.mark.auto_trials
-def test_auto_measures_the_probe_and_the_trials_on_both_halves_and_keeps_the_probe(data, tiny, tmp_path, monkeypatch):
+def test_auto_measures_the_probe_and_the_trials_on_folds_and_keeps_the_probe(data, tiny, tmp_path, monkeypatch):
     import headstart.auto as auto
 
     monkeypatch.setattr(auto, "paired", lambda pred, ref, y: (0.0, 0.1))  # never ahead
@@ -323,13 +327,13 @@ def test_auto_measures_the_probe_and_the_trials_on_both_halves_and_keeps_the_pro
     monkeypatch.setattr(auto, "can_still_win", lambda *a: True)
     run = headstart.fit(data, out=tmp_path / "auto", budget=30.0, epochs=2, batch_size=8, **tiny)
     m = run.metrics
-    assert m["strategy"] == "linear-probe" and m["strategy_reason"].startswith("auto: measured on 30 examples")
+    assert m["strategy"] == "linear-probe" and m["strategy_reason"].startswith("auto: measured on 30 examples in 3 folds")
     record = m["auto"]
     assert record["chosen"] == "linear-probe" and record["examples"] == 30 and record["budget_seconds"] == 30.0
     assert 0 <= record["probe"]["val_balanced_accuracy"] <= 1
     assert [t["strategy"] for t in record["trials"]] == ["finetune", "lp-ft"]
     for t in record["trials"]:
-        assert t["outcome"] == "not ahead" and t["spread"] == 0.1 and t["halves_run"] == 2 and t["seconds"] >= 0
+        assert t["outcome"] == "not ahead" and t["spread"] == 0.1 and t["folds_run"] == 3 and t["seconds"] >= 0
     assert "the probe is kept" in m["strategy_reason"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["auto"]  # no trial left behind
     assert json.loads((tmp_path / "auto" / RUN_FILE).read_text())["strategy"] == "linear-probe"
@@ -364,8 +368,8 @@ def test_auto_trains_the_strategy_that_wins_in_full(data, tiny, tmp_path, monkey
 
     monkeypatch.setattr(train.Trainer, "__init__", recorded_init)
     run = headstart.fit(data, out=tmp_path / "auto", epochs=2, batch_size=8, **tiny)
-    assert len(starts) == 5 and all(torch.equal(starts[0], s) for s in starts)  # 2 trials x 2 halves, then the run
-    assert sizes == [(15, 15)] * 4 + [(24, 6)]  # the halves, then the run's own split
+    assert len(starts) == 7 and all(torch.equal(starts[0], s) for s in starts)  # 2 trials x 3 folds, then the run
+    assert sizes == [(20, 10)] * 6 + [(24, 6)]  # the folds, then the run's own split
     m = run.metrics
     assert [t["outcome"] for t in m["auto"]["trials"]] == ["won", "won"]
     assert m["strategy"] == "lp-ft" and m["auto"]["chosen"] == "lp-ft" and run.dir == tmp_path / "auto"
@@ -385,8 +389,8 @@ def test_trials_are_compressed_to_their_share_of_the_budget(data, tiny, tmp_path
     monkeypatch.setattr(auto, "paired", lambda pred, ref, y: (0.2, 0.1))
     monkeypatch.setattr(auto, "can_win", lambda ref, y: True)
     monkeypatch.setattr(auto, "can_still_win", lambda *a: True)
-    # an epoch on a half "takes" 10 s, before a trial and after it (the measured time would replace the
-    # estimate): a half of the first trial gets 4 of its 8 epochs in the 45 s budget, the second trial
+    # an epoch on a fold "takes" 10 s, before a trial and after it (the measured time would replace the
+    # estimate): a fold of the first trial gets 4 of its 8 epochs in the 45 s budget, the second trial
     # what is left (at most 4); the real epochs take a second or two, so both run whatever the machine
     monkeypatch.setattr(auto, "epoch_seconds", lambda *a: 10.0)
     monkeypatch.setattr(auto.Trial, "seconds_per_epoch", property(lambda self: 10.0))
