@@ -439,8 +439,8 @@ def _fit_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining
     ref = None
     counts = np.bincount(y, minlength=len(samples.classes))
     if counts.min() < 2:
-        skipped = (f"no trials: class {samples.classes[int(counts.argmin())]!r} has {int(counts.min())} example(s), "
-                   "and each fold needs one")
+        skipped = (f"no trials: class {samples.classes[int(counts.argmin())]!r} has a single example, which no fold "
+                   "can both train on and score")
     else:
         folds = auto.folds(y, auto.FOLDS, training.seed)
         t = time.perf_counter()
@@ -504,7 +504,7 @@ def _fit_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining
             trials.append(rec)
             log("auto: " + trial_line(rec))
             if trial.ahead:
-                best = {"name": name, "pred": trial.pred.copy()}
+                best = {"name": name, "pred": trial.decided()}
         record["chosen"] = best["name"]
         reason = ("auto: " + describe(record["probe"], trials, best["name"], len(y), skipped) if "probe" in record
                   else f"auto: {skipped}: the linear probe")

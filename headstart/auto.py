@@ -216,6 +216,14 @@ class Trial:
         idx = np.sort(np.concatenate(self.done))
         return idx[self.ref[idx] >= 0]
 
+    def decided(self) -> np.ndarray:
+        """The predictions decided on (-1 elsewhere: a fold stopped before its end leaves none)."""
+        assert self.pred is not None
+        out = np.full(len(self.y), -1, dtype=np.int64)
+        idx = self._scored()
+        out[idx] = self.pred[idx]
+        return out
+
     def compare(self, other: np.ndarray) -> tuple[float, float]:
         """(difference, spread) against `other`'s predictions, on the examples decided on."""
         idx = self._scored()

@@ -300,6 +300,7 @@ def test_a_trial_is_scored_fold_by_fold_and_stops_when_it_cannot_win_or_would_pa
     t = Trial("lp-ft", "linear-probe", ref, y, budget=10.0, t0=_time.perf_counter() - 6.0)
     assert t.start_fold(first) and t(1, y[first], True) is False  # 6 s gone: another 6 s epoch passes 10
     assert "would pass the 10 s left" in t.stopped and t.record()["outcome"] == "stopped"  # no fold ran to its end
+    assert (t.decided() == -1).all()  # what the stopped fold predicted is not a measurement
 
     t = Trial("lp-ft", "linear-probe", ref, y, budget=10.0, t0=_time.perf_counter() - 6.0)
     t.start_fold(first)
