@@ -11,11 +11,13 @@ The advisor measures each on the user's own data:
      and for training without transfer (the same architecture from random initialisation,
      and logistic regression on pixels), over several seeds.
 
-Then it recommends a model and a strategy (it runs `fit --strategy auto`, which measures the
-linear probe and trials of the strategies that train the body on folds of DATA), and states
-the expected gain over training without transfer at the user's data size, with its spread: the
-linear probe's gain on the learning curve, plus the recommended strategy's measured difference
-from the probe. When the gain is within its spread, the verdict says the data cannot tell.
+Then it recommends a model and a strategy: what `fit --strategy auto` measures (the linear probe,
+then trials of the strategies that train the body, each example of DATA scored by a run trained on
+the other folds; the winner is not trained here). The expected gain over training without transfer
+is measured on the same folds and the same examples: the recommended strategy's out-of-fold
+predictions against those of the better way without transfer, trained on the same folds, with the
+spread of that paired difference. When the gain is within its spread, the verdict says the data
+cannot tell.
 
 What costs time is training from scratch (a dozen networks on a small CPU). Those runs train in
 memory in this process (the images decoded once, no loader processes), one per core at a time,
@@ -37,6 +39,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import auto
 from .auto import check_budget
 from .console import log, progress
 from .data.detect import data_modality
@@ -110,14 +113,6 @@ def _split(labels: np.ndarray, seed: int, test_fraction: float, max_test: int) -
     return np.concatenate(pool), np.concatenate(test)
 
 
-def _folds(labels: np.ndarray, per_class: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified k-fold splits of every example (k = 5, fewer when a class has fewer examples)."""
-    from sklearn.model_selection import StratifiedKFold
-
-    k = max(2, min(5, per_class))
-    return list(StratifiedKFold(k, shuffle=True, random_state=0).split(np.zeros(len(labels)), labels))
-
-
 def _take(labels: np.ndarray, pool: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed + 7919 * per_class)
     return np.concatenate([rng.permutation(pool[labels[pool] == c])[:per_class] for c in np.unique(labels)])
@@ -139,7 +134,8 @@ def _pixels(samples: ImageSamples, grey: bool) -> np.ndarray:
     return np.stack(rows)
 
 
-def _pixel_baseline(px: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:
+def _pixel_baseline(px: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Logistic regression on standardized pixels, trained on `train`: its predictions for `test`."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -148,7 +144,7 @@ def _pixel_baseline(px: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.n
     with one_thread():  # small products: a second BLAS thread only spins (see probe.one_thread)
         scaler = StandardScaler().fit(px[train])
         clf = LogisticRegression(max_iter=2000).fit(scaler.transform(px[train]), y[train])
-        return float((clf.predict(scaler.transform(px[test])) == y[test]).mean())
+        return clf.predict(scaler.transform(px[test]))
 
 
 class ScratchImages:
@@ -221,8 +217,8 @@ def _autocast(device: torch.device):
 
 
 def _scratch(card: ModelCard, images: ScratchImages, labels: np.ndarray, train: np.ndarray, test: np.ndarray,
-             seed: int, steps: int, k: int, device: torch.device) -> float:
-    """Held-out accuracy of the card's architecture trained from random weights on `train` only.
+             seed: int, steps: int, k: int, device: torch.device) -> np.ndarray:
+    """Predictions for `test` of the card's architecture trained from random weights on `train` only.
 
     fit's recipe for `--strategy finetune` from random weights: every layer trains at one
     learning rate (AdamW, warm-up then cosine decay, class-balanced loss), BatchNorm statistics
@@ -268,7 +264,7 @@ def _scratch(card: ModelCard, images: ScratchImages, labels: np.ndarray, train: 
         for b in range(0, len(test), 64):
             x = torch.stack([images.test[int(i)] for i in test[b:b + 64]])
             pred.append(model(normalize(x, pre, device)).float().argmax(1).cpu())
-    return float((torch.cat(pred).numpy() == labels[test]).mean())
+    return torch.cat(pred).numpy()
 
 
 def _parallelism(runs: int, device: torch.device) -> tuple[int, int]:
@@ -457,18 +453,19 @@ def _conditions_text(samples, cards: list[ModelCard], texts: dict[str, Any], per
     return out
 
 
-def _tfidf_baseline(texts, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:
+def _tfidf_baseline(texts, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """TF-IDF of words and word pairs + logistic regression, trained on `train`: its predictions for `test`."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
     x = vec.fit_transform([texts[i] for i in train])
     clf = LogisticRegression(C=10.0, max_iter=3000, class_weight="balanced").fit(x, y[train])
-    return float((clf.predict(vec.transform([texts[i] for i in test])) == y[test]).mean())
+    return clf.predict(vec.transform([texts[i] for i in test]))
 
 
 def _text_scratch(samples, card: ModelCard, wv, text: TextOptions, train: np.ndarray, test: np.ndarray, seed: int,
-                  steps: int, device: torch.device, work: Path) -> float:
+                  steps: int, device: torch.device, work: Path) -> np.ndarray:
     """fit's word-vector network for `--embeddings random` (encoder, width and vocabulary as fit
     builds them for this many examples, every row drawn with the statistics of `wv`, `card`'s vectors),
     trained as fit trains it, on `train` only, for about `steps` optimizer steps."""
@@ -504,7 +501,7 @@ def _text_scratch(samples, card: ModelCard, wv, text: TextOptions, train: np.nda
     run_text_body(net.body, tokens.subset(test), feats, device)
     with torch.no_grad():
         pred = net.head.cpu()(torch.from_numpy(feats)).argmax(1).numpy()
-    return float((pred == samples.labels[test]).mean())
+    return pred
 
 
 def advise(
@@ -584,7 +581,40 @@ def advise(
         inputs = _inspect_texts(samples, p.tokens)
         conditions = _conditions_text(samples, cards, inputs, per_class_all, text)
 
-    # 3b. the learning curve
+    # 3b. the recommendation: what `fit --strategy auto` chooses, measured the way fit measures it (the
+    # linear probe, then trials of the strategies that train the body, each example scored by a run
+    # trained on the other folds). The gain at the user's size is measured on the same folds.
+    folds, measured = auto.folds(y, auto.FOLDS, 0), None
+    if words:  # what fit does with word vectors follows from --embeddings (and the auto encoder)
+        m = int(np.bincount(y[p.train_idx], minlength=k).min())
+        embeddings = "frozen" if m < 100 else "frozen-then-finetune"
+        strategy = TextOptions(embeddings=embeddings).resolved(m).strategy()
+        reason = (f"{m} examples in the smallest class: " + (
+            "keep the pretrained vectors fixed and train what is new" if embeddings == "frozen" else
+            "enough to adapt the vectors once the new encoder has learned"))
+        command_options = f"--embeddings {embeddings}"
+        rec_pred = np.empty(len(y), dtype=np.int64)  # its transfer: a probe on the averaged vectors
+        for tr, te in folds:
+            rec_pred[te] = _linear_probe(x, y, tr, te, k, 0)
+    else:
+        from .api import fit
+
+        log(f"advise: fit --strategy auto's measurements with {best.name} (the linear probe, then trials within "
+            f"{check_budget(budget, True):.0f} s)")
+        where = Path(tempfile.mkdtemp(prefix="headstart-advise-auto-"))
+        try:
+            am = fit(data, best, where / "run", strategy="auto", budget=budget, cache_dir=cache_dir, no_cache=no_cache,
+                     skip_bad_files=skip_bad_files, device=device, num_workers=num_workers, text=text, measure_only=True)
+        finally:
+            shutil.rmtree(where, ignore_errors=True)
+        assert np.array_equal(am.labels, y) and am.folds is not None  # the same examples, each class twice at least
+        strategy, reason, measured, folds = am.chosen, am.reason, am.record, am.folds
+        rec_pred = am.predictions[strategy]
+        command_options = f"--strategy {strategy}"
+    decided = np.flatnonzero(rec_pred >= 0)  # a trial that stopped early decided on the folds that ran
+    gain_folds = [j for j, (_tr, te) in enumerate(folds) if np.isin(te, decided).any()]
+
+    # 3c. the learning curve
     splits = [_split(y, s, test_fraction, MAX_TEST_PER_CLASS) for s in range(seeds)]
     pool_min = min(int(np.bincount(y[pool], minlength=k).min()) for pool, _ in splits)
     wanted = sorted(set(curve or DEFAULT_CURVE))
@@ -603,26 +633,21 @@ def advise(
     result = Curve(points, {}, {}, {}, "pixels" if kind == "image" else "tfidf")
     scratch_points = [n for n in points if n <= scratch_max_per_class] if scratch else []
     scratch_runs = [(s, n) for s in range(seeds) for n in scratch_points]
-    # the gain at the user's own size: k-fold cross-validation over every labelled example (each is
-    # tested once, every fold trains on (k-1)/k of DATA), transfer against both ways without it
-    folds = _folds(y, per_class_all)
-    full = int(per_class_all * (len(folds) - 1) / len(folds))  # per class in a fold's training part
+    # the ways without transfer on the folds the recommended strategy was scored on
+    full = int(np.bincount(y[folds[0][0]], minlength=k).min())  # per class in a fold's training part
     for j, (tr, te) in enumerate(folds):
         chosen[("fold", j)] = tr
-    fold_scratch = [("fold", j) for j in range(len(folds))] if scratch and full <= scratch_max_per_class else []
-    scratch_runs += fold_scratch
+    scratch_runs += [("fold", j) for j in gain_folds] if scratch and full <= scratch_max_per_class else []
     tests = {r: (splits[r[0]][1] if r[0] != "fold" else folds[r[1]][1]) for r in scratch_runs}
     scratch_steps_all = sum(math.prod(_scratch_schedule(len(chosen[r]), scratch_steps)[1:]) for r in scratch_runs)
     # the confusion matrix is the probe on all of split 0's pool: a curve point's probe when that
     # point takes the whole pool (the usual case on small DATA), else one more fit
     pool0, test0 = splits[0]
     confusion_point = next((n for n in points if np.array_equal(np.sort(chosen[(0, n)]), np.sort(pool0))), None)
-    probes = len(points) * seeds + (confusion_point is None) + len(folds)
+    probes = len(points) * seeds + (confusion_point is None)
     if kind == "image":
         grey = inputs["greyscale_share"] > 0.5
-        used = np.arange(len(samples))  # the folds test every image
-        px = np.zeros((len(samples), PIXELS * PIXELS * (1 if grey else 3)), dtype=np.float32)
-        px[used] = _pixels(samples.subset(used), grey)
+        px = _pixels(samples, grey)
         scratch_pre = dataclasses.replace(best.preprocessing, crop=scratch_size, resize=scratch_size)
         workers, threads = _parallelism(len(scratch_runs), dev)
         step_seconds = _step_seconds(best, scratch_size, k, dev, threads, workers) if scratch_runs else 0.0
@@ -630,10 +655,10 @@ def advise(
                                 np.concatenate([tests[r] for r in scratch_runs]), scratch_pre)
                   if scratch_runs else None)
 
-        def simple(train: np.ndarray, test: np.ndarray) -> float:
+        def simple(train: np.ndarray, test: np.ndarray) -> np.ndarray:
             return _pixel_baseline(px, y, train, test)
 
-        def from_scratch(train: np.ndarray, test: np.ndarray, s: int, n: int) -> float:
+        def from_scratch(train: np.ndarray, test: np.ndarray, s: int, n: int) -> np.ndarray:
             assert images is not None
             return _scratch(best, images, y, train, test, s, scratch_steps, k, dev)
     else:
@@ -644,13 +669,13 @@ def advise(
         scratch_card = best if words else GLOVE_6B_50D  # the word network's vectors: their statistics, no values
         scratch_vectors = word_vectors(scratch_card) if scratch else None  # read once for every curve point
         workers, threads = 1, torch.get_num_threads()  # fit's loop (Trainer) for every run, one at a time
-        step_seconds = (_text_step_seconds(scratch_vectors, chosen[max(scratch_runs, key=lambda r: r[1])], samples,
-                                           k, dev) if scratch_runs else 0.0)
+        step_seconds = (_text_step_seconds(scratch_vectors, chosen[max(scratch_runs, key=lambda r: len(chosen[r]))],
+                                           samples, k, dev) if scratch_runs else 0.0)
 
-        def simple(train: np.ndarray, test: np.ndarray) -> float:
+        def simple(train: np.ndarray, test: np.ndarray) -> np.ndarray:
             return _tfidf_baseline(samples.texts, y, train, test)
 
-        def from_scratch(train: np.ndarray, test: np.ndarray, s: int, n: int) -> float:
+        def from_scratch(train: np.ndarray, test: np.ndarray, s: int, n: int) -> np.ndarray:
             return _text_scratch(samples, scratch_card, scratch_vectors, text, train, test, s, scratch_steps, dev,
                                  work / f"s{s}-n{n}")
     if scratch and len(scratch_points) < len(points):
@@ -668,9 +693,9 @@ def advise(
         notes.append(f"transfer with {best.name}: a linear probe on the averaged word vectors; fit's BiLSTM over them "
                      "usually does better from 200 examples per class")
     estimate = (scratch_steps_all * step_seconds / workers + probes * PROBE_SECONDS
-                + (len(points) * seeds + len(folds)) * SIMPLE_SECONDS)
+                + (len(points) * seeds + len(gain_folds)) * SIMPLE_SECONDS)
     log(f"advise: learning curve of {len(points)} point{'s' if len(points) > 1 else ''} x {plural(seeds, 'seed')} "
-        f"and {len(folds)}-fold cross-validation at {per_class_all} per class: "
+        f"and the ways without transfer on {len(gain_folds)} of the {len(folds)} folds {strategy} was measured on: "
         f"{plural(probes, 'linear probe')}"
         + (f", {plural(len(scratch_runs), 'training')} from scratch ({scratch_steps_all:,} steps at "
            f"~{1000 * step_seconds:.0f} ms on {dev.type}" + (f", {workers} at once" if workers > 1 else "") + ")"
@@ -679,30 +704,30 @@ def advise(
     t_curve = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="headstart-advise-"))
     probe_pred: dict[tuple[int, int], np.ndarray] = {}
+    without = {name: np.full(len(y), -1, dtype=np.int64) for name in ("scratch", result.simple_key)}
     try:
-        with progress("learning curve", len(points) * seeds + len(folds) + len(scratch_runs)) as advance:
+        with progress("learning curve", len(points) * seeds + len(gain_folds) + len(scratch_runs)) as advance:
             for s, (_pool, test) in enumerate(splits):
                 for n in points:
                     train = chosen[(s, n)]
                     pred = probe_pred[(s, n)] = _linear_probe(x, y, train, test, k, s)
                     result.transfer.setdefault(n, []).append(float((pred == y[test]).mean()))
-                    result.simple.setdefault(n, []).append(simple(train, test))
+                    result.simple.setdefault(n, []).append(float((simple(train, test) == y[test]).mean()))
                     advance(1)
-            by_fold: dict[str, list[float]] = {"transfer": [], result.simple_key: [], "scratch": []}
-            for tr, te in folds:
-                by_fold["transfer"].append(float((_linear_probe(x, y, tr, te, k, 0) == y[te]).mean()))
-                by_fold[result.simple_key].append(simple(tr, te))
+            for j in gain_folds:
+                tr, te = folds[j]
+                without[result.simple_key][te] = simple(tr, te)
                 advance(1)
             # the longest runs first, so that the last ones to finish are short
             jobs = {r: (chosen[r], tests[r], r[0] if r[0] != "fold" else FOLD_SEED + r[1], r[1] if r[0] != "fold" else full)
                     for r in sorted(scratch_runs, key=lambda r: -math.prod(_scratch_schedule(len(chosen[r]),
                                                                                              scratch_steps)[1:]))}
-            accuracy = _run_all(jobs, lambda job: from_scratch(*job), workers, threads, advance)
-            for s, n in scratch_runs:
-                if s == "fold":
-                    by_fold["scratch"].append(accuracy[(s, n)])
+            predicted = _run_all(jobs, lambda job: from_scratch(*job), workers, threads, advance)
+            for r in scratch_runs:
+                if r[0] == "fold":
+                    without["scratch"][tests[r]] = predicted[r]
                 else:
-                    result.scratch.setdefault(n, []).append(accuracy[(s, n)])
+                    result.scratch.setdefault(r[1], []).append(float((predicted[r] == y[tests[r]]).mean()))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     curve_seconds = time.perf_counter() - t_curve
@@ -712,49 +737,22 @@ def advise(
     confusion = np.zeros((k, k), dtype=int)
     np.add.at(confusion, (y[test0], pred), 1)
 
-    # the recommendation: what `fit --strategy auto` chooses, measured the way fit measures it
+    # the gain over no transfer at the user's size: the recommended strategy's out-of-fold predictions
+    # against the better way without transfer on the same examples (each scored by runs trained on the
+    # other folds), and the spread of that paired difference (headstart.auto.paired)
     summary = result.summary()
     top = summary[-1]
-    key = max((name for name in ("scratch", result.simple_key) if by_fold[name]), key=lambda name: np.mean(by_fold[name]))
-    measured = None
-    if words:  # what fit does with word vectors follows from --embeddings (and the auto encoder)
-        m = int(np.bincount(y[p.train_idx], minlength=k).min())
-        embeddings = "frozen" if m < 100 else "frozen-then-finetune"
-        strategy = TextOptions(embeddings=embeddings).resolved(m).strategy()
-        reason = (f"{m} examples in the smallest class: " + (
-            "keep the pretrained vectors fixed and train what is new" if embeddings == "frozen" else
-            "enough to adapt the vectors once the new encoder has learned"))
-        command_options = f"--embeddings {embeddings}"
-    else:
-        from .api import fit
-
-        log(f"advise: fit --strategy auto with {best.name} (the linear probe, then trials within the budget)")
-        where = Path(tempfile.mkdtemp(prefix="headstart-advise-auto-"))
-        try:
-            run = fit(data, best, where / "run", strategy="auto", budget=budget, cache_dir=cache_dir,
-                      no_cache=no_cache, skip_bad_files=skip_bad_files, device=device, num_workers=num_workers,
-                      text=text)
-        finally:
-            shutil.rmtree(where, ignore_errors=True)
-        strategy, reason, measured = run.metrics["strategy"], run.metrics["strategy_reason"], run.metrics["auto"]
-        command_options = f"--strategy {strategy}"
-    # the gain over no transfer at the user's size: the probe's in the folds (their mean, and the standard
-    # error of that mean as its spread), plus, for a strategy that trains the body, its measured difference
-    # from the probe on the folds of DATA its trial scored (and that difference's spread)
-    per_fold = np.array(by_fold["transfer"]) - np.array(by_fold[key])
-    gain, spread = float(per_fold.mean()), float(per_fold.std(ddof=1) / np.sqrt(len(per_fold)))
-    kept = next((t for t in (measured or {}).get("trials", []) if t["strategy"] == strategy), None)
-    if gain is not None and kept is not None:
-        gain += kept["against_probe"]["difference"]
-        spread = float(np.hypot(spread, kept["against_probe"]["spread"]))
-    gain_note = (f"a linear probe's gain in {len(folds)}-fold cross-validation over all {len(y)} {kind}s"
-                 + (" (on the averaged word vectors)" if words else "")
-                 + (f", plus {strategy}'s measured difference from the probe on {kept['scored']} "
-                    "examples, each scored by a run trained on the other folds" if kept is not None else "")
+    scores = {name: auto.balanced_accuracy(pred[decided], y[decided]) for name, pred in without.items()
+              if (pred[decided] >= 0).all()}
+    key = max(scores, key=lambda name: scores[name])
+    gain, spread = auto.paired(rec_pred[decided], without[key][decided], y[decided])
+    labels = {"scratch": "from scratch", "pixels": "logistic regression on pixels", "tfidf": "TF-IDF"}
+    gain_note = (f"balanced accuracy of {'a linear probe on the averaged word vectors' if words else strategy} "
+                 f"against {labels[key]}, the better way without transfer, on {len(decided)} {kind}s, each scored by "
+                 f"runs trained on the other {len(folds) - 1} of {len(folds)} folds ({full} per class)"
                  + (f"; {strategy} itself is not measured" if words and strategy != "linear-probe" else ""))
-    margin = max(0.02, spread or 0.0)
-    verdict = ("transfer" if gain is not None and gain > margin else
-               "train without transfer" if gain is not None and gain < -margin else
+    margin = max(0.02, spread)
+    verdict = ("transfer" if gain > margin else "train without transfer" if gain < -margin else
                "no clear gain from transfer (within its spread)")
     report: dict[str, Any] = {
         "data": str(samples.source),
@@ -782,8 +780,11 @@ def advise(
         "verdict": verdict,
         "transfer_gain": gain,
         "gain_spread": spread,
-        "gain_at_per_class": per_class_all,
-        "gain_folds": {name: [round(v, 4) for v in vals] for name, vals in by_fold.items() if vals},
+        "gain_at_per_class": full,
+        "gain_measured": {"examples": int(len(decided)), "folds": len(gain_folds), "per_class": full,
+                          "balanced_accuracy": {"transfer": round(auto.balanced_accuracy(rec_pred[decided],
+                                                                                      y[decided]), 4)}
+                          | {name: round(v, 4) for name, v in scores.items()}},
         "gain_note": gain_note,
         "transfer_accuracy": top["transfer"]["mean"],
         "confusion": {"classes": list(samples.classes), "matrix": confusion.tolist(),
@@ -797,8 +798,7 @@ def advise(
 
         report["html"] = str(write_html(report, Path(out)))
     log(f"advise: {verdict}; {best.name} with {strategy}"
-        + (f", {gain:+.3f} +- {spread:.3f} accuracy over no transfer at {per_class_all} per class ({gain_note})"
-           if gain is not None else ""))
+        + f", {gain:+.3f} +- {spread:.3f} over no transfer ({gain_note})")
     log(f"advise: took {_duration(report['seconds'])} (the learning curve {_duration(curve_seconds)}, "
         f"estimated {_duration(estimate)})")
     return report

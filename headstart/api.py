@@ -294,6 +294,7 @@ def fit(
     max_size: int | None = None,
     eval_every: int = 4,
     budget: float | None = None,
+    measure_only: bool = False,
 ) -> Run:
     """Transfer `model` to the labelled images or texts in `data` and write the run to `out`.
 
@@ -312,6 +313,9 @@ def fit(
     metrics["auto"] and the reason into metrics["strategy_reason"]. Phases with a frozen body fit the head on cached features
     (headstart.probe: L-BFGS to convergence, its L2 strength `head_c` chosen by cross-validation
     unless given); phases that train the body run the training loop (headstart.train).
+    With `measure_only`, auto stops after its measurements and returns them (AutoMeasurement: the
+    choice, the reason, metrics["auto"], the folds and every strategy's out-of-fold predictions);
+    nothing is written to `out`.
     A linear probe uses every labelled example: its folds pick C and measure the head
     (metrics["val_accuracy"] is the cross-validated accuracy, metrics["cv"] the grid), then it is
     fitted on all of them; `val_split` applies to strategies that train the body.
@@ -406,8 +410,13 @@ def fit(
                            tokens=p.tokens, text_info=text_info, num_features=p.num_features, watch=watch)
 
     if chosen is None:
-        return _fit_auto(p, out_dir, spec, training, budget_s, train_body, epochs or BODY_EPOCHS, text_info, t_start, device,
+        measured = _measure_auto(p, out_dir, spec, training, budget_s, train_body, epochs or BODY_EPOCHS)
+        if measure_only:
+            return measured  # type: ignore[return-value]
+        return _fit_auto(p, out_dir, spec, training, measured, train_body, text_info, t_start, device,
                          head_c=head_c, **body_options)
+    if measure_only:
+        raise HeadstartError("measure_only applies to --strategy auto with a network it measures (not word vectors)")
     check_probe_options(chosen, auto, head_c=head_c, **body_options)
     if chosen.trains_body:
         from .surgery import depth_groups
@@ -419,24 +428,37 @@ def fit(
     return _fit_probe(p, out_dir, spec, training, chosen.name, reason, text_info, t_start, device)
 
 
-def _fit_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining, budget: float,
-              train_body: Callable[..., Run], full_epochs: int, text_info: dict[str, Any] | None, t_start: float,
-              device: str | None, head_c: float | None, **body_options: Any) -> Run:
-    """--strategy auto (headstart.auto): the linear probe and trials of the strategies that train the
-    body, each trained on the other folds of the labelled examples and scored on one, fold after fold,
-    within `budget` seconds; the strategy that wins by more than the spread is then
-    trained in full, or the probe is fitted on everything."""
+@dataclass
+class AutoMeasurement:
+    """What `--strategy auto` measured (headstart.auto), before the chosen strategy is trained in
+    full: fit(measure_only=True) returns it (advise measures its gain on the same folds)."""
+
+    chosen: str
+    reason: str
+    record: dict[str, Any]  # metrics["auto"]
+    labels: np.ndarray  # every labelled example's class, in DATA's order
+    folds: list[tuple[np.ndarray, np.ndarray]] | None  # (train on, score on) indices into labels; None: no trials
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)  # out-of-fold, per strategy; -1: not decided
+
+
+def _measure_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining, budget: float,
+                  train_body: Callable[..., Run], full_epochs: int) -> AutoMeasurement:
+    """--strategy auto's measurements (headstart.auto): the linear probe and trials of the strategies
+    that train the body, each trained on the other folds of the labelled examples and scored on one,
+    fold after fold, within `budget` seconds. Trials write only into a folder beside `out_dir`, which
+    is removed whatever happens."""
     from . import auto
     from .auto import TRIALS, Trial, TrialStopped, balanced_accuracy, describe, trial_line
 
-    deadline = time.perf_counter() + budget
     samples = p.samples
-    x = p.features().array
+    x = p.features().array  # extracted first where the cache has none: the budget starts once they are there
+    deadline = time.perf_counter() + budget
     everything = np.sort(np.concatenate([p.train_idx, p.val_idx]))
     y = samples.labels[everything]
     record: dict[str, Any] = {"budget_seconds": budget, "examples": int(len(everything)), "folds": auto.FOLDS, "trials": []}
     skipped = None
     ref = None
+    folds = None
     counts = np.bincount(y, minlength=len(samples.classes))
     if counts.min() < 2:
         skipped = (f"no trials: class {samples.classes[int(counts.argmin())]!r} has a single example, which no fold "
@@ -463,11 +485,12 @@ def _fit_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining
         epoch_estimate = auto.epoch_seconds(sum(t.numel() for t in p.body().parameters()), samples.modality,
                                             p.device.type, len(y) - scored, scored)
     best: dict[str, Any] = {"name": "linear-probe", "pred": ref}
+    predictions = {"linear-probe": ref} if ref is not None else {}
     trials: list[dict[str, Any]] = record["trials"]
     trial_dir = out_dir.with_name(f".{out_dir.name}.auto-trial")
-
     try:
         for i, name in enumerate(TRIALS if skipped is None else ()):
+            assert folds is not None
             known = best["pred"] >= 0  # a trial that won on some folds has predictions there only
             if not auto.can_win(best["pred"][known], y[known]):
                 skipped = (f"no trial of {', '.join(TRIALS[i:])}: {best['name']} is wrong on too few examples "
@@ -476,11 +499,10 @@ def _fit_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining
                 break
             share = deadline - time.perf_counter()  # what is left of the budget
             # the whole schedule on a fold, unless one fold's run would not fit in what is left
-            epochs = min(full_epochs, int(share // epoch_estimate)) if epoch_estimate > 0 else full_epochs
-            if epochs < 1:
+            epochs, why_not = auto.trial_epochs(share, epoch_estimate, full_epochs, best.get("epochs"))
+            if why_not:
                 trials.append({"strategy": name, "against": best["name"], "outcome": "not run", "seconds": 0.0,
-                               "why": f"an epoch on a fold takes about {epoch_estimate:.0f} s here, more than the "
-                                      f"{max(0, share):.0f} s left of the budget (--budget)"})
+                               "why": why_not})
                 log(f"auto: {trial_line(trials[-1])}")
                 continue
             trial = Trial(name, best["name"], best["pred"], y, share, ref if best["name"] != "linear-probe" else None,
@@ -503,25 +525,34 @@ def _fit_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining
             epoch_estimate = trial.seconds_per_epoch or epoch_estimate  # measured: the next trial plans with it
             trials.append(rec)
             log("auto: " + trial_line(rec))
+            predictions[name] = trial.decided()
             if trial.ahead:
-                best = {"name": name, "pred": trial.decided()}
-        record["chosen"] = best["name"]
-        reason = ("auto: " + describe(record["probe"], trials, best["name"], len(y), skipped) if "probe" in record
-                  else f"auto: {skipped}: the linear probe")
-        check_probe_options(Strategy.parse(best["name"]), True, head_c=head_c, **body_options)
-        log(f"strategy {best['name']}: {reason}")
-        if best["name"] == "linear-probe":
-            if out_dir.exists():
-                shutil.rmtree(out_dir)
-            return _fit_probe(p, out_dir, spec, training, "linear-probe", reason, text_info, t_start, device,
-                              extra={"auto": record})
-        run = train_body(best["name"], reason, out_dir)
-        run.metrics.update(strategy_reason=reason, auto=record, total_seconds=round(time.perf_counter() - t_start, 3))
-        run.info.update(strategy_reason=reason)
-        run.save_in_place()
-        return run
+                best = {"name": name, "pred": predictions[name], "epochs": epochs}
     finally:
         shutil.rmtree(trial_dir, ignore_errors=True)  # what trials wrote, whatever happened
+    record["chosen"] = best["name"]
+    reason = ("auto: " + describe(record["probe"], trials, best["name"], len(y), skipped) if "probe" in record
+              else f"auto: {skipped}: the linear probe")
+    return AutoMeasurement(best["name"], reason, record, y, folds, predictions)
+
+
+def _fit_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining, m: AutoMeasurement,
+              train_body: Callable[..., Run], text_info: dict[str, Any] | None, t_start: float,
+              device: str | None, head_c: float | None, **body_options: Any) -> Run:
+    """--strategy auto after its measurements: the strategy that won by more than the spread trained in
+    full, or the probe fitted on everything."""
+    check_probe_options(Strategy.parse(m.chosen), True, head_c=head_c, **body_options)
+    log(f"strategy {m.chosen}: {m.reason}")
+    if m.chosen == "linear-probe":
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        return _fit_probe(p, out_dir, spec, training, "linear-probe", m.reason, text_info, t_start, device,
+                          extra={"auto": m.record})
+    run = train_body(m.chosen, m.reason, out_dir)
+    run.metrics.update(strategy_reason=m.reason, auto=m.record, total_seconds=round(time.perf_counter() - t_start, 3))
+    run.info.update(strategy_reason=m.reason)
+    run.save_in_place()
+    return run
 
 
 def _fit_probe(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining, strategy: str, reason: str,

@@ -23,9 +23,10 @@ half would understate it more).
    own split, schedule and early stopping); otherwise the probe stays, and the reason says that the
    data could not tell them apart.
 
-Time: the trials take at most `budget` seconds, counted from the start of auto. Auto takes the probe's
-time + at most the budget + the chosen strategy's own fit. Every trial's score, difference, spread,
-epochs and seconds are written into the run (metrics["auto"]) and printed. Pure NumPy: the
+Time: the probe and the trials take at most `budget` seconds, counted once the features are
+there (a first fit extracts them before). Auto takes the probe's time + at most the budget + the
+chosen strategy's own fit. Every trial's score, difference, spread, epochs and seconds are written
+into the run (metrics["auto"]) and printed. Pure NumPy: the
 training runs are started by headstart.api.
 """
 
@@ -73,6 +74,24 @@ def epoch_seconds(n_params: int, modality: str, device_type: str, n_train: int, 
     costs about a third of training on it. After a trial, its own timing replaces the estimate."""
     per_example = (0.003 if modality == "text" else 0.015) * n_params / 1e6 * (1.0 if device_type == "cpu" else 0.01)
     return per_example * (n_train + n_val / 3)
+
+
+def trial_epochs(share: float, epoch_seconds: float, full: int, against_epochs: int | None) -> tuple[int, str | None]:
+    """(epochs, why not): the epochs a trial's run on a fold gets in `share` seconds. Its whole schedule
+    (`full`), or fewer where a fold's run would not fit, keeping an epoch's time for setting the run up
+    (building the network, lp-ft's head phase): a run cut short leaves no measurement. 0 when the trial
+    does not run: not one epoch fits, or fewer than those of the trial it must beat (`against_epochs`),
+    as a shorter run of the same kind is no fair challenger."""
+    if epoch_seconds <= 0:
+        return full, None
+    epochs = min(full, int(share // epoch_seconds) - 1)
+    if epochs < 1:
+        return 0, (f"an epoch on a fold takes about {epoch_seconds:.0f} s here: with the run's set-up, not one fits in "
+                   f"the {max(0.0, share):.0f} s left of the budget (--budget)")
+    if against_epochs is not None and epochs < against_epochs:
+        return 0, (f"only {epochs} of its {full} epochs would fit in the {share:.0f} s left of the budget, fewer than "
+                   f"the {against_epochs} of the trial it must beat")
+    return epochs, None
 
 
 def balanced_accuracy(pred: np.ndarray, y: np.ndarray) -> float:

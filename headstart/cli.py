@@ -244,8 +244,8 @@ def _relaunch_for(ctx: click.Context, processes: int) -> None:
         ctx.exit(relaunch(processes, sys.argv[1:]))
 
 
-STRATEGY_HELP = ("auto (measures the linear probe, then trials of finetune and lp-ft, each trained on one half "
-                 "of DATA and scored on the other, within --budget), linear-probe, finetune, partial:N (top N depth "
+STRATEGY_HELP = ("auto (measures the linear probe, then trials of finetune and lp-ft, each trained on two of three "
+                 "folds of DATA and scored on the third, within --budget), linear-probe, finetune, partial:N (top N depth "
                  "groups), gradual (unfreeze one group at a time), lp-ft (linear probe, then fine-tune all).")
 
 
@@ -615,10 +615,8 @@ def advise(data: str, models: str | None, out: str, curve: str | None, seeds: in
     click.echo(f"{r['verdict']}: start from {r['recommended_model']} with {r['recommended_strategy']}")
     click.echo(f"  why       {r['strategy_reason']}")
     click.echo(f"  command   {r['recommended_command']}")
-    if r["transfer_gain"] is not None:
-        click.echo(f"  gain      {100 * r['transfer_gain']:+.1f} +- {100 * r['gain_spread']:.1f} points of held-out "
-                   "accuracy over no transfer at "
-                   f"{r['gain_at_per_class']} per class, {r['gain_note']}")
+    click.echo(f"  gain      {100 * r['transfer_gain']:+.1f} +- {100 * r['gain_spread']:.1f} points over no transfer: "
+               f"{r['gain_note']}")
     keys = list(r["curve_labels"])
     heads = {"transfer": "transfer", "scratch": "from scratch", "pixels": "pixels", "tfidf": "tf-idf"}
     click.echo(f"  {'per class':>9}" + "".join(f"  {heads.get(k, k):>15}" for k in keys))

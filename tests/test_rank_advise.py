@@ -74,22 +74,73 @@ def test_advise_report(shapes, tiny_model, tmp_path):
     # what fit --strategy auto chose, with its measurements (trials are off in tests: the budget is 0)
     assert r["recommended_strategy"] == "linear-probe" and r["strategy_reason"].startswith("auto: measured on")
     assert r["strategy_measurements"]["chosen"] == "linear-probe" and "no trials (--budget 0)" in r["strategy_reason"]
-    assert r["gain_spread"] >= 0 and r["gain_note"] == "a linear probe's gain in 5-fold cross-validation over all 24 images"
-    assert r["gain_at_per_class"] == 8 and all(len(v) == 5 for v in r["gain_folds"].values())
+    # the gain: the probe's out-of-fold predictions on auto's 3 folds against the better way without transfer
+    # trained on the same folds, on every image (each class of 8 leaves 5 or 6 to a fold's training part)
+    g = r["gain_measured"]
+    assert g["examples"] == 24 and g["folds"] == 3 and g["per_class"] == r["gain_at_per_class"] == 5
+    assert set(g["balanced_accuracy"]) == {"transfer", "scratch", "pixels"}
+    assert r["gain_note"].startswith("balanced accuracy of linear-probe against ") and "on 24 images" in r["gain_note"]
+    accs = g["balanced_accuracy"]
+    assert r["transfer_gain"] == pytest.approx(accs["transfer"] - max(accs["scratch"], accs["pixels"]), abs=1e-3)
+    assert 0 <= r["gain_spread"] <= 1
     assert [row["per_class"] for row in r["learning_curve"]] == [1, 2]
     assert any("20" in n and "more images than DATA holds" in n for n in r["notes"])
     for row in r["learning_curve"]:
         for kind in ("transfer", "scratch", "pixels"):
             assert len(row[kind]["runs"]) == 2 and 0 <= row[kind]["mean"] <= 1
-    folds = r["gain_folds"]  # the gain over the better way without transfer, fold by fold
-    best = max(("scratch", "pixels"), key=lambda k: np.mean(folds[k]))
-    assert r["transfer_gain"] == pytest.approx(np.mean(folds["transfer"]) - np.mean(folds[best]), abs=1e-3)
     page = (tmp_path / "report.html").read_text()
     assert page.count("<svg") == 3 and "Should you transfer here?" in page and "<script" not in page
     import re
 
     assert not re.search(r"""(src|href)=["'](?!#|data:)""", page)  # self-contained: in-page or data: only
     assert len(r["confusion"]["matrix"]) == 3
+
+
+def test_advise_measures_the_gain_where_the_recommended_strategy_was_scored(shapes, tiny_model, tmp_path, monkeypatch,
+                                                                           capsys):
+    """A body strategy that won auto's trials on one fold only: advise trains the ways without transfer on
+    that fold alone and states the paired difference on its examples, not the probe's gain elsewhere."""
+    import headstart.api as api
+
+    card = get_card(tiny_model["model"], arch=tiny_model["arch"])
+    real_fit = api.fit
+    seen = {}
+
+    def measured(data, model, out, **kw):  # auto's measurement as if finetune had won on the first fold
+        assert kw.pop("measure_only") is True and kw["strategy"] == "auto"
+        m = real_fit(data, model, out, measure_only=True, **kw)
+        rec = np.full(len(m.labels), -1)
+        first = m.folds[0][1]
+        rec[first] = m.labels[first]  # right on every example it was scored on
+        m.predictions["finetune"], m.chosen = rec, "finetune"
+        seen["scored"] = first
+        return m
+
+    monkeypatch.setattr(api, "fit", measured)
+    r = headstart.advise(shapes, [card], curve=[1], seeds=1, scratch_size=32, scratch_steps=5, out=tmp_path / "a.html")
+    g = r["gain_measured"]
+    assert r["recommended_strategy"] == "finetune" and "--strategy finetune" in r["recommended_command"]
+    assert g["examples"] == len(seen["scored"]) and g["folds"] == 1 and g["balanced_accuracy"]["transfer"] == 1.0
+    accs = g["balanced_accuracy"]
+    assert r["transfer_gain"] == pytest.approx(1.0 - max(accs["scratch"], accs["pixels"]), abs=1e-3)
+    assert f"on {len(seen['scored'])} images" in r["gain_note"] and r["gain_note"].startswith("balanced accuracy of finetune")
+    err = capsys.readouterr().err
+    assert "on 1 of the 3 folds finetune was measured on: 2 linear probes, 2 trainings from scratch" in err
+
+
+def test_measure_only_returns_auto_s_measurements_and_writes_no_run(shapes, tiny_model, tmp_path):
+    from headstart.api import read_samples
+
+    m = headstart.fit(shapes, model=tiny_model["model"], arch=tiny_model["arch"], out=tmp_path / "run",
+                      measure_only=True)
+    assert m.chosen == "linear-probe" and m.record["chosen"] == "linear-probe" and m.reason.startswith("auto: measured")
+    assert len(m.folds) == 3 and np.array_equal(np.sort(np.concatenate([te for _, te in m.folds])), np.arange(24))
+    probe = m.predictions["linear-probe"]
+    assert len(probe) == 24 and (probe >= 0).all() and np.array_equal(m.labels, read_samples(shapes).labels)
+    assert not (tmp_path / "run").exists() and list(tmp_path.iterdir()) == []
+    with pytest.raises(HeadstartError, match="measure_only applies to --strategy auto"):
+        headstart.fit(shapes, model=tiny_model["model"], arch=tiny_model["arch"], out=tmp_path / "run",
+                      strategy="linear-probe", measure_only=True)
 
 
 def test_advise_cli_json_without_scratch(shapes, tmp_path, capsys):
@@ -155,7 +206,8 @@ def test_scratch_runs_are_reproducible_and_the_same_when_run_at_once(shapes, tin
 
     one = module._run_all(jobs, run, 1, 1, lambda n: None)
     both = module._run_all(jobs, run, 2, 1, lambda n: None)
-    assert one == both and all(0 <= v <= 1 for v in one.values())
+    assert one.keys() == both.keys() and all(np.array_equal(one[j], both[j]) for j in jobs)
+    assert all(len(one[j]) == len(jobs[j][1]) and set(one[j]) <= set(range(k)) for j in jobs)  # a prediction each
     assert module._scratch_schedule(10, 200) == (10, 1, 100)  # 1 per class of 10 classes: 100 epochs of 1 step
     assert module._scratch_schedule(70, 200) == (16, 4, 50)
     assert module._parallelism(12, torch.device("cuda")) == (1, torch.get_num_threads())
@@ -174,9 +226,10 @@ def test_advise_says_how_long_before_and_after(shapes, tmp_path, capsys):
                          cache_dir=tmp_path / "cache")
     err = capsys.readouterr().err
     assert "without cached features for DATA: extracting them takes about" in err
-    # 10 epochs at least: 10 steps of 3 images and 10 of 16 (of 18) on the curve; 10 of 16 (of 19 or 20) in each
-    # of the 5 folds at the full size
-    assert "and 5-fold cross-validation at 8 per class: 7 linear probes, 7 trainings from scratch (70 steps at" in err
+    # 10 epochs at least: 10 steps of 3 images and 10 of 16 (of 18) on the curve; 10 of 16 in each of auto's
+    # 3 folds, where the recommended strategy (the probe: trials are off in tests) was scored
+    assert ("and the ways without transfer on 3 of the 3 folds linear-probe was measured on: 2 linear probes, "
+            "5 trainings from scratch (50 steps at") in err
     assert "; about " in err
     assert "advise: took " in err and "estimated" in err
     # 6 per class is all of split 0's pool here: the confusion matrix is that curve point's probe

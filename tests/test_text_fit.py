@@ -258,8 +258,8 @@ def test_rank_and_advise_on_text(tmp_path, reviews, capsys, monkeypatch):
     assert any("1000 per class need more texts than DATA holds" in n for n in report["notes"])
     assert report["learning_curve"][-1]["tfidf"]["mean"] is not None
     assert report["learning_curve"][-1]["scratch"]["mean"] is not None
-    # 1 and 5 per class, and the 5 folds of the gain at the full size: fit's auto encoder, every row random
-    assert built.count((False, "mean", False)) == 7
+    # 1 and 5 per class, and the 3 folds of the gain: fit's auto encoder, every row random
+    assert built.count((False, "mean", False)) == 5
     cnn = headstart.advise(reviews, seeds=1, curve=[2], text=TextOptions(encoder="cnn"))
     assert built[-1] == (False, "cnn", True) and "the cnn encoder" in " ".join(cnn["notes"])
     html = (tmp_path / "advice.html").read_text()

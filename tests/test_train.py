@@ -391,17 +391,34 @@ def test_trials_are_compressed_to_their_share_of_the_budget(data, tiny, tmp_path
     monkeypatch.setattr(auto, "can_win", lambda ref, y: True)
     monkeypatch.setattr(auto, "can_still_win", lambda *a: True)
     # an epoch on a fold "takes" 10 s, before a trial and after it (the measured time would replace the
-    # estimate): a fold of the first trial gets 4 of its 8 epochs in the 45 s budget, the second trial
-    # what is left (at most 4); the real epochs take a second or two, so both run whatever the machine
+    # estimate): a fold of the first trial gets 4 of its 8 epochs in the 55 s budget (an epoch's time is kept
+    # for setting the run up); the second runs only with as many epochs as the first that it must beat, 4 if
+    # at least 50 s are left after the real epochs (a second or two each), else it is not run
     monkeypatch.setattr(auto, "epoch_seconds", lambda *a: 10.0)
     monkeypatch.setattr(auto.Trial, "seconds_per_epoch", property(lambda self: 10.0))
-    run = headstart.fit(data, out=tmp_path / "auto", epochs=8, budget=45, batch_size=8, **tiny)
+    run = headstart.fit(data, out=tmp_path / "auto", epochs=8, budget=55, batch_size=8, **tiny)
     m = run.metrics
-    short = [t["schedule_epochs"] for t in m["auto"]["trials"]]
-    assert short[0] == 4 and 1 <= short[1] <= 4, short
-    assert "of its 8 epochs" not in m["strategy_reason"]
-    assert m["strategy"] == m["auto"]["chosen"] == "lp-ft" and m["epochs"] == 8 and m["epochs_run"] >= 8
+    first, second = m["auto"]["trials"]
+    assert first["schedule_epochs"] == 4 and first["outcome"] == "won"
+    if second["outcome"] == "not run":
+        assert "fewer than the 4 of the trial it must beat" in second["why"] and m["strategy"] == "finetune"
+    else:
+        assert second["schedule_epochs"] == 4 and m["strategy"] == "lp-ft"
+        assert "of its 8 epochs" not in m["strategy_reason"]
+    assert m["strategy"] == m["auto"]["chosen"] and m["epochs"] == 8 and m["epochs_run"] >= 8
     assert sorted(p.name for p in tmp_path.iterdir()) == ["auto"]
+
+
+def test_a_trial_gets_its_schedule_or_what_fits_with_its_set_up_and_no_less_than_its_rival():
+    from headstart.auto import trial_epochs
+
+    assert trial_epochs(60.0, 2.0, 15, None) == (15, None)  # 29 would fit
+    assert trial_epochs(30.0, 2.0, 15, None) == (14, None)  # 15 fit, one epoch's time is kept for the set-up
+    epochs, why = trial_epochs(3.0, 2.0, 15, None)
+    assert epochs == 0 and "not one fits in the 3 s left" in why
+    epochs, why = trial_epochs(20.0, 2.0, 15, 12)  # 9 fit, against a trial that had 12
+    assert epochs == 0 and "only 9 of its 15 epochs" in why and "fewer than the 12" in why
+    assert trial_epochs(20.0, 0.0, 15, 12) == (15, None)  # nothing known of an epoch's time: the whole schedule
 
 
 def test_budget_is_checked_before_any_work(data, tiny_model, tmp_path, capsys):

@@ -120,9 +120,7 @@ def render(r: dict[str, Any]) -> str:
     cls = {"transfer": "verdict", "train without transfer": "verdict bad"}.get(r["verdict"], "verdict warn")
     spread = r.get("gain_spread")
     gain_text = (f"{100 * gain:+.1f}" + (f" ± {100 * spread:.1f}" if spread is not None else "")
-                 + " points of held-out accuracy over the best way without transfer, at "
-                 f"{r['gain_at_per_class']} labelled examples per class ({r['gain_note']})"
-                 if gain is not None else "not measured")
+                 + f" points over no transfer: {r['gain_note']}" if gain is not None else "not measured")
     data_q = e(r["data"])
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>headstart advice: {data_q}</title>"
              f"<style>{CSS}</style></head><body>",
