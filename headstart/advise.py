@@ -781,7 +781,8 @@ def advise(
         "transfer_gain": gain,
         "gain_spread": spread,
         "gain_at_per_class": full,
-        "gain_measured": {"examples": int(len(decided)), "folds": len(gain_folds), "per_class": full,
+        "gain_measured": {"strategy": strategy, "examples": int(len(decided)), "folds": len(gain_folds),
+                          "per_class": full,
                           "balanced_accuracy": {"transfer": round(auto.balanced_accuracy(rec_pred[decided],
                                                                                       y[decided]), 4)}
                           | {name: round(v, 4) for name, v in scores.items()}},

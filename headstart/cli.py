@@ -617,6 +617,10 @@ def advise(data: str, models: str | None, out: str, curve: str | None, seeds: in
     click.echo(f"  command   {r['recommended_command']}")
     click.echo(f"  gain      {100 * r['transfer_gain']:+.1f} +- {100 * r['gain_spread']:.1f} points over no transfer: "
                f"{r['gain_note']}")
+    g = r["gain_measured"]
+    click.echo(f"  measured  balanced accuracy at {g['per_class']} per class on {g['examples']} {r['modality']}s: "
+               + ", ".join(f"{g['strategy'] if k == 'transfer' else MEASURED_NAMES[k]} {v:.3f}"
+                           for k, v in g["balanced_accuracy"].items()))
     keys = list(r["curve_labels"])
     heads = {"transfer": "transfer", "scratch": "from scratch", "pixels": "pixels", "tfidf": "tf-idf"}
     click.echo(f"  {'per class':>9}" + "".join(f"  {heads.get(k, k):>15}" for k in keys))
@@ -627,6 +631,9 @@ def advise(data: str, models: str | None, out: str, curve: str | None, seeds: in
     for note in r["notes"]:
         click.echo(f"  note: {note}")
     click.echo(f"  report    {r['html']}")
+
+
+MEASURED_NAMES = {"scratch": "from scratch", "pixels": "pixels", "tfidf": "tf-idf"}  # advise's ways without transfer
 
 
 @cli.command()

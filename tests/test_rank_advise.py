@@ -90,6 +90,7 @@ def test_advise_report(shapes, tiny_model, tmp_path):
             assert len(row[kind]["runs"]) == 2 and 0 <= row[kind]["mean"] <= 1
     page = (tmp_path / "report.html").read_text()
     assert page.count("<svg") == 3 and "Should you transfer here?" in page and "<script" not in page
+    assert "Measured at your size" in page and f"{100 * accs['transfer']:.1f}%" in page
     import re
 
     assert not re.search(r"""(src|href)=["'](?!#|data:)""", page)  # self-contained: in-page or data: only
@@ -148,7 +149,13 @@ def test_advise_cli_json_without_scratch(shapes, tmp_path, capsys):
                  "--out", str(tmp_path / "a.html"), "--json"])
     r = json.loads(capsys.readouterr().out)
     assert code == 0 and r["recommended_model"] == "mobilenet_v2" and (tmp_path / "a.html").is_file()
+    assert set(r["gain_measured"]["balanced_accuracy"]) == {"transfer", "pixels"}  # no scratch: pixels alone
     assert all(row["scratch"]["mean"] is None for row in r["learning_curve"])
+    assert main(["advise", str(shapes), "--models", "mobilenet_v2", "--no-scratch", "--seeds", "1", "--curve", "1",
+                 "--out", str(tmp_path / "b.html")]) == 0
+    text = capsys.readouterr().out
+    assert "points over no transfer: balanced accuracy of linear-probe against logistic regression on pixels" in text
+    assert "  measured  balanced accuracy at 5 per class on 24 images: linear-probe " in text and ", pixels " in text
     assert main(["advise", str(shapes), "--curve", "one,two"]) == 2
     assert "--curve takes numbers" in capsys.readouterr().err
 

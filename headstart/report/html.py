@@ -174,6 +174,14 @@ def render(r: dict[str, Any]) -> str:
         parts.append(f"<tr><td>{row['per_class']}</td>{cells}</tr>")
     parts.append(f"</table><p class='sub'>Mean ± standard deviation over {r['seeds']} seeds; each seed holds out "
                  f"{_pct(r['test_fraction'])} of every class for testing.</p>")
+    g = r["gain_measured"]
+    names = {"transfer": g["strategy"]} | {k: v for k, v in r["curve_labels"].items() if k != "transfer"}
+    parts.append("<h3>Measured at your size</h3><table><tr>"
+                 + "".join(f"<th>{e(names[k])}</th>" for k in g["balanced_accuracy"]) + "</tr><tr>"
+                 + "".join(f"<td>{_pct(v)}</td>" for v in g["balanced_accuracy"].values())
+                 + f"</tr></table><p class='sub'>Balanced accuracy on {g['examples']} of your {r['modality']}s, each "
+                 f"scored by runs trained on the other folds ({g['per_class']} per class): where the expected gain "
+                 "comes from.</p>")
     conf = r["confusion"]
     parts.append(f"<h2>The recommended model's errors</h2><p>A linear probe on {e(r['recommended_model'])}'s "
                  f"features, trained on the first seed's training part: {_pct(conf['accuracy'])} held-out accuracy."
