@@ -504,6 +504,30 @@ def _text_scratch(samples, card: ModelCard, wv, text: TextOptions, train: np.nda
     return pred
 
 
+def _gain(pred: np.ndarray, without: dict[str, np.ndarray], y: np.ndarray,
+          on: np.ndarray) -> tuple[float, float, str, dict[str, float]]:
+    """(gain, spread, against, scores): `pred`'s balanced accuracy on the examples `on` minus that of
+    the better way without transfer measured on all of them, and the spread of the paired difference."""
+    scores = {name: auto.balanced_accuracy(p[on], y[on]) for name, p in without.items() if (p[on] >= 0).all()}
+    key = max(scores, key=lambda name: scores[name])
+    gain, spread = auto.paired(pred[on], without[key][on], y[on])
+    return gain, spread, key, scores
+
+
+def _verdict(gain: float, spread: float, probe: dict[str, Any] | None) -> str:
+    """Transfer when the recommended strategy, or the linear probe measured on more examples, beats
+    training without transfer by more than its spread (and 0.02); no transfer when both lose by that much."""
+    def ahead(g: float, s: float) -> int:
+        return 1 if g > max(0.02, s) else -1 if g < -max(0.02, s) else 0
+
+    votes = [ahead(gain, spread)] + ([ahead(probe["gain"], probe["spread"])] if probe else [])
+    if max(votes) == 1 and min(votes) >= 0:
+        return "transfer"
+    if all(v == -1 for v in votes):
+        return "train without transfer"
+    return "no clear gain from transfer (within its spread)"
+
+
 def advise(
     data: str | Path,
     models: list[Any] | None = None,
@@ -596,6 +620,7 @@ def advise(
         rec_pred = np.empty(len(y), dtype=np.int64)  # its transfer: a probe on the averaged vectors
         for tr, te in folds:
             rec_pred[te] = _linear_probe(x, y, tr, te, k, 0)
+        probe_oof = rec_pred
     else:
         from .api import fit
 
@@ -609,10 +634,9 @@ def advise(
             shutil.rmtree(where, ignore_errors=True)
         assert np.array_equal(am.labels, y) and am.folds is not None  # the same examples, each class twice at least
         strategy, reason, measured, folds = am.chosen, am.reason, am.record, am.folds
-        rec_pred = am.predictions[strategy]
+        rec_pred, probe_oof = am.predictions[strategy], am.predictions["linear-probe"]
         command_options = f"--strategy {strategy}"
     decided = np.flatnonzero(rec_pred >= 0)  # a trial that stopped early decided on the folds that ran
-    gain_folds = [j for j, (_tr, te) in enumerate(folds) if np.isin(te, decided).any()]
 
     # 3c. the learning curve
     splits = [_split(y, s, test_fraction, MAX_TEST_PER_CLASS) for s in range(seeds)]
@@ -637,7 +661,7 @@ def advise(
     full = int(np.bincount(y[folds[0][0]], minlength=k).min())  # per class in a fold's training part
     for j, (tr, te) in enumerate(folds):
         chosen[("fold", j)] = tr
-    scratch_runs += [("fold", j) for j in gain_folds] if scratch and full <= scratch_max_per_class else []
+    scratch_runs += [("fold", j) for j in range(len(folds))] if scratch and full <= scratch_max_per_class else []
     tests = {r: (splits[r[0]][1] if r[0] != "fold" else folds[r[1]][1]) for r in scratch_runs}
     scratch_steps_all = sum(math.prod(_scratch_schedule(len(chosen[r]), scratch_steps)[1:]) for r in scratch_runs)
     # the confusion matrix is the probe on all of split 0's pool: a curve point's probe when that
@@ -693,9 +717,9 @@ def advise(
         notes.append(f"transfer with {best.name}: a linear probe on the averaged word vectors; fit's BiLSTM over them "
                      "usually does better from 200 examples per class")
     estimate = (scratch_steps_all * step_seconds / workers + probes * PROBE_SECONDS
-                + (len(points) * seeds + len(gain_folds)) * SIMPLE_SECONDS)
+                + (len(points) * seeds + len(folds)) * SIMPLE_SECONDS)
     log(f"advise: learning curve of {len(points)} point{'s' if len(points) > 1 else ''} x {plural(seeds, 'seed')} "
-        f"and the ways without transfer on {len(gain_folds)} of the {len(folds)} folds {strategy} was measured on: "
+        f"and the ways without transfer on auto's {len(folds)} folds: "
         f"{plural(probes, 'linear probe')}"
         + (f", {plural(len(scratch_runs), 'training')} from scratch ({scratch_steps_all:,} steps at "
            f"~{1000 * step_seconds:.0f} ms on {dev.type}" + (f", {workers} at once" if workers > 1 else "") + ")"
@@ -706,7 +730,7 @@ def advise(
     probe_pred: dict[tuple[int, int], np.ndarray] = {}
     without = {name: np.full(len(y), -1, dtype=np.int64) for name in ("scratch", result.simple_key)}
     try:
-        with progress("learning curve", len(points) * seeds + len(gain_folds) + len(scratch_runs)) as advance:
+        with progress("learning curve", len(points) * seeds + len(folds) + len(scratch_runs)) as advance:
             for s, (_pool, test) in enumerate(splits):
                 for n in points:
                     train = chosen[(s, n)]
@@ -714,8 +738,7 @@ def advise(
                     result.transfer.setdefault(n, []).append(float((pred == y[test]).mean()))
                     result.simple.setdefault(n, []).append(float((simple(train, test) == y[test]).mean()))
                     advance(1)
-            for j in gain_folds:
-                tr, te = folds[j]
+            for tr, te in folds:
                 without[result.simple_key][te] = simple(tr, te)
                 advance(1)
             # the longest runs first, so that the last ones to finish are short
@@ -739,21 +762,25 @@ def advise(
 
     # the gain over no transfer at the user's size: the recommended strategy's out-of-fold predictions
     # against the better way without transfer on the same examples (each scored by runs trained on the
-    # other folds), and the spread of that paired difference (headstart.auto.paired)
+    # other folds), and the spread of that paired difference (headstart.auto.paired). A trial that ran on
+    # fewer folds than the probe is measured on fewer examples: the probe's own gain on every example
+    # is the more precise evidence that transfer pays, and the verdict weighs both.
     summary = result.summary()
     top = summary[-1]
-    scores = {name: auto.balanced_accuracy(pred[decided], y[decided]) for name, pred in without.items()
-              if (pred[decided] >= 0).all()}
-    key = max(scores, key=lambda name: scores[name])
-    gain, spread = auto.paired(rec_pred[decided], without[key][decided], y[decided])
+    gain, spread, key, scores = _gain(rec_pred, without, y, decided)
+    probe_gain = None
+    if len(decided) < len(y):
+        every = np.arange(len(y))
+        g, s_, k_, sc = _gain(probe_oof, without, y, every)
+        probe_gain = {"gain": round(g, 4), "spread": round(s_, 4), "against": k_, "examples": len(y),
+                      "balanced_accuracy": {"linear-probe": round(auto.balanced_accuracy(probe_oof, y), 4)}
+                      | {name: round(v, 4) for name, v in sc.items()}}
     labels = {"scratch": "from scratch", "pixels": "logistic regression on pixels", "tfidf": "TF-IDF"}
     gain_note = (f"balanced accuracy of {'a linear probe on the averaged word vectors' if words else strategy} "
                  f"against {labels[key]}, the better way without transfer, on {len(decided)} {kind}s, each scored by "
                  f"runs trained on the other {len(folds) - 1} of {len(folds)} folds ({full} per class)"
                  + (f"; {strategy} itself is not measured" if words and strategy != "linear-probe" else ""))
-    margin = max(0.02, spread)
-    verdict = ("transfer" if gain > margin else "train without transfer" if gain < -margin else
-               "no clear gain from transfer (within its spread)")
+    verdict = _verdict(gain, spread, probe_gain)
     report: dict[str, Any] = {
         "data": str(samples.source),
         "n": len(samples),
@@ -781,12 +808,13 @@ def advise(
         "transfer_gain": gain,
         "gain_spread": spread,
         "gain_at_per_class": full,
-        "gain_measured": {"strategy": strategy, "examples": int(len(decided)), "folds": len(gain_folds),
-                          "per_class": full,
+        "gain_measured": {"strategy": strategy, "examples": int(len(decided)),
+                          "folds": sum(bool(np.isin(te, decided).any()) for _tr, te in folds), "per_class": full,
                           "balanced_accuracy": {"transfer": round(auto.balanced_accuracy(rec_pred[decided],
                                                                                       y[decided]), 4)}
                           | {name: round(v, 4) for name, v in scores.items()}},
         "gain_note": gain_note,
+        "probe_gain": probe_gain,
         "transfer_accuracy": top["transfer"]["mean"],
         "confusion": {"classes": list(samples.classes), "matrix": confusion.tolist(),
                       "accuracy": float(np.trace(confusion) / confusion.sum())},

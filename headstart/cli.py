@@ -617,6 +617,10 @@ def advise(data: str, models: str | None, out: str, curve: str | None, seeds: in
     click.echo(f"  command   {r['recommended_command']}")
     click.echo(f"  gain      {100 * r['transfer_gain']:+.1f} +- {100 * r['gain_spread']:.1f} points over no transfer: "
                f"{r['gain_note']}")
+    if r["probe_gain"]:  # the recommended strategy was scored on fewer examples than the probe
+        pg = r["probe_gain"]
+        click.echo(f"  probe     {100 * pg['gain']:+.1f} +- {100 * pg['spread']:.1f} points over no transfer for the "
+                   f"linear probe alone, on all {pg['examples']} {r['modality']}s")
     g = r["gain_measured"]
     click.echo(f"  measured  balanced accuracy at {g['per_class']} per class on {g['examples']} {r['modality']}s: "
                + ", ".join(f"{g['strategy'] if k == 'transfer' else MEASURED_NAMES[k]} {v:.3f}"

@@ -99,8 +99,8 @@ def test_advise_report(shapes, tiny_model, tmp_path):
 
 def test_advise_measures_the_gain_where_the_recommended_strategy_was_scored(shapes, tiny_model, tmp_path, monkeypatch,
                                                                            capsys):
-    """A body strategy that won auto's trials on one fold only: advise trains the ways without transfer on
-    that fold alone and states the paired difference on its examples, not the probe's gain elsewhere."""
+    """A body strategy that won auto's trials on one fold only: the gain stated is the paired difference on
+    that fold's examples; the probe's gain on every example is given beside it, and weighs in the verdict."""
     import headstart.api as api
 
     card = get_card(tiny_model["model"], arch=tiny_model["arch"])
@@ -126,7 +126,23 @@ def test_advise_measures_the_gain_where_the_recommended_strategy_was_scored(shap
     assert r["transfer_gain"] == pytest.approx(1.0 - max(accs["scratch"], accs["pixels"]), abs=1e-3)
     assert f"on {len(seen['scored'])} images" in r["gain_note"] and r["gain_note"].startswith("balanced accuracy of finetune")
     err = capsys.readouterr().err
-    assert "on 1 of the 3 folds finetune was measured on: 2 linear probes, 2 trainings from scratch" in err
+    assert "on auto's 3 folds: 2 linear probes, 4 trainings from scratch" in err  # 1 on the curve, 3 folds
+    pg = r["probe_gain"]
+    assert pg["examples"] == 24 and set(pg["balanced_accuracy"]) == {"linear-probe", "scratch", "pixels"}
+    pa = pg["balanced_accuracy"]
+    assert pg["gain"] == pytest.approx(pa["linear-probe"] - max(pa["scratch"], pa["pixels"]), abs=1e-3)
+    assert r["verdict"] == _advise_module()._verdict(r["transfer_gain"], r["gain_spread"], pg)
+
+
+def test_the_verdict_weighs_the_recommended_strategy_and_the_probe_on_every_example():
+    verdict = _advise_module()._verdict
+    assert verdict(0.10, 0.05, None) == "transfer"
+    assert verdict(0.03, 0.05, None).startswith("no clear gain") and verdict(-0.1, 0.05, None) == "train without transfer"
+    probe = {"gain": 0.09, "spread": 0.03}  # the probe, on three times the examples, clearly ahead
+    assert verdict(0.07, 0.08, probe) == "transfer"
+    assert verdict(-0.10, 0.05, probe).startswith("no clear gain")  # the two disagree
+    assert verdict(-0.10, 0.05, {"gain": -0.1, "spread": 0.03}) == "train without transfer"
+    assert verdict(-0.10, 0.05, {"gain": 0.0, "spread": 0.03}).startswith("no clear gain")
 
 
 def test_measure_only_returns_auto_s_measurements_and_writes_no_run(shapes, tiny_model, tmp_path):
@@ -235,8 +251,8 @@ def test_advise_says_how_long_before_and_after(shapes, tmp_path, capsys):
     assert "without cached features for DATA: extracting them takes about" in err
     # 10 epochs at least: 10 steps of 3 images and 10 of 16 (of 18) on the curve; 10 of 16 in each of auto's
     # 3 folds, where the recommended strategy (the probe: trials are off in tests) was scored
-    assert ("and the ways without transfer on 3 of the 3 folds linear-probe was measured on: 2 linear probes, "
-            "5 trainings from scratch (50 steps at") in err
+    assert ("and the ways without transfer on auto's 3 folds: 2 linear probes, 5 trainings from scratch (50 steps "
+            "at") in err
     assert "; about " in err
     assert "advise: took " in err and "estimated" in err
     # 6 per class is all of split 0's pool here: the confusion matrix is that curve point's probe

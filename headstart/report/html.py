@@ -121,6 +121,10 @@ def render(r: dict[str, Any]) -> str:
     spread = r.get("gain_spread")
     gain_text = (f"{100 * gain:+.1f}" + (f" ± {100 * spread:.1f}" if spread is not None else "")
                  + f" points over no transfer: {r['gain_note']}" if gain is not None else "not measured")
+    if r.get("probe_gain"):
+        pg = r["probe_gain"]
+        gain_text += (f"; the linear probe alone: {100 * pg['gain']:+.1f} ± {100 * pg['spread']:.1f} points on all "
+                      f"{pg['examples']} {r['modality']}s")
     data_q = e(r["data"])
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>headstart advice: {data_q}</title>"
              f"<style>{CSS}</style></head><body>",
