@@ -346,6 +346,8 @@ def fit(
     t_start = time.perf_counter()
     Strategy.parse(strategy) if strategy.strip().lower() != "auto" else None  # a typo fails before any work
     budget_s = check_budget(budget, strategy.strip().lower() == "auto")
+    if measure_only and strategy.strip().lower() != "auto":
+        raise HeadstartError("measure_only applies to --strategy auto (its measurements); leave it out")
     spec = HeadSpec(kind=head, hidden=hidden, dropout=dropout)  # type: ignore[arg-type]
     out_dir = check_out_dir(out, overwrite)
     if Path(data).is_dir() and out_dir.resolve().is_relative_to(Path(data).expanduser().resolve()):
@@ -415,7 +417,7 @@ def fit(
             return measured  # type: ignore[return-value]
         return _fit_auto(p, out_dir, spec, training, measured, train_body, text_info, t_start, device,
                          head_c=head_c, **body_options)
-    if measure_only:
+    if measure_only:  # auto with word vectors follows from --embeddings: nothing is measured
         raise HeadstartError("measure_only applies to --strategy auto with a network it measures (not word vectors)")
     check_probe_options(chosen, auto, head_c=head_c, **body_options)
     if chosen.trains_body:

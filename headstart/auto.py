@@ -11,7 +11,8 @@ half would understate it more).
    strength by cross-validation there, scored on the fold). Seconds.
 2. Trials of the strategies that train the body (TRIALS: finetune, then lp-ft), with the run's own
    settings and its whole schedule (compressed to fewer epochs only where one fold's run would not
-   fit in what is left of the budget: fewer optimizer steps under-train a body), on the same
+   fit in what is left of the budget: fewer optimizer steps under-train a body; never shorter than
+   the trial it must beat: trial_epochs()), on the same
    folds: the first, then the next while the budget allows (those that ran decide). Each fold's
    last epoch is scored. The trial's predictions are compared, example by example, with those of
    the best so far: the difference in balanced accuracy and its spread (one standard error of

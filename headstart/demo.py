@@ -83,7 +83,7 @@ def run_demo(
     log(f"headstart demo: {shots}-shot transfer of {model} (ImageNet) to MNIST digits")
     log(f"data: {shots} labelled images per class in {train}/, {10 * test_per_class} held-out in {test}/")
     # the few-shot path: a head on cached features, in seconds (`fit --strategy auto` also measures
-    # fine-tuning on a held-out part, within a minute more: see README, Fine-tuning)
+    # fine-tuning on folds of DATA, within a minute more: see README, Fine-tuning)
     run = fit(train, model=model, out=out, seed=seed, strategy="linear-probe", cache_dir=cache_dir, no_cache=no_cache)
     ev = evaluate(run, test, cache_dir=cache_dir, no_cache=no_cache)
     baseline = pixel_baseline(train, test)
