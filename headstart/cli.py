@@ -621,12 +621,12 @@ def advise(data: str, models: str | None, out: str, curve: str | None, seeds: in
         pg = r["probe_gain"]
         click.echo(f"  probe     {100 * pg['gain']:+.1f} +- {100 * pg['spread']:.1f} points over no transfer for the "
                    f"linear probe alone, on all {pg['examples']} {r['modality']}s")
+    heads = {"transfer": "transfer", "scratch": "from scratch", "pixels": "pixels", "tfidf": "tf-idf"}
     g = r["gain_measured"]
     click.echo(f"  measured  balanced accuracy at {g['per_class']} per class on {g['examples']} {r['modality']}s: "
-               + ", ".join(f"{g['strategy'] if k == 'transfer' else MEASURED_NAMES[k]} {v:.3f}"
+               + ", ".join(f"{g['strategy'] if k == 'transfer' else heads[k]} {v:.3f}"
                            for k, v in g["balanced_accuracy"].items()))
     keys = list(r["curve_labels"])
-    heads = {"transfer": "transfer", "scratch": "from scratch", "pixels": "pixels", "tfidf": "tf-idf"}
     click.echo(f"  {'per class':>9}" + "".join(f"  {heads.get(k, k):>15}" for k in keys))
     for row in r["learning_curve"]:
         cells = "  ".join(f"{row[k]['mean']:>7.3f} +- {row[k]['std']:.3f}" if row[k]["mean"] is not None
@@ -635,9 +635,6 @@ def advise(data: str, models: str | None, out: str, curve: str | None, seeds: in
     for note in r["notes"]:
         click.echo(f"  note: {note}")
     click.echo(f"  report    {r['html']}")
-
-
-MEASURED_NAMES = {"scratch": "from scratch", "pixels": "pixels", "tfidf": "tf-idf"}  # advise's ways without transfer
 
 
 @cli.command()
