@@ -4,8 +4,8 @@
    40 held-out scenes (other seed); `fit --task detect` from mobilenet_v2's ImageNet body with
    each strategy; COCO mAP@.5 and mAP@[.5:.95] on the held-out scenes (pycocotools via
    torchmetrics), fit time. Target: a fine-tuned model within 15 minutes reaches mAP@.5 >= 0.7.
-2. Training-step throughput: headstart's detection loop (DetectionTrainer: its data loading,
-   its step, gradient clipping, scheduler) against torchvision's reference training loop
+2. Training-step throughput: headstart's detection loop (the engine with DetectionTask: its data
+   loading, its step, gradient clipping, scheduler) against torchvision's reference training loop
    (references/detection/engine.py: `loss_dict = model(images, targets)`, sum, backward, step)
    on the same model, the same batches (same images, order and flips) and the same optimizer,
    epochs interleaved, images read from disk in both. Target >= 0.9x. Also for a strategy with a
@@ -32,8 +32,8 @@ from common import ROOT
 from headstart.detection.data import read_detection_data
 from headstart.detection.run import evaluate_detector
 from headstart.detection.synthetic import write_candy
-from headstart.detection.train import DetectConfig, DetectionTrainer, fit_detector, flip, load_image, target_of
-from headstart.strategies import warmup_cosine
+from headstart.detection.train import DetectionTask, detect_config, fit_detector, flip, load_image, target_of
+from headstart.engine import Engine, make_accelerator
 
 MODEL = "mobilenet_v2"
 
@@ -79,19 +79,17 @@ def throughput(rounds: int = 3, strategy_frozen: str = "partial:2") -> dict:
                        detector="faster", val_split=0.0, overwrite=True)  # just a built, pretrained-body detector
     base = run.model
     idx = np.arange(len(samples))
-    cfg = DetectConfig(strategy="finetune", epochs=100, batch_size=4, lr=0.005)
+    cfg = detect_config(strategy="finetune", epochs=100, batch_size=4, lr=0.005, val_split=0.0)
 
-    def ours(strategy: str) -> tuple[DetectionTrainer, torch.optim.Optimizer, object]:
-        model = copy.deepcopy(base)
-        t = DetectionTrainer(ROOT / "runs" / "unused", samples, idx, idx[:0], model, run.spec,
-                             DetectConfig(**{**cfg.to_dict(), "strategy": strategy}), torch.device("cpu"))
-        trainable = t.phases[-1].trainable
-        stop = t._freeze(trainable)
-        from headstart.detection.train import PrefixCache
-
-        t.cache = PrefixCache(stop) if stop else None
-        opt = t._optimizer(trainable)
-        return t, opt, warmup_cosine(opt, 10_000, 0)
+    def ours(strategy: str):
+        """An engine on a copy of the detector, its last phase started: (engine, its phase's data and wrapped
+        model, optimizer, scheduler)."""
+        c = detect_config(**{**cfg.to_dict(), "strategy": strategy})
+        task = DetectionTask(samples, idx, idx[:0], copy.deepcopy(base), run.spec, c)
+        engine = Engine(ROOT / "runs" / "unused", task, c, make_accelerator(c, ROOT / "runs" / "unused", None, cpu=True),
+                        checkpoints=False, verbose=False)
+        index = len(engine.phases) - 1
+        return (engine, index, *engine.start_phase(index, engine.phases[index]))
 
     def reference_epoch(model, opt, keys) -> float:
         """torchvision's references/detection/engine.py train_one_epoch, without its logging."""
@@ -111,18 +109,21 @@ def throughput(rounds: int = 3, strategy_frozen: str = "partial:2") -> dict:
             opt.step()
         return len(keys) / (time.perf_counter() - t0)
 
-    def our_epoch(trainer, opt, sched) -> tuple[float, list]:
-        rng = np.random.default_rng([cfg.seed, trainer.state.global_epoch])  # the keys _epoch will use
-        order = rng.permutation(trainer.train_idx)
+    def our_epoch(setup) -> tuple[float, list]:
+        engine, index, data, wrapped, opt, sched = setup
+        ge = engine.state.global_epoch
+        rng = np.random.default_rng([cfg.seed, ge])  # the keys DetectionTask.batches will use
+        order = rng.permutation(engine.task.train_idx)
         flips = rng.random(len(order)) < 0.5
         keys = [(int(i), bool(f)) for i, f in zip(order, flips)]
         t0 = time.perf_counter()
-        trainer._epoch(opt, sched)
+        engine.train_epoch(wrapped, opt, sched, engine.task.batches(data, ge), engine.phases[index], 0,
+                           data.steps_per_epoch)
         rate = len(keys) / (time.perf_counter() - t0)
-        trainer.state.global_epoch += 1
+        engine.state.global_epoch += 1
         return rate, keys
 
-    trainer, opt, sched = ours("finetune")
+    trainer = ours("finetune")
     ref = copy.deepcopy(base)
     ref.train()
     for m in ref.modules():  # frozen BatchNorm statistics, as torchvision's pretrained backbones (FrozenBatchNorm2d)
@@ -130,12 +131,12 @@ def throughput(rounds: int = 3, strategy_frozen: str = "partial:2") -> dict:
             m.eval()
     ref_opt = torch.optim.SGD([p for p in ref.parameters() if p.requires_grad], lr=cfg.lr, momentum=0.9,
                               weight_decay=1e-4)
-    frozen, fopt, fsched = ours(strategy_frozen)
+    frozen = ours(strategy_frozen)
     our_rates, ref_rates, frozen_rates = [], [], []
     for r in range(rounds + 1):  # round 0 warms up (and fills the frozen prefix cache)
-        rate, keys = our_epoch(trainer, opt, sched)
+        rate, keys = our_epoch(trainer)
         ref_rate = reference_epoch(ref, ref_opt, keys)
-        frozen_rate, _ = our_epoch(frozen, fopt, fsched)
+        frozen_rate, _ = our_epoch(frozen)
         if r:
             our_rates.append(rate)
             ref_rates.append(ref_rate)

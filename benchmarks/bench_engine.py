@@ -41,7 +41,7 @@ def digits(work: Path) -> dict[str, float]:
                             seed=0, cache_dir=ROOT / "cache")
         out[f"digits {strategy} accuracy"] = headstart.evaluate(run, test, cache_dir=ROOT / "cache")["accuracy"]
         if strategy == "finetune":
-            out["digits finetune images/s"] = run.metrics.get("train_images_per_second") or 0.0
+            out["digits finetune images/s"] = run.metrics.get("images_per_second") or 0.0
         print(f"digits {strategy}: {out[f'digits {strategy} accuracy']:.4f} ({time.perf_counter() - t0:.0f} s)",
               flush=True)
     return out

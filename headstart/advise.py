@@ -197,73 +197,95 @@ _BUILD = threading.Lock()  # the random initialisation reads the global generato
 
 def _scratch_model(card: ModelCard, k: int, seed: int, device: torch.device):
     from .surgery import TransferModel, split
-    from .train import _seed_everything
+    from .engine import seed_everything
     from .zoo.build import build_architecture
 
     with _BUILD:
-        _seed_everything(seed)
+        seed_everything(seed)
         body, _ = split(build_architecture(card.architecture, card.source_classes or 1000), card.classifier)
         model = TransferModel(body, HeadSpec().build(card.num_features, k))
     return model.to(device, memory_format=torch.channels_last).train()
 
 
-def _autocast(device: torch.device):
-    """fit's --precision auto: bf16 on a GPU that has it, fp32 elsewhere (measured no faster on a CPU)."""
-    from contextlib import nullcontext
+def _scratch_config(epochs: int, batch: int, seed: int, warmup: float = SCRATCH_WARMUP):
+    """fit's recipe for `--strategy finetune` from random weights: every layer at one learning rate (AdamW,
+    warm-up then cosine decay, class-balanced loss), BatchNorm statistics following the batches, random
+    resized crops, no validation."""
+    from .engine import TrainConfig
 
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+    return TrainConfig(strategy="finetune", head=HeadSpec().to_dict(), epochs=epochs, lr=SCRATCH_LR,
+                       body_lr_mult=1.0, layer_decay=1.0, weight_decay=WEIGHT_DECAY, batch_size=batch, warmup=warmup,
+                       bn="train", augment="crop", val_split=0.0, seed=seed, patience=None)
+
+
+def _engine(task, cfg, device: torch.device):
+    """A throwaway run on the engine: nothing written, nothing said per epoch."""
+    from .engine import Engine, make_accelerator
+
+    with _BUILD:  # Accelerate's state is one per process: set up one run at a time
+        acc = make_accelerator(cfg, Path(tempfile.gettempdir()), None, cpu=device.type == "cpu")
+    return Engine(Path(tempfile.gettempdir()), task, cfg, acc, checkpoints=False, verbose=False)
+
+
+def _scratch_task(model, images: "ScratchImages", labels: np.ndarray, train: np.ndarray, k: int, batch: int,
+                  seed: int):
+    """The from-scratch baseline as the engine's task: images decoded once, in memory (ScratchImages),
+    each epoch's order and crops following from (seed, epoch) as fit's loader makes them."""
+    from torch import nn
+
+    from .data.transforms import normalize
+    from .engine import PhaseData, Task, epoch_seed
+    from .probe import class_weights
+    from .surgery import depth_groups
+
+    class Scratch(Task):
+        optimizer_options = {"fused": True}  # one kernel for all parameters (measured: -7 ms of ~130 per step)
+
+        def __init__(self) -> None:
+            self.model, self.groups = model, depth_groups(model.body)
+            self.y = torch.as_tensor(labels[train], dtype=torch.int64)
+            weight = torch.as_tensor(class_weights(labels[train], k), dtype=torch.float32)
+            self.loss_fn = nn.CrossEntropyLoss(weight=weight)
+
+        def start_phase(self, index, phase, of, acc) -> PhaseData:
+            self.device = acc.device
+            self.loss_fn.to(acc.device)
+            return PhaseData(None, steps_per_epoch=len(train) // batch)
+
+        def batches(self, data: PhaseData, global_epoch: int):
+            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(epoch_seed(seed, global_epoch)))
+            for b in range(data.steps_per_epoch):
+                if STOP.is_set():
+                    raise HeadstartError("stopped")
+                pos = order[b * batch:(b + 1) * batch].tolist()
+                yield torch.stack([images.crop(int(train[j]), _item_seed(seed, global_epoch, j)) for j in pos]), \
+                    self.y[pos]
+
+        def loss(self, net, batch_):
+            x, y = batch_
+            return self.loss_fn(net(normalize(x, images.pre, self.device)), y.to(self.device)), len(y)
+
+    return Scratch()
 
 
 def _scratch(card: ModelCard, images: ScratchImages, labels: np.ndarray, train: np.ndarray, test: np.ndarray,
              seed: int, steps: int, k: int, device: torch.device) -> np.ndarray:
-    """Predictions for `test` of the card's architecture trained from random weights on `train` only.
-
-    fit's recipe for `--strategy finetune` from random weights: every layer trains at one
-    learning rate (AdamW, warm-up then cosine decay, class-balanced loss), BatchNorm statistics
-    follow the batches, random resized crops; at images.pre's size, for a fixed budget of about
-    `steps` optimizer steps. It runs in memory in this process: the images were decoded once
-    (ScratchImages), there are no loader processes, checkpoints or validation."""
-    from torch import nn
-
+    """Predictions for `test` of the card's architecture trained from random weights on `train` only:
+    fit's recipe for finetune from random weights (_scratch_config) on the engine, at images.pre's size,
+    for a fixed budget of about `steps` optimizer steps. It runs in memory in this process: the images
+    were decoded once (ScratchImages), there are no loader processes, checkpoints or validation."""
     from .data.transforms import normalize
-    from .probe import class_weights
-    from .strategies import param_groups, warmup_cosine
-    from .surgery import depth_groups
-    from .train import _epoch_seed
 
-    pre = images.pre
-    batch, per_epoch, epochs = _scratch_schedule(len(train), steps)
-    model = _scratch_model(card, k, seed, device)
-    groups = depth_groups(model.body)
-    optimizer = torch.optim.AdamW(param_groups(model, groups, len(groups), SCRATCH_LR, 1.0, 1.0, WEIGHT_DECAY, 0.0),
-                                  fused=True)  # one kernel for all parameters (measured: -7 ms of ~130 per step)
-    total = epochs * per_epoch
-    scheduler = warmup_cosine(optimizer, total, int(SCRATCH_WARMUP * total))
-    y = torch.as_tensor(labels[train], dtype=torch.int64)
-    weight = torch.as_tensor(class_weights(labels[train], k), dtype=torch.float32)
-    loss_fn = nn.CrossEntropyLoss(weight=weight.to(device))
-    for epoch in range(epochs):
-        # the shuffle and every crop follow from (seed, epoch): the runs are reproducible
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(_epoch_seed(seed, epoch)))
-        for b in range(per_epoch):
-            pos = order[b * batch:(b + 1) * batch].tolist()
-            x = torch.stack([images.crop(int(train[j]), _item_seed(seed, epoch, j)) for j in pos])
-            with _autocast(device):
-                loss = loss_fn(model(normalize(x, pre, device)), y[pos].to(device))
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            if STOP.is_set():
-                raise HeadstartError("stopped")
-    model.eval()
+    batch, _, epochs = _scratch_schedule(len(train), steps)
+    engine = _engine(_scratch_task(_scratch_model(card, k, seed, device), images, labels, train, k, batch, seed),
+                     _scratch_config(epochs, batch, seed), device)
+    engine.run()
+    model = engine.acc.unwrap_model(engine.model).eval()
     pred = []
-    with torch.no_grad(), _autocast(device):
+    with torch.no_grad(), engine.acc.autocast():
         for b in range(0, len(test), 64):
             x = torch.stack([images.test[int(i)] for i in test[b:b + 64]])
-            pred.append(model(normalize(x, pre, device)).float().argmax(1).cpu())
+            pred.append(model(normalize(x, images.pre, device)).float().argmax(1).cpu())
     return torch.cat(pred).numpy()
 
 
@@ -331,21 +353,49 @@ def _step_seconds(card: ModelCard, size: int, k: int, device: torch.device, thre
 
 
 def _time_steps(model, size: int, k: int, device: torch.device, batch: int) -> float:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, fused=True)
+    """Seconds per optimizer step of `model` on the engine, with the from-scratch recipe, on random images."""
     x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
-    y = torch.arange(batch, device=device) % k
-    times = []
-    for _ in range(3):  # the first step allocates: left out
-        t = time.perf_counter()
-        with _autocast(device):
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return float(np.mean(times[1:]))
+    return _seconds_per_step(model, lambda m: torch.nn.functional.cross_entropy(m(x), torch.arange(batch,
+                             device=device) % k), device, fused=True)
+
+
+def _seconds_per_step(model, loss_of, device: torch.device, fused: bool = False) -> float:
+    """Mean seconds of the 2nd and 3rd of three optimizer steps of `model` trained whole on the engine
+    (the first allocates); `loss_of(model)` is a batch's loss."""
+    from .engine import Callback, PhaseData, Task
+
+    class Timed(Task):
+        optimizer_options = {"fused": True} if fused else {}
+
+        def __init__(self) -> None:
+            self.model, self.groups = model.to(device), []
+
+        def start_phase(self, index, phase, of, acc) -> PhaseData:
+            return PhaseData(None, steps_per_epoch=3)
+
+        def batches(self, data: PhaseData, global_epoch: int):
+            return range(3)
+
+        def loss(self, net, batch_):
+            return loss_of(net), 1
+
+    class Clock(Callback):
+        def __init__(self) -> None:
+            self.times = [time.perf_counter()]
+
+        def on_step_end(self, engine, loss) -> None:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            self.times.append(time.perf_counter())
+
+    engine = _engine(Timed(), _scratch_config(1, 1, 0, warmup=0.0), device)
+    clock = Clock()
+    engine.callbacks.append(clock)
+    phase = engine.phases[0]
+    data, wrapped, optimizer, scheduler = engine.start_phase(0, phase)
+    clock.times = [time.perf_counter()]
+    engine.train_epoch(wrapped, optimizer, scheduler, engine.task.batches(data, 0), phase, 0, 3)
+    return float(np.mean(np.diff(clock.times)[1:]))
 
 
 def _text_step_seconds(wv, train: np.ndarray, samples, k: int, device: torch.device) -> float:
@@ -356,19 +406,11 @@ def _text_step_seconds(wv, train: np.ndarray, samples, k: int, device: torch.dev
     from .text.network import build_vocabulary
 
     rows = len(build_vocabulary([samples.texts[i] for i in train], wv))
-    model = torch.nn.ModuleDict({"e": torch.nn.Embedding(rows, wv.dim), "fc": torch.nn.Linear(wv.dim, k)}).to(device)
-    optimizer = torch.optim.AdamW(model.parameters())  # as in fit's loop
+    model = torch.nn.ModuleDict({"e": torch.nn.Embedding(rows, wv.dim), "fc": torch.nn.Linear(wv.dim, k)})
     ids = torch.randint(0, rows, (min(32, len(train)), 64), device=device)
     y = torch.arange(len(ids), device=device) % k
-    times = []
-    for _ in range(3):
-        t = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(model["fc"](model["e"](ids).mean(1)), y)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - t)
-    return float(np.mean(times[1:])) + TRAINER_EPOCH_SECONDS
+    return _seconds_per_step(model, lambda m: torch.nn.functional.cross_entropy(m["fc"](m["e"](ids).mean(1)), y),
+                             device) + TRAINER_EPOCH_SECONDS
 
 
 def _extraction_seconds(samples: ImageSamples, models: list[Any] | None, cache_dir: str | Path | None,
@@ -474,13 +516,14 @@ def _text_scratch(samples, card: ModelCard, wv, text: TextOptions, train: np.nda
     from .surgery import TransferModel
     from .text.inputs import Tokenizer
     from .text.network import WORD_PRECISION, build_vocabulary, build_word_body
-    from .train import Trainer, TrainConfig, _seed_everything, make_accelerator
+    from .engine import Engine, TrainConfig, make_accelerator, seed_everything
+    from .train import ClassificationTask
 
     k = len(samples.classes)
     per_class = int(np.bincount(samples.labels[train], minlength=k).min())
     opts = dataclasses.replace(text, embeddings="random").resolved(per_class)
     vocab = build_vocabulary([samples.texts[i] for i in train], wv, opts.min_count)
-    _seed_everything(seed)
+    seed_everything(seed)
     body, _ = build_word_body(card, vocab, opts.encoder, opts.hidden, seed, wv=wv, pretrained=False)
     tokens = Tokenizer(card.preprocessing, vocabulary=vocab)(list(samples.texts), opts.max_length)
     batch = min(32, len(train))
@@ -492,11 +535,11 @@ def _text_scratch(samples, card: ModelCard, wv, text: TextOptions, train: np.nda
     model = TransferModel(body, spec.build(body.num_features, k))
     acc = make_accelerator(cfg, work, None, cpu=device.type == "cpu")
     sub = samples.subset(train)
-    trainer = Trainer(work, card, sub, np.arange(len(sub)), np.array([], dtype=np.int64), lambda: None,
-                      cfg, acc, model, checkpoints=False, verbose=False,  # type: ignore[arg-type]
-                      tokens=tokens.subset(train))
-    trainer.run()
-    net = acc.unwrap_model(trainer.model).eval()
+    task = ClassificationTask(card, sub, np.arange(len(sub)), np.array([], dtype=np.int64), lambda: None,  # type: ignore[arg-type]
+                              cfg, model, tokens=tokens.subset(train))
+    engine = Engine(work, task, cfg, acc, checkpoints=False, verbose=False)
+    engine.run()
+    net = acc.unwrap_model(engine.model).eval()
     feats = np.empty((len(test), body.num_features), dtype=np.float32)
     run_text_body(net.body, tokens.subset(test), feats, device)
     with torch.no_grad():

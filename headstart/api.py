@@ -271,7 +271,7 @@ def fit(
     accumulate: int = 1,
     warmup: float = 0.1,
     patience: int | None = None,
-    augment: str = "crop-flip",
+    augment: str | None = None,
     bn: str = "frozen",
     precision: str = "auto",
     seed: int = 0,
@@ -292,7 +292,7 @@ def fit(
     detector: str = "auto",
     input_size: int | None = None,
     max_size: int | None = None,
-    eval_every: int = 4,
+    eval_every: int | None = None,
     budget: float | None = None,
     measure_only: bool = False,
 ) -> Run:
@@ -322,27 +322,29 @@ def fit(
     `epochs`, `lr`, `weight_decay`, `patience` and `batch_size` are those of phases that train the
     body (15 epochs, head lr 1e-3 with the body at lr * body_lr_mult: 0.1, 0.05 for transformer
     encoders; weight decay 1e-4, patience 5, 16 images per batch on a CPU); a linear probe has none
-    of them, and refuses them. `head_epochs` is detection's (lp-ft's first phase).
+    of them, and refuses them. `augment` defaults to crop-flip (detection: flip).
+    `head_epochs` (the first, frozen-body phase's epochs), `detector`, `input_size`, `max_size` and
+    `eval_every` (validate every this many epochs; default 4) are detection's; an option that does not
+    apply to the task at hand is refused (refuse_options_of_other_tasks).
     """
     HeadTraining(c=head_c)  # --head-c's range, checked before any work
-    if _task(task, data) == "detect":
+    kind = _task(task, data)
+    refuse_options_of_other_tasks(kind, head=head, hidden=hidden, dropout=dropout, class_balance=class_balance,
+                                  head_c=head_c, budget=budget, text=text, detector=detector, input_size=input_size,
+                                  max_size=max_size, eval_every=eval_every, head_epochs=head_epochs)
+    if kind == "detect":
         from .detection.train import fit_detector
-
-        if budget is not None:
-            raise HeadstartError("--budget does not apply to detection (its auto strategy is not measured); leave it out")
-        if head_c is not None:
-            raise HeadstartError("--head-c does not apply to detection (its heads train by epochs: --head-epochs); "
-                                 "leave it out")
 
         return fit_detector(  # type: ignore[return-value]
             data, model, out, strategy=strategy, detector=detector, arch=arch, epochs=epochs,
             head_epochs=head_epochs, unfreeze_every=unfreeze_every, lr=lr,
             body_lr_mult=body_lr_mult or 1.0, layer_decay=layer_decay or 1.0,
             weight_decay=WEIGHT_DECAY if weight_decay is None else weight_decay,
-            batch_size=batch_size, warmup=warmup, bn=bn, augment="none" if augment == "none" else "flip",
-            eval_every=eval_every, input_size=input_size, max_size=max_size, precision=precision, seed=seed,
-            val_split=val_split, skip_bad=skip_bad_files, overwrite=overwrite, allow_download=allow_download,
-            device=device, num_workers=num_workers or 0)
+            batch_size=batch_size, warmup=warmup, bn=bn, augment=augment or "flip", l2sp=l2sp, accumulate=accumulate,
+            patience=patience, tracker=tracker, eval_every=eval_every or 4, input_size=input_size, max_size=max_size,
+            precision=precision, seed=seed, val_split=val_split, skip_bad=skip_bad_files, overwrite=overwrite,
+            allow_download=allow_download, device=device, num_workers=num_workers or 0)
+    augment = augment or "crop-flip"
     t_start = time.perf_counter()
     Strategy.parse(strategy) if strategy.strip().lower() != "auto" else None  # a typo fails before any work
     budget_s = check_budget(budget, strategy.strip().lower() == "auto")
@@ -597,6 +599,33 @@ def _body_tensors(p: Prepared) -> dict[str, np.ndarray]:
     return {f"body.{k}": v for k, v in kept.items()}
 
 
+# Options that apply to one task only, with the value that means "not given".
+CLASSIFY_ONLY: dict[str, Any] = {"head": "linear", "hidden": HeadSpec.hidden, "dropout": HeadSpec.dropout,
+                                 "class_balance": True, "head_c": None, "budget": None, "text": None}
+DETECT_ONLY: dict[str, Any] = {"detector": "auto", "input_size": None, "max_size": None, "eval_every": None,
+                               "head_epochs": None}
+WHY_NOT = {
+    "detect": "a detector has no classification head on features and its auto strategy is not measured",
+    "classify": "a classifier's head on cached features is one exact fit, and the rest are the detector's",
+}
+
+
+def refuse_options_of_other_tasks(task: str, **given: Any) -> None:
+    """An option given for a task it has no use for ends in one line naming the option and the task,
+    before any work."""
+    other = CLASSIFY_ONLY if task == "detect" else DETECT_ONLY
+    named = []
+    for name, value in given.items():
+        if name in other and value != other[name] and not (name == "text" and value == TextOptions()):
+            flag = "--no-class-balance" if name == "class_balance" else "text options (--text-column, ...)" \
+                if name == "text" else f"--{name.replace('_', '-')}"
+            named.append(flag)
+    if named:
+        words = "detection" if task == "detect" else "classification"
+        raise HeadstartError(f"{', '.join(named)} {'do' if len(named) > 1 else 'does'} not apply to {words} "
+                             f"({WHY_NOT[task]}); leave {'them' if len(named) > 1 else 'it'} out")
+
+
 def check_probe_options(chosen: Strategy, auto: bool, head_c: float | None = None, **given: Any) -> None:
     """A linear probe is fitted exactly, with its L2 strength chosen by cross-validation: options of
     iterative training do not apply to it, and --head-c applies only where a phase fits the head
@@ -707,8 +736,9 @@ def _train_body(out_dir: Path, card: ModelCard, samples: ImageSamples, train_idx
     """Strategies that train the body: the loop in headstart.train, checkpointed in out_dir. `watch`:
     an auto trial (headstart.auto.Trial), which sees every epoch's held-out predictions and may stop
     the run (TrialStopped); a trial's run returns None."""
+    from .engine import Callback, Engine, make_accelerator, seed_everything, start_trackers
     from .surgery import TransferModel
-    from .train import Trainer, _seed_everything, finish, make_accelerator, start_record
+    from .train import ClassificationTask, finish, start_record
 
     acc = make_accelerator(cfg, out_dir, tracker, cpu=dev.type == "cpu")
     if fresh and acc.is_main_process:
@@ -717,15 +747,9 @@ def _train_body(out_dir: Path, card: ModelCard, samples: ImageSamples, train_idx
         out_dir.mkdir(parents=True)
         atomic_write_json(out_dir / RUN_FILE, start_record(card, samples, cfg, reason, skip_bad_files, text_info))
     acc.wait_for_everyone()
-    if tracker:
-        try:
-            acc.init_trackers("headstart", config={k: v for k, v in cfg.to_dict().items() if not isinstance(v, dict)})
-        except Exception as e:  # the tracker library's own error (its configuration, its server): one line
-            if fresh and acc.is_main_process:
-                shutil.rmtree(out_dir, ignore_errors=True)
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise HeadstartError(f"--tracker {tracker} could not start: {first}") from None
-    _seed_everything(cfg.seed)  # the new head's initial weights
+    start_trackers(acc, cfg, tracker,
+                   on_failure=lambda: shutil.rmtree(out_dir, ignore_errors=True) if fresh and acc.is_main_process else None)
+    seed_everything(cfg.seed)  # the new head's initial weights
     model = TransferModel(body_factory(), HeadSpec.from_dict(cfg.head).build(num_features or card.num_features,
                                                                               len(samples.classes)))
     feats: list[Features] = []
@@ -736,14 +760,25 @@ def _train_body(out_dir: Path, card: ModelCard, samples: ImageSamples, train_idx
                 feats.append(get_features())
         return feats[0]
 
-    trainer = Trainer(out_dir, card, samples, train_idx, val_idx, features, cfg, acc, model, num_workers,
-                      tokens=tokens, watch=watch)
+    class Watched(Callback):
+        """An auto trial as the engine's callback: it sees each epoch's held-out predictions and whether
+        the epoch trained the body, and stops the run (TrialStopped) by returning False."""
+
+        def on_epoch_end(self, engine: Engine, record: dict[str, Any]) -> None:
+            pred = engine.val_predictions
+            if pred is not None and not watch(engine.state.global_epoch, pred, not record.get("head_only")):
+                from .auto import TrialStopped
+
+                raise TrialStopped()
+
+    task = ClassificationTask(card, samples, train_idx, val_idx, features, cfg, model, num_workers, tokens=tokens)
+    engine = Engine(out_dir, task, cfg, acc, callbacks=[Watched()] if watch is not None else ())
     if not fresh:
-        trainer.resume()
-    trainer.run()
+        engine.resume()
+    engine.run()
     if watch is not None:  # an auto trial: its predictions are what it leaves (headstart.auto.Trial)
         return None  # type: ignore[return-value]
-    s = trainer.state
+    s = engine.state
     best = next((h for h in s.history if h["epoch"] == s.best_epoch), s.history[-1] if s.history else {})
     best_phase = s.phases[best["phase"]]["name"] if best and best.get("phase", 99) < len(s.phases) else None
     extracted = feats[0] if feats else None
@@ -784,7 +819,7 @@ def _train_body(out_dir: Path, card: ModelCard, samples: ImageSamples, train_idx
     info.update(strategy=cfg.strategy, strategy_reason=reason, data=samples.source)
     if text_info:
         info["text"] = text_info
-    return finish(out_dir, trainer, info, metrics)
+    return finish(engine, info, metrics)
 
 
 def resume(

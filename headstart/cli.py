@@ -56,8 +56,8 @@ detect_options = [
     click.option("--input-size", default=None, type=int,
                  help="Detection: shorter image side in pixels (default DATA's median, within 256..800)."),
     click.option("--max-size", default=None, type=int, help="Detection: longest image side (default 5/3 x input size)."),
-    click.option("--eval-every", default=4, show_default=True, type=int,
-                 help="Detection: epochs between validation mAP measurements (the best one is kept)."),
+    click.option("--eval-every", default=None, type=int,
+                 help="Detection: epochs between validation mAP measurements (the best one is kept; default 4)."),
 ]
 
 
@@ -197,8 +197,9 @@ training_options = [
     click.option("--bn", default="frozen", show_default=True, type=click.Choice(["frozen", "train"]),
                  help="BatchNorm statistics of the layers that train: kept fixed, or updated from the batches "
                       "(frozen layers always keep theirs)."),
-    click.option("--augment", default="crop-flip", show_default=True, type=click.Choice(["crop-flip", "crop", "none"]),
-                 help="Augmentation in phases that train the body (random resized crop, horizontal flip)."),
+    click.option("--augment", default=None, type=click.Choice(["crop-flip", "crop", "flip", "none"]),
+                 help="Augmentation in phases that train the body: random resized crop, horizontal flip (default "
+                      "crop-flip; detection: flip, and no crops)."),
     click.option("--seed", default=0, show_default=True, type=int),
     click.option("--val-split", default=0.2, show_default=True, type=float, help="Stratified validation fraction."),
     click.option("--no-class-balance", is_flag=True, help="Weigh examples equally instead of classes."),
@@ -262,7 +263,8 @@ STRATEGY_HELP = ("auto (measures the linear probe, then trials of finetune and l
                    "(default: chosen by cross-validation).")
 @click.option("--epochs", default=None, type=int, help="Epochs of the phases that train the body (default 15).")
 @click.option("--head-epochs", default=None, type=int,
-              help="Detection, lp-ft: epochs of the first phase, the backbone body frozen (default --epochs).")
+              help="Detection: epochs of the first phase of lp-ft or gradual, the backbone body frozen (default "
+                   "--epochs; a classifier's head on cached features is one exact fit).")
 @click.option("--lr", default=None, type=float,
               help="Learning rate of the head in phases that train the body (default 1e-3; the body's: x --body-lr-mult).")
 @click.option("--l2sp", default=0.0, show_default=True, type=float, help="L2-SP: pull the body toward its pretrained weights.")
@@ -303,7 +305,7 @@ def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, bu
         processes: int, tracker: str | None, resume_dir: str | None, overwrite: bool,
         extract_batch_size: int | None, workers: int | None, text_column: str, label_column: str,
         max_length: int | None, skip_empty: bool, encoder: str, embeddings: str, min_count: int,
-        task: str, detector: str, input_size: int | None, max_size: int | None, eval_every: int,
+        task: str, detector: str, input_size: int | None, max_size: int | None, eval_every: int | None,
         cache_dir: str | None, no_cache: bool, skip_bad_files: bool, device: str | None, as_json: bool,
         quiet: bool) -> None:
     """Transfer a pretrained model to the labelled images or texts in DATA.

@@ -10,24 +10,29 @@ Nothing is saved but the plot; the network is thrown away.
 from __future__ import annotations
 
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from .console import log, progress
-from .data.transforms import LabelledImages, TrainLoader, normalize
+from .engine import Callback, Diverged, Engine, TrainConfig, make_accelerator, seed_everything
 from .errors import HeadstartError
 from .heads import HeadSpec
-from .probe import HeadTraining, class_weights, train_head
-from .runtime import default_batch_size, default_workers, release_free_memory
-from .strategies import Strategy, param_groups, plan, set_modes, set_trainable
+from .probe import HeadTraining, train_head
+from .runtime import default_batch_size, release_free_memory
+from .strategies import Strategy, plan
 from .surgery import TransferModel, depth_groups
+from .train import ClassificationTask
 
 SMOOTHING = 0.98
 BLOWUP = 4.0
+
+
+class _BlownUp(Exception):
+    pass
 
 
 def lr_find(
@@ -43,7 +48,7 @@ def lr_find(
     body_lr_mult: float | None = None,
     layer_decay: float | None = None,
     bn: str = "frozen",
-    augment: str = "crop-flip",
+    augment: str | None = None,
     seed: int = 0,
     val_split: float = 0.2,
     class_balance: bool = True,
@@ -65,6 +70,7 @@ def lr_find(
         raise HeadstartError(f"--start-lr must be > 0 and below --end-lr; got {start_lr} and {end_lr}")
     if steps < 5:
         raise HeadstartError(f"--steps must be >= 5; got {steps}")
+    augment = augment or "crop-flip"
     chosen = Strategy.parse(strategy)
     if not chosen.trains_body:
         raise HeadstartError("lr-find tests the phases that train the body; linear-probe has none "
@@ -78,7 +84,7 @@ def lr_find(
                              "and compare a few values with --lr")
     body_lr_mult = 0.1 if body_lr_mult is None else body_lr_mult
     layer_decay = 1.0 if layer_decay is None else layer_decay
-    torch.manual_seed(seed)
+    seed_everything(seed)
     spec = HeadSpec(kind=head, hidden=hidden, dropout=dropout)  # type: ignore[arg-type]
     net = TransferModel(p.body(), spec.build(card.num_features, len(samples.classes)))
     groups = depth_groups(net.body)
@@ -90,56 +96,60 @@ def lr_find(
         head_result = train_head(spec, x[tr], y[tr], None, None, len(samples.classes),
                                  HeadTraining(class_balance=class_balance, seed=seed))
         net.head.load_state_dict({k: torch.from_numpy(v) for k, v in head_result.weights.items()})
-    phase = phases[index]
-    set_trainable(net, groups, phase.trainable)
-    # relative rates per group: the sweep moves them all together, the head's being the one reported
-    rel = param_groups(net, groups, phase.trainable, 1.0, body_lr_mult, layer_decay, 0.0, 0.0)
-    optimizer = torch.optim.AdamW(rel)
-    for g in optimizer.param_groups:
-        g["relative"] = g["lr"]
-    net.to(dev, memory_format=torch.channels_last)
-    labels = samples.labels[p.train_idx]
-    workers = default_workers(dev) if num_workers is None else num_workers
+    # the head at lr 1 and the body's groups at their relative rates: the sweep moves them all together
+    cfg = TrainConfig(strategy=chosen.name, head=spec.to_dict(), epochs=1, lr=1.0, body_lr_mult=body_lr_mult,
+                      layer_decay=layer_decay, weight_decay=0.0, batch_size=batch_size or default_batch_size(dev),
+                      warmup=0.0, bn=bn, augment=augment, seed=seed, val_split=val_split, class_balance=class_balance)
+    engine = Engine(Path(tempfile.gettempdir()), ClassificationTask(card, samples, p.train_idx, p.val_idx, p.features,
+                                                                    cfg, net, num_workers),
+                    cfg, make_accelerator(cfg, Path(tempfile.gettempdir()), None, cpu=dev.type == "cpu"),
+                    checkpoints=False, verbose=False)
+    phase = engine.phases[index]
+    data, wrapped, optimizer, _ = engine.start_phase(index, phase)
     release_free_memory()
-    loader = torch.utils.data.DataLoader(
-        LabelledImages([samples.paths[i] for i in p.train_idx], labels, TrainLoader(card.preprocessing, augment),
-                       seed=seed),
-        batch_size=min(batch_size or default_batch_size(dev), len(p.train_idx)), shuffle=True, drop_last=True,
-        num_workers=workers, persistent_workers=workers > 0,  # one fork for the whole sweep (see train.py)
-        generator=torch.Generator().manual_seed(seed))
-    weight = (torch.as_tensor(class_weights(labels, len(samples.classes)), dtype=torch.float32).to(dev)
-              if class_balance else None)
-    loss_fn = nn.CrossEntropyLoss(weight=weight)
-    lrs, raw, smooth = [], [], []
-    avg, best = 0.0, math.inf
-    batches = iter(loader)
-    with progress("lr range test", steps) as advance:
-        for step in range(steps):
-            lr = start_lr * (end_lr / start_lr) ** (step / (steps - 1))
-            for g in optimizer.param_groups:
-                g["lr"] = lr * g["relative"]
-            try:
-                images, y = next(batches)
-            except StopIteration:
-                batches = iter(loader)
-                images, y = next(batches)
-            set_modes(net, bn)
-            loss = loss_fn(net(normalize(images, card.preprocessing, dev)), y.to(dev))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            value = loss.item()
-            if not math.isfinite(value):
-                break
-            avg = SMOOTHING * avg + (1 - SMOOTHING) * value
-            smoothed = avg / (1 - SMOOTHING ** (step + 1))
-            lrs.append(lr)
+
+    def rate(step: int) -> float:
+        return start_lr * (end_lr / start_lr) ** (step / (steps - 1))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(getattr(optimizer, "optimizer", optimizer), rate)
+    lrs: list[float] = []
+    raw: list[float] = []
+    smooth: list[float] = []
+
+    class Sweep(Callback):
+        """Records each step's loss; stops the sweep once the smoothed loss has blown up."""
+
+        def __init__(self, advance) -> None:
+            self.avg, self.best, self.advance = 0.0, math.inf, advance
+
+        def on_step_end(self, engine: Engine, loss: torch.Tensor) -> None:
+            value, step = float(loss.detach()), len(lrs)
+            self.avg = SMOOTHING * self.avg + (1 - SMOOTHING) * value
+            smoothed = self.avg / (1 - SMOOTHING ** (step + 1))
+            lrs.append(rate(step))
             raw.append(value)
             smooth.append(smoothed)
-            best = min(best, smoothed)
-            advance(1)
-            if step > 5 and smoothed > BLOWUP * best:
-                break
+            self.best = min(self.best, smoothed)
+            self.advance(1)
+            if step > 5 and smoothed > BLOWUP * self.best:
+                raise _BlownUp
+
+    def batches():  # `steps` mini-batches, epoch after epoch
+        epoch, n = 0, 0
+        while True:
+            for batch in engine.task.batches(data, epoch):
+                if n == steps:
+                    return
+                yield batch
+                n += 1
+            epoch += 1
+
+    with progress("lr range test", steps) as advance:
+        engine.callbacks.append(Sweep(advance))
+        try:
+            engine.train_epoch(wrapped, optimizer, schedule, batches(), phase, 0, steps)
+        except (_BlownUp, Diverged):
+            pass
     if len(lrs) < 5:
         raise HeadstartError(f"the loss blew up within {len(lrs)} steps; lower --start-lr (now {start_lr:g})")
     suggested, lowest = suggest(lrs, smooth)

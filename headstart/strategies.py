@@ -110,9 +110,10 @@ def plan(strategy: Strategy, n_groups: int, epochs: int, head_epochs: int, unfre
     return phases
 
 
-def set_trainable(model: nn.Module, groups: list[list[str]], trainable: int) -> None:
-    """Head and the top `trainable` body groups train; everything else is frozen."""
-    body_names = {f"body.{n}": g for g, names in enumerate(groups) for n in names}
+def set_trainable(model: nn.Module, groups: list[list[str]], trainable: int, prefix: str = "body.") -> None:
+    """The top `trainable` body groups train, and everything that is not in a body group (the head);
+    the other body groups are frozen. Body parameter names are `prefix` + a group's names."""
+    body_names = {f"{prefix}{n}": g for g, names in enumerate(groups) for n in names}
     first = len(groups) - trainable
     for name, p in model.named_parameters():
         g = body_names.get(name)
@@ -152,12 +153,15 @@ def param_groups(
     layer_decay: float,
     weight_decay: float,
     l2sp: float,
+    prefix: str = "body.",
 ) -> list[dict]:
-    """Optimizer groups: the head at `lr`; body group g (of G) at lr * body_lr_mult * layer_decay^(G-1-g).
-    No weight decay on biases and norm weights; none on the body when L2-SP pulls it to its start."""
+    """Optimizer groups: the head (every parameter outside the body's groups) at `lr`; body group g (of G)
+    at lr * body_lr_mult * layer_decay^(G-1-g). No weight decay on biases and norm weights; none on the
+    body when L2-SP pulls it to its start."""
     out: list[dict] = []
     params = dict(model.named_parameters())
     G = len(groups)
+    in_body = {f"{prefix}{n}" for names in groups for n in names}
 
     def add(names: list[str], group_lr: float, label: str, decay: float) -> None:
         ps = [params[n] for n in names if params[n].requires_grad]
@@ -168,10 +172,10 @@ def param_groups(
         if nodec:
             out.append({"params": nodec, "lr": group_lr, "weight_decay": 0.0, "name": f"{label} (no decay)"})
 
-    add([n for n in params if n.startswith("head.")], lr, "head", weight_decay)
+    add([n for n in params if n not in in_body], lr, "head", weight_decay)
     for g in range(G - trainable, G):
         group_lr = lr * body_lr_mult * layer_decay ** (G - 1 - g)
-        add([f"body.{n}" for n in groups[g]], group_lr, f"body group {g}", 0.0 if l2sp else weight_decay)
+        add([f"{prefix}{n}" for n in groups[g]], group_lr, f"body group {g}", 0.0 if l2sp else weight_decay)
     return out
 
 
@@ -179,9 +183,9 @@ class L2SP:
     """alpha/2 * ||w - w0||^2 over the trainable body weights: stay near the pretrained start
     (Li et al., ICML 2018)."""
 
-    def __init__(self, model: nn.Module, alpha: float) -> None:
+    def __init__(self, model: nn.Module, alpha: float, prefix: str = "body.") -> None:
         self.alpha = alpha
-        self.start = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("body.")}
+        self.start = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith(prefix)}
 
     def __call__(self, model: nn.Module) -> torch.Tensor:
         total = None

@@ -137,12 +137,12 @@ def test_cached_prefix_gives_the_same_pyramid_as_the_full_body(candy):
 
 def test_killed_run_resumes_to_the_same_weights(candy, tmp_path, monkeypatch):
     import headstart
-    from headstart.detection import train as dtrain
+    from headstart.engine import Engine
 
     kw = dict(task="detect", detector="faster", strategy="finetune", model="mobilenet_v2", epochs=2,
               input_size=128, val_split=0.0)
     straight = headstart.fit(candy, out=tmp_path / "straight", **kw)
-    original = dtrain.DetectionTrainer._epoch
+    original = Engine.train_epoch
     calls = {"n": 0}
 
     def dies_in_second_epoch(self, *a):
@@ -151,10 +151,10 @@ def test_killed_run_resumes_to_the_same_weights(candy, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(self, *a)
 
-    monkeypatch.setattr(dtrain.DetectionTrainer, "_epoch", dies_in_second_epoch)
+    monkeypatch.setattr(Engine, "train_epoch", dies_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         headstart.fit(candy, out=tmp_path / "killed", **kw)
-    monkeypatch.setattr(dtrain.DetectionTrainer, "_epoch", original)
+    monkeypatch.setattr(Engine, "train_epoch", original)
     assert json.loads((tmp_path / "killed" / "headstart.json").read_text())["status"] == "training"
     with pytest.raises(HeadstartError, match="--resume"):
         headstart.load(tmp_path / "killed")
@@ -277,13 +277,49 @@ def test_classification_commands_refuse_detection_data(candy, tmp_path):
 
 def test_resume_refuses_other_options(candy, tmp_path, monkeypatch):
     import headstart
-    from headstart.detection import train as dtrain
+    from headstart.engine import Engine
 
     def dies(self, *a):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dtrain.DetectionTrainer, "_epoch", dies)
+    monkeypatch.setattr(Engine, "train_epoch", dies)
     with pytest.raises(KeyboardInterrupt):
         headstart.fit(candy, out=tmp_path / "k", task="detect", detector="faster", **TINY)
     with pytest.raises(HeadstartError, match="--lr 0.5 .the run used 0.01"):
         headstart.resume(tmp_path / "k", given={"lr": 0.5})
+
+
+def test_training_options_of_the_engine_apply_to_detection(candy, tmp_path):
+    """--l2sp, --accumulate, --patience and --tracker reach a detector's training (the one engine), where
+    they used to be dropped without a word."""
+    import headstart
+
+    run = headstart.fit(candy, out=tmp_path / "opts", task="detect", detector="faster", strategy="finetune",
+                        model="mobilenet_v2", epochs=3, input_size=128, val_split=0.34, eval_every=1, l2sp=0.01,
+                        accumulate=2, patience=1, tracker="tensorboard")
+    cfg = run.metrics["config"]
+    assert cfg["l2sp"] == 0.01 and cfg["accumulate"] == 2 and cfg["patience"] == 1 and cfg["optimizer"] == "sgd"
+    assert list((tmp_path / "opts" / "logs").rglob("events.out.tfevents*"))
+    history = run.metrics["history"]
+    assert all("val_map" in h for h in history)
+    maps = [(h["val_map"], h["val_map_50"]) for h in history]
+    stopped = run.metrics["stopped_early"]
+    # patience 1: it stops after the first validation that is not better than the best so far
+    assert stopped == (len(history) < 3) and (not stopped or maps[-1] <= max(maps[:-1]))
+
+
+def test_options_of_another_task_are_refused_in_one_line(candy, tmp_path, shapes_dir, capsys):
+    base = ["fit", str(candy), "--out", str(tmp_path / "d"), "--model", "mobilenet_v2", "--quiet"]
+    for extra, named in ((["--head", "mlp"], "--head"), (["--no-class-balance"], "--no-class-balance"),
+                         (["--dropout", "0.3"], "--dropout"), (["--augment", "crop"], "--augment crop"),
+                         (["--head-c", "1"], "--head-c"), (["--budget", "10"], "--budget")):
+        assert main(base + extra) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and named in err and "detection" in err, err
+    assert not (tmp_path / "d").exists()
+    for extra, named in ((["--eval-every", "2"], "--eval-every"), (["--detector", "mask"], "--detector"),
+                         (["--input-size", "128"], "--input-size"), (["--head-epochs", "2"], "--head-epochs")):
+        assert main(["fit", str(shapes_dir), "--out", str(tmp_path / "c"), "--quiet"] + extra) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and named in err and "classification" in err, err
+    assert not (tmp_path / "c").exists()

@@ -317,21 +317,21 @@ def test_text_run_stopped_after_an_epoch_resumes_to_the_same_weights(tmp_path, r
     exactly the weights of a run that was never stopped (the vocabulary is rebuilt identically)."""
     from safetensors.torch import load_file
 
-    from headstart.train import Trainer
+    from headstart.engine import Engine
 
     kw = dict(model="glove_6b_50d", epochs=3, batch_size=8, text=TextOptions(embeddings="finetune", encoder="cnn"))
     headstart.fit(reviews, out=tmp_path / "ref", **kw)
-    original = Trainer.checkpoint
+    original = Engine.checkpoint
 
     def stop_after_first_epoch(self, optimizer, scheduler):
         original(self, optimizer, scheduler)
         if self.state.global_epoch == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(Trainer, "checkpoint", stop_after_first_epoch)
+    monkeypatch.setattr(Engine, "checkpoint", stop_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         headstart.fit(reviews, out=tmp_path / "stopped", **kw)
-    monkeypatch.setattr(Trainer, "checkpoint", original)
+    monkeypatch.setattr(Engine, "checkpoint", original)
     assert json.loads((tmp_path / "stopped" / "headstart.json").read_text())["status"] == "training"
     headstart.resume(tmp_path / "stopped")
     a = load_file(str(tmp_path / "ref" / "model.safetensors"))

@@ -228,12 +228,12 @@ def test_tracker_that_cannot_start_is_one_line_and_leaves_nothing(data, tiny, tm
 
 
 def test_out_of_memory_names_a_batch_size(data, tiny, tmp_path, monkeypatch):
-    from headstart import train
+    from headstart.engine import Engine
 
     def oom(*a, **k):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(train.Trainer, "_train_epoch", oom)
+    monkeypatch.setattr(Engine, "train_epoch", oom)
     with pytest.raises(HeadstartError, match="--batch-size 4 --accumulate 2"):
         headstart.fit(data, out=tmp_path / "oom", strategy="finetune", epochs=1, batch_size=8, **tiny)
 
@@ -361,13 +361,13 @@ def test_auto_trains_the_strategy_that_wins_in_full(data, tiny, tmp_path, monkey
     monkeypatch.setattr(surgery, "TransferModel", Recorded)
     from headstart import train
 
-    init = train.Trainer.__init__
+    init = train.ClassificationTask.__init__
 
-    def recorded_init(self, run_dir, card, samples, train_idx, val_idx, *a, **k):
+    def recorded_init(self, card, samples, train_idx, val_idx, *a, **k):
         sizes.append((len(train_idx), len(val_idx)))
-        init(self, run_dir, card, samples, train_idx, val_idx, *a, **k)
+        init(self, card, samples, train_idx, val_idx, *a, **k)
 
-    monkeypatch.setattr(train.Trainer, "__init__", recorded_init)
+    monkeypatch.setattr(train.ClassificationTask, "__init__", recorded_init)
     run = headstart.fit(data, out=tmp_path / "auto", epochs=2, batch_size=8, **tiny)
     assert len(starts) == 7 and all(torch.equal(starts[0], s) for s in starts)  # 2 trials x 3 folds, then the run
     assert sizes == [(20, 10)] * 6 + [(24, 6)]  # the folds, then the run's own split

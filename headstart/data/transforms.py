@@ -127,13 +127,13 @@ class ImageFiles(torch.utils.data.Dataset):
             return torch.zeros(self.crop, self.crop, 3, dtype=torch.uint8), False
 
 
-AUGMENTATIONS = ("crop-flip", "crop", "none")
 MIN_CROP_AREA = 0.35  # random resized crops keep at least this share of the image
 
 
 class TrainLoader:
     """path -> uint8 (H, W, 3) for training: a random resized crop (and a horizontal flip) at
-    the card's input size, or the eval preparation with augment="none".
+    the card's input size, or the eval preparation (with augment="flip", flipped half the time;
+    with "none", as it is).
 
     The randomness comes from the `seed` of each call, not from a process's generator, so an
     epoch's augmentations are the same however many workers or processes load it, and a
@@ -158,6 +158,9 @@ class TrainLoader:
     def __call__(self, path: str | os.PathLike, seed: int = 0) -> torch.Tensor:
         if self.augment == "none":
             return self.eval(path)
+        if self.augment == "flip":
+            x = self.eval(path)
+            return x.flip(1) if np.random.default_rng(seed).random() < 0.5 else x
         # decode large JPEGs at reduced size, but keep enough pixels for the smallest crop
         im = open_rgb(path, draft_to=int(self.pre.resize / MIN_CROP_AREA**0.5))
         rng = np.random.default_rng(seed)

@@ -3,14 +3,12 @@
     read and check DATA (COCO JSON or Pascal VOC), split its images into train / validation
     build the detector: an ImageNet card's body + new FPN/RPN/box (mask) heads, or a torchvision
         detector checkpoint with new predictors for the new classes (detection.model)
-    for each phase of the strategy (the same strategies as classification; "head" means
-        everything but the backbone body: FPN, RPN, box and mask heads):
-        freeze the body's groups that do not train; BatchNorm per --bn
-        a frozen prefix of the body runs once per (image, flip) and its output is kept in
-            memory, so later epochs start from it (frozen layers are not recomputed)
-        SGD with momentum, warm-up + cosine, batches of flipped / unflipped images
-        COCO mAP on the validation images every few epochs (torchmetrics); keep the best
-        a checkpoint after every epoch (weights, optimizer, state): a killed run resumes
+    train it on the engine (headstart.engine: the same strategies, phases, freezing, BatchNorm
+        policy, precision, accumulation, L2-SP, patience, trackers, checkpoints and resume as
+        classification), as the task DetectionTask: "head" means everything but the backbone body
+        (FPN, RPN, box and mask heads); a frozen prefix of the body runs once per (image, flip) and
+        its output is kept in memory, so later epochs start from it; SGD with momentum and a
+        clipped gradient; COCO mAP on the validation images every few epochs (torchmetrics)
     write the run (model.safetensors + headstart.json + metrics.json)
 
 The step itself is torchvision's GeneralizedRCNN.forward taken apart (transform, backbone,
@@ -20,76 +18,48 @@ cached it computes exactly what `model(images, targets)` computes.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from .. import __version__
 from ..console import log
+from ..engine import Engine, PhaseData, Task, TrainConfig, Validation, make_accelerator, start_trackers
+from ..engine.accelerator import check_tracker
 from ..errors import HeadstartError
-from ..fileio import atomic_dir, atomic_write_json
+from ..fileio import atomic_write_json
 from ..run import RUN_FILE, RUN_FORMAT, check_out_dir
 from ..runtime import pick_device
-from ..strategies import BN_POLICIES, Phase, Strategy, plan, set_modes, warmup_cosine
+from ..strategies import Phase, Strategy
 from .data import DetectionData, DetectionImage, mask_of, read_detection_data, split_images
 from .model import DetectorSpec, StagedBackbone, build_detector, detector_from_checkpoint
 
-CHECKPOINT = "checkpoint"
 CACHE_LIMIT_BYTES = 3 << 30  # a frozen prefix's outputs are kept in memory up to this size
 
 
-@dataclass(frozen=True)
-class DetectConfig:
-    """What decides what a detection run computes; saved with the run, compared on --resume."""
+# Detection's own defaults of the engine's options (headstart.engine.TrainConfig); also what a run written
+# by headstart 0.2 did not save.
+DETECT_DEFAULTS: dict[str, Any] = dict(
+    head={}, epochs=24, head_epochs=24, unfreeze_every=2, lr=0.02, body_lr_mult=1.0, layer_decay=1.0,
+    weight_decay=1e-4, batch_size=4, warmup=0.1, bn="frozen", augment="flip", eval_every=4, optimizer="sgd",
+    momentum=0.9, clip_grad=10.0, patience=None, class_balance=True)
+AUGMENTATIONS = ("flip", "none")
 
-    strategy: str = "finetune"
-    epochs: int = 24
-    head_epochs: int = 24
-    unfreeze_every: int = 2
-    lr: float = 0.02
-    body_lr_mult: float = 1.0
-    layer_decay: float = 1.0
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    batch_size: int = 4
-    warmup: float = 0.1
-    clip_grad: float = 10.0
-    bn: str = "frozen"
-    augment: str = "flip"
-    eval_every: int = 4
-    seed: int = 0
-    val_split: float = 0.2
-    precision: str = "auto"
 
-    def __post_init__(self) -> None:
-        for name, ok, rule in (("epochs", self.epochs >= 1, ">= 1"), ("lr", self.lr > 0, "> 0"),
-                               ("batch-size", self.batch_size >= 1, ">= 1"), ("warmup", 0 <= self.warmup < 1, "in [0, 1)"),
-                               ("body-lr-mult", self.body_lr_mult > 0, "> 0"), ("eval-every", self.eval_every >= 1, ">= 1"),
-                               ("layer-decay", 0 < self.layer_decay <= 1, "in (0, 1]")):
-            if not ok:
-                raise HeadstartError(f"--{name} must be {rule}; got {getattr(self, name.replace('-', '_'))}")
-        for name, value, allowed in (("bn", self.bn, BN_POLICIES), ("augment", self.augment, ("flip", "none")),
-                                     ("precision", self.precision, ("auto", "fp32", "fp16", "bf16"))):
-            if value not in allowed:
-                raise HeadstartError(f"--{name} must be one of {', '.join(allowed)} for detection; got '{value}'")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DetectConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+def detect_config(**options: Any) -> TrainConfig:
+    """The engine's configuration for detection: `options` over DETECT_DEFAULTS, checked."""
+    cfg = TrainConfig(**(DETECT_DEFAULTS | {"strategy": "finetune"} | options))
+    if cfg.augment not in AUGMENTATIONS:
+        raise HeadstartError(f"--augment {cfg.augment} does not apply to detection (random crops would cut boxes); "
+                             f"use one of {', '.join(AUGMENTATIONS)}")
+    return cfg
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -219,217 +189,73 @@ def pyramid_for(backbone: StagedBackbone, items: list[tuple[int, bool, Tensor]],
     return batch, backbone.pyramid(collected)
 
 
-# ------------------------------------------------------------------------------------------ the loop
-@dataclass
-class DetectState:
-    phase: int = 0
-    epoch: int = 0            # epochs completed in this phase
-    global_epoch: int = 0
-    history: list[dict[str, Any]] | None = None
-    phases: list[dict[str, Any]] | None = None
-    best_score: tuple[float, float] | None = None
-    best_epoch: int = -1
-    images: int = 0
-    step_seconds: float = 0.0
+# ------------------------------------------------------------------------------------------ the task
+class DetectionTask(Task):
+    """A detector on the engine: batches of (flipped) images, the sum of the detector's losses, COCO mAP on
+    the validation images. "Head" means everything but the backbone body: FPN, RPN, box and mask heads."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    body_prefix = "backbone."
+    epoch_seed_base = 100_003  # the samplers of RPN and ROI heads follow (seed, epoch): resumable
 
-
-def _precision(cfg: DetectConfig, device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda" or cfg.precision == "fp32":
-        return None
-    if cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return torch.float16
-
-
-class DetectionTrainer:
-    """Phases of a strategy over a detector; every epoch ends in an atomic checkpoint."""
-
-    def __init__(self, run_dir: Path, data: DetectionData, train_idx: np.ndarray, val_idx: np.ndarray,
-                 model: nn.Module, spec: DetectorSpec, cfg: DetectConfig, device: torch.device,
-                 num_workers: int = 0) -> None:
-        self.run_dir, self.data, self.train_idx, self.val_idx = run_dir, data, train_idx, val_idx
-        self.model, self.spec, self.cfg, self.device = model.to(device), spec, cfg, device
+    def __init__(self, data: DetectionData, train_idx: np.ndarray, val_idx: np.ndarray, model: nn.Module,
+                 spec: DetectorSpec, cfg: TrainConfig, num_workers: int = 0) -> None:
+        self.data, self.train_idx, self.val_idx, self.cfg = data, train_idx, val_idx, cfg
+        self.model, self.spec, self.num_workers = model, spec, num_workers
         self.backbone: StagedBackbone = model.backbone
         self.groups = self.backbone.group_params()
-        self.phases = plan(Strategy.parse(cfg.strategy), len(self.groups), cfg.epochs, cfg.head_epochs,
-                           cfg.unfreeze_every)
+        self.n_val = len(val_idx)
         self.samples = Samples(data, model, spec.kind == "mask")
-        self.num_workers = num_workers
-        self.state = DetectState(history=[], phases=[])
         self.cache: PrefixCache | None = None
-        self.dtype = _precision(cfg, device)
-        self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+        self.device = torch.device("cpu")
 
-    # -- what trains ---------------------------------------------------------------------------------
-    def _freeze(self, trainable: int) -> int:
-        """Body groups below the top `trainable` are frozen, everything else trains; returns the first
-        unit that runs with gradients (the frozen prefix ends there)."""
-        G = len(self.groups)
-        frozen = {f"backbone.{n}" for g in self.groups[: G - trainable] for n in g}
-        for name, p in self.model.named_parameters():
-            p.requires_grad_(name not in frozen)
-        set_modes(self.model, self.cfg.bn)
-        if trainable >= G:
-            return 0
-        return self.backbone.groups[G - trainable][0] if trainable else len(self.backbone.units)
-
-    def _optimizer(self, trainable: int) -> torch.optim.Optimizer:
-        cfg, G = self.cfg, len(self.groups)
-        body = {f"backbone.{n}": g for g, names in enumerate(self.groups) for n in names}
-        buckets: dict[tuple[float, float], list[Tensor]] = {}
-        for name, p in self.model.named_parameters():
-            if not p.requires_grad:
-                continue
-            g = body.get(name)
-            lr = cfg.lr if g is None else cfg.lr * cfg.body_lr_mult * cfg.layer_decay ** (G - 1 - g)
-            decay = cfg.weight_decay if p.ndim > 1 else 0.0
-            buckets.setdefault((lr, decay), []).append(p)
-        return torch.optim.SGD([{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in buckets.items()],
-                               lr=cfg.lr, momentum=cfg.momentum)
-
-    # -- the loop ------------------------------------------------------------------------------------
-    def run(self) -> None:
-        for index, phase in enumerate(self.phases):
-            if index < self.state.phase:
-                continue
-            self._phase(index, phase)
-            self.state.phase, self.state.epoch = index + 1, 0
-            self.checkpoint(None, None)
-
-    def _phase(self, index: int, phase: Phase) -> None:
-        cfg, s = self.cfg, self.state
-        stop = self._freeze(phase.trainable)
+    def start_phase(self, index: int, phase: Phase, of: int, acc) -> PhaseData:
+        """The body's frozen first units run once per (image, flip): their outputs are kept for later epochs."""
+        G, t = len(self.groups), phase.trainable
+        stop = 0 if t >= G else self.backbone.groups[G - t][0] if t else len(self.backbone.units)
         if self.cache is None or self.cache.stop != stop:
             self.cache = PrefixCache(stop) if stop else None
-        optimizer = self._optimizer(phase.trainable)
-        steps = math.ceil(len(self.train_idx) / cfg.batch_size)
-        scheduler = warmup_cosine(optimizer, phase.epochs * steps, int(cfg.warmup * phase.epochs * steps))
-        if s.epoch:
-            self._load_optimizer(optimizer, scheduler)
-        else:
-            assert s.phases is not None
-            s.phases.append({"phase": index, "name": phase.name, "trainable_groups": phase.trainable,
-                             "groups": len(self.groups), "frozen_units_cached": stop, "epochs_planned": phase.epochs,
-                             "seconds": 0.0})
+        self.device = acc.device
+        self.model.to(acc.device)
         n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        log(f"phase {index + 1}/{len(self.phases)} '{phase.name}': {phase.trainable} of {len(self.groups)} backbone "
-            f"groups train ({n_train / 1e6:.1f}M parameters)" + (
-                f"; the first {stop} body units are frozen: computed once per image and flip, then reused" if stop else ""))
-        for epoch in range(s.epoch, phase.epochs):
-            t0 = time.perf_counter()
-            loss = self._epoch(optimizer, scheduler)
-            record: dict[str, Any] = {"epoch": s.global_epoch + 1, "phase": index, "phase_epoch": epoch + 1,
-                                      "train_loss": loss, "lr": optimizer.param_groups[0]["lr"]}
-            last = epoch + 1 == phase.epochs
-            if len(self.val_idx) and ((epoch + 1) % cfg.eval_every == 0 or last):
-                from .evaluate import coco_metrics, detect
+        log(f"phase {index + 1}/{of} '{phase.name}': {t} of {G} backbone groups train ({n_train / 1e6:.1f}M "
+            "parameters)" + (f"; the first {stop} body units are frozen: computed once per image and flip, then "
+                             "reused" if stop else ""))
+        return PhaseData(None, steps_per_epoch=math.ceil(len(self.train_idx) / self.cfg.batch_size),
+                         info={"frozen_units_cached": stop})
 
-                m = coco_metrics(detect(self.model, self.data, self.val_idx, self.device), self.data, self.val_idx,
-                                 masks=False)
-                set_modes(self.model, cfg.bn)
-                record.update(val_map=m["map"], val_map_50=m["map_50"])
-                score = (m["map"], m["map_50"])
-                if s.best_score is None or score > tuple(s.best_score):
-                    s.best_score, s.best_epoch = score, s.global_epoch + 1
-            s.global_epoch += 1
-            s.epoch = epoch + 1
-            assert s.history is not None and s.phases is not None
-            s.history.append(record)
-            s.phases[-1]["seconds"] = round(s.phases[-1]["seconds"] + time.perf_counter() - t0, 3)
-            s.phases[-1]["epochs_run"] = epoch + 1
-            log(f"  epoch {s.global_epoch}: train loss {loss:.4f}" + (
-                f", val mAP {record['val_map']:.3f}, mAP@.5 {record['val_map_50']:.3f}" if "val_map" in record else "")
-                + f" ({time.perf_counter() - t0:.0f} s)")
-            self.checkpoint(optimizer, scheduler)
-
-    def _epoch(self, optimizer, scheduler) -> float:
-        cfg, s = self.cfg, self.state
-        torch.manual_seed(cfg.seed * 100_003 + s.global_epoch)  # the samplers of RPN and ROI heads: resumable
-        rng = np.random.default_rng([cfg.seed, s.global_epoch])
+    def batches(self, data: PhaseData, global_epoch: int):
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, global_epoch])
         order = rng.permutation(self.train_idx)
         flips = rng.random(len(order)) < 0.5 if cfg.augment == "flip" else np.zeros(len(order), dtype=bool)
         keys = [(int(i), bool(f)) for i, f in zip(order, flips)]
-        loader = torch.utils.data.DataLoader(_Keyed(self.samples, keys), batch_size=cfg.batch_size,
-                                             collate_fn=_collate, num_workers=self.num_workers)
-        total, n = 0.0, 0
-        for batch in loader:
-            t0 = time.perf_counter()
-            loss = self.step(batch)
-            optimizer.zero_grad(set_to_none=True)
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-                self.scaler.unscale_(optimizer)
-                self._clip()
-                self.scaler.step(optimizer)
-                self.scaler.update()
-            else:
-                loss.backward()
-                self._clip()
-                optimizer.step()
-            scheduler.step()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise HeadstartError(f"training diverged (loss {value}) in epoch {s.global_epoch + 1}; "
-                                     f"lower --lr (now {cfg.lr})")
-            total += value * len(batch)
-            n += len(batch)
-            s.images += len(batch)
-            s.step_seconds += time.perf_counter() - t0
-        return total / max(1, n)
+        return torch.utils.data.DataLoader(_Keyed(self.samples, keys), batch_size=cfg.batch_size,
+                                           collate_fn=_collate, num_workers=self.num_workers)
 
-    def _clip(self) -> None:
-        """A fresh head on small data can blow up in its first steps: clip the gradient norm."""
-        if self.cfg.clip_grad:
-            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.grad is not None],
-                                           self.cfg.clip_grad)
-
-    def step(self, batch: list[tuple[int, bool, Tensor, dict[str, Tensor]]]) -> Tensor:
-        """One batch through the detector in training mode: the sum of its losses."""
+    def loss(self, model: nn.Module, batch: list[tuple[int, bool, Tensor, dict[str, Tensor]]]) -> tuple[Tensor, int]:
+        """One batch through the detector in training mode: the sum of its losses. torchvision's
+        GeneralizedRCNN.forward taken apart only so that the body can start from a cached prefix."""
         from torchvision.models.detection.image_list import ImageList
 
         dev = self.device
         targets = [{k: v.to(dev) for k, v in t.items()} for *_, t in batch]
-        with torch.autocast(dev.type, dtype=self.dtype, enabled=self.dtype is not None):
-            images, features = pyramid_for(self.backbone, [(i, f, img) for i, f, img, _ in batch], self.cache, dev)
-            image_list = ImageList(images, [tuple(img.shape[-2:]) for *_, img, _ in batch])
-            proposals, rpn_losses = self.model.rpn(image_list, features, targets)
-            _, head_losses = self.model.roi_heads(features, proposals, image_list.image_sizes, targets)
-        return sum(rpn_losses.values()) + sum(head_losses.values())
+        images, features = pyramid_for(self.backbone, [(i, f, img) for i, f, img, _ in batch], self.cache, dev)
+        image_list = ImageList(images, [tuple(img.shape[-2:]) for *_, img, _ in batch])
+        proposals, rpn_losses = self.model.rpn(image_list, features, targets)
+        _, head_losses = self.model.roi_heads(features, proposals, image_list.image_sizes, targets)
+        return sum(rpn_losses.values()) + sum(head_losses.values()), len(batch)  # type: ignore[return-value]
 
-    # -- checkpoints ---------------------------------------------------------------------------------
-    def checkpoint(self, optimizer, scheduler) -> None:
-        ckpt = self.run_dir / CHECKPOINT
-        weights = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
-        with atomic_dir(ckpt, replace=True) as tmp:
-            save_file(weights, str(tmp / "weights.safetensors"))
-            if self.state.best_epoch == self.state.global_epoch and self.state.best_epoch > 0:
-                save_file(weights, str(tmp / "best.safetensors"))
-            elif (ckpt / "best.safetensors").is_file():
-                shutil.copy2(ckpt / "best.safetensors", tmp / "best.safetensors")
-            if optimizer is not None:
-                torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-                           tmp / "optimizer.pt")
-            atomic_write_json(tmp / "state.json", self.state.to_dict())
+    def validate(self, model: nn.Module, data: PhaseData) -> Validation:
+        from .evaluate import coco_metrics, detect
 
-    def resume(self) -> None:
-        ckpt = self.run_dir / CHECKPOINT
-        if (ckpt / "state.json").is_file():
-            saved = json.loads((ckpt / "state.json").read_text())
-            if saved.get("best_score") is not None:
-                saved["best_score"] = tuple(saved["best_score"])
-            self.state = DetectState(**saved)
-            self.model.load_state_dict(load_file(str(ckpt / "weights.safetensors")))
+        m = coco_metrics(detect(self.model, self.data, self.val_idx, self.device), self.data, self.val_idx,
+                         masks=False)
+        return Validation({"val_map": m["map"], "val_map_50": m["map_50"]}, (m["map"], m["map_50"]))
 
-    def _load_optimizer(self, optimizer, scheduler) -> None:
-        path = self.run_dir / CHECKPOINT / "optimizer.pt"
-        if not path.is_file():
-            raise HeadstartError(f"checkpoint {path.parent} has no optimizer state; the run cannot be resumed exactly")
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
+    def describe(self, record: dict[str, Any]) -> str:
+        if "val_map" not in record:
+            return ""
+        return f", val mAP {record['val_map']:.3f}, mAP@.5 {record['val_map_50']:.3f}"
 
 
 class _Keyed(torch.utils.data.Dataset):
@@ -499,6 +325,10 @@ def fit_detector(
     bn: str = "frozen",
     augment: str = "flip",
     eval_every: int = 4,
+    l2sp: float = 0.0,
+    accumulate: int = 1,
+    patience: int | None = None,
+    tracker: str | None = None,
     input_size: int | None = None,
     max_size: int | None = None,
     precision: str = "auto",
@@ -521,10 +351,15 @@ def fit_detector(
         raise HeadstartError("detection trains in one process for now; drop --processes")
     if strategy.strip().lower() != "auto":
         _S.parse(strategy)  # a typo fails before any work
+    options = dict(unfreeze_every=unfreeze_every, lr=lr or 0.01, body_lr_mult=body_lr_mult, layer_decay=layer_decay,
+                   weight_decay=weight_decay, batch_size=batch_size or 4, warmup=warmup, clip_grad=clip_grad, bn=bn,
+                   augment=augment, eval_every=eval_every, seed=seed, val_split=val_split, precision=precision,
+                   l2sp=l2sp, accumulate=accumulate, patience=patience)
+    detect_config(**options, **({"epochs": epochs} if epochs else {}), **({"head_epochs": head_epochs} if head_epochs
+                                                                             else {}))  # every range, before any work
+    check_tracker(tracker)
     if detector not in DETECTORS:
         raise HeadstartError(f"--detector must be one of {', '.join(DETECTORS)}; got '{detector}'")
-    if not 0.0 <= val_split < 1.0:
-        raise HeadstartError(f"--val-split must be in [0, 1); got {val_split}")
     out_dir = check_out_dir(out, overwrite)
     card, checkpoint = resolve_model(model, allow_download)
     samples = read_detection_data(data, skip_bad=skip_bad, log=log)
@@ -557,10 +392,7 @@ def fit_detector(
     _S.parse(chosen).check(len(net.backbone.groups), card.name if card else spec.arch)
     if epochs is None:  # about 450 optimizer steps in all, 12..60 epochs (candy, 60 scenes: 30 epochs, ~10 min on 2 cores)
         epochs = int(min(60, max(12, round(450 * (batch_size or 4) / max(1, len(train_idx))))))
-    cfg = DetectConfig(strategy=chosen, epochs=epochs, head_epochs=head_epochs or epochs, unfreeze_every=unfreeze_every,
-                       lr=lr or 0.01, body_lr_mult=body_lr_mult, layer_decay=layer_decay, weight_decay=weight_decay,
-                       batch_size=batch_size or 4, warmup=warmup, clip_grad=clip_grad, bn=bn, augment=augment, eval_every=eval_every,
-                       seed=seed, val_split=val_split, precision=precision)
+    cfg = detect_config(strategy=chosen, epochs=epochs, head_epochs=head_epochs or epochs, **options)
     log(f"detector: {'Mask' if kind == 'mask' else 'Faster'} R-CNN from {start.get('card') or start['checkpoint']}, "
         f"{len(samples.classes)} classes, images resized to {min_size} px (longer side <= {max_size}); "
         f"{len(train_idx)} training and {len(val_idx)} validation images; strategy {chosen} ({reason})")
@@ -573,7 +405,8 @@ def fit_detector(
               "config": cfg.to_dict(), "data": _data_record(samples, skip_bad),
               "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     atomic_write_json(out_dir / RUN_FILE, record)
-    return _train(out_dir, samples, train_idx, val_idx, net, spec, cfg, dev, record, num_workers, t_start)
+    return _train(out_dir, samples, train_idx, val_idx, net, spec, cfg, dev, record, num_workers, t_start,
+                  tracker=tracker)
 
 
 def _detect_strategy(strategy: str, n_train: int, from_detector: bool) -> tuple[str, str]:
@@ -598,43 +431,48 @@ def _data_record(samples: DetectionData, skip_bad: bool) -> dict[str, Any]:
 
 
 def _train(out_dir: Path, samples: DetectionData, train_idx: np.ndarray, val_idx: np.ndarray, net: nn.Module,
-           spec: DetectorSpec, cfg: DetectConfig, dev: torch.device, record: dict[str, Any], num_workers: int,
-           t_start: float, resume: bool = False):
+           spec: DetectorSpec, cfg: TrainConfig, dev: torch.device, record: dict[str, Any], num_workers: int,
+           t_start: float, resume: bool = False, tracker: str | None = None):
     from .run import DetectionRun
 
-    trainer = DetectionTrainer(out_dir, samples, train_idx, val_idx, net, spec, cfg, dev, num_workers)
+    acc = make_accelerator(cfg, out_dir, tracker, cpu=dev.type == "cpu")
+    start_trackers(acc, cfg, tracker, on_failure=None if resume else lambda: shutil.rmtree(out_dir, ignore_errors=True))
+    engine = Engine(out_dir, DetectionTask(samples, train_idx, val_idx, net.to(acc.device), spec, cfg, num_workers),
+                    cfg, acc)
     if resume:
-        trainer.resume()
-    trainer.run()
-    s = trainer.state
-    best = out_dir / CHECKPOINT / "best.safetensors"
-    if best.is_file():
-        net.load_state_dict(load_file(str(best)))
-    net = net.cpu().eval()
-    best_record = next((h for h in (s.history or []) if h["epoch"] == s.best_epoch), None)
+        engine.resume()
+    engine.run()
+    s = engine.state
+    net = engine.best_model()
+    best_record = next((h for h in s.history if h["epoch"] == s.best_epoch), None)
     metrics = {"task": "detect", "model": record["start"].get("card") or record["start"].get("checkpoint"),
                "detector": spec.kind, "strategy": cfg.strategy, "strategy_reason": record["strategy_reason"],
                "val_map": best_record.get("val_map") if best_record else None,
                "val_map_50": best_record.get("val_map_50") if best_record else None,
                "best_epoch": s.best_epoch if best_record else s.global_epoch,
                "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "n_classes": len(samples.classes),
-               "boxes": samples.counts(), "epochs_run": s.global_epoch, "phases": s.phases, "history": s.history,
-               "train_images_per_second": round(s.images / s.step_seconds, 2) if s.step_seconds else None,
-               "input_size": spec.min_size, "device": str(dev), "config": cfg.to_dict(), "start": record["start"],
+               "boxes": samples.counts(), "epochs_run": s.global_epoch, "stopped_early": s.stopped_early,
+               "phases": s.phases, "history": s.history,
+               "train_images_per_second": round(s.images / s.body_seconds, 2) if s.body_seconds else None,
+               "input_size": spec.min_size, "device": str(acc.device), "precision": acc.mixed_precision,
+               "config": cfg.to_dict(), "start": record["start"],
                "headstart": __version__, "total_seconds": round(time.perf_counter() - t_start, 3)}
     info = dict(record, status="finished", saved=time.strftime("%Y-%m-%dT%H:%M:%S"))
     run = DetectionRun(dir=out_dir, spec=spec, model=net, info=info, metrics=metrics)
-    run.save_in_place()
-    shutil.rmtree(out_dir / CHECKPOINT, ignore_errors=True)
+    if acc.is_main_process:
+        run.save_in_place()
+    engine.close()
     return run
 
 
-def resume_detector(run_dir: Path, info: dict[str, Any], device: str | None = None, num_workers: int = 0):
+def resume_detector(run_dir: Path, info: dict[str, Any], device: str | None = None, num_workers: int = 0,
+                    tracker: str | None = None):
     """Continue a detection run that was stopped, at its last checkpoint."""
+    from ..engine import Checkpoint
     from ..zoo.card import ModelCard
 
     t_start = time.perf_counter()
-    cfg = DetectConfig.from_dict(info["config"])
+    cfg = TrainConfig.from_dict(info["config"], **DETECT_DEFAULTS)
     spec = DetectorSpec.from_dict(info["spec"])
     samples = read_detection_data(info["data"]["source"], skip_bad=info["data"].get("skip_bad", False), log=log)
     if samples.fingerprint() != info["data"]["fingerprint"]:
@@ -642,7 +480,7 @@ def resume_detector(run_dir: Path, info: dict[str, Any], device: str | None = No
                              "started; start a new run with --out")
     train_idx, val_idx = split_images(samples, cfg.val_split, cfg.seed)
     card = ModelCard.from_dict(info["card"]) if info.get("card") else None
-    if (run_dir / CHECKPOINT / "state.json").is_file():  # weights come from the checkpoint
+    if Checkpoint(run_dir).exists():  # weights come from the checkpoint
         net = build_detector(spec, card, pretrained=False)
     else:  # stopped before its first checkpoint: start again from the pretrained weights, as fit did
         torch.manual_seed(cfg.seed)
@@ -650,4 +488,4 @@ def resume_detector(run_dir: Path, info: dict[str, Any], device: str | None = No
             detector_from_checkpoint(Path(info["start"]["checkpoint"]), spec, spec.arch, None, log=log)[0]
     log(f"resuming {run_dir} ({cfg.strategy})")
     return _train(run_dir, samples, train_idx, val_idx, net, spec, cfg, pick_device(device), info, num_workers,
-                  t_start, resume=True)
+                  t_start, resume=True, tracker=tracker)

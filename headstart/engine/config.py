@@ -1,0 +1,84 @@
+"""What decides what a training run computes: one configuration for every task, saved with the run
+and compared on --resume. Each option's range is checked here, once; a task refuses the options it
+has no use for (headstart.engine.loop.Task.refuses)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ..errors import HeadstartError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TRACKERS = ("tensorboard", "mlflow")
+OPTIMIZERS = ("adamw", "sgd")
+AUGMENTATIONS = ("crop-flip", "crop", "flip", "none")  # what a task does with each: its own `augmentations`
+BN_POLICIES = ("frozen", "train")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides what a run computes.
+
+    `head_epochs` is the length of a phase that trains the head alone where it is trained by epochs
+    (detection); a classification head on cached features is one exact fit. `patience` counts
+    validations without a better score in the last phase (None: never stop early). `eval_every`:
+    validate every this many epochs (and at each phase's end). `clip_grad`: the gradient norm's
+    ceiling (0: none)."""
+
+    strategy: str
+    head: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 15
+    head_epochs: int = 1
+    unfreeze_every: int = 1
+    lr: float = 1e-3
+    body_lr_mult: float = 0.1
+    layer_decay: float = 1.0
+    l2sp: float = 0.0
+    weight_decay: float = 1e-4
+    batch_size: int = 16
+    accumulate: int = 1
+    warmup: float = 0.1
+    patience: int | None = 5
+    augment: str = "crop-flip"
+    bn: str = "frozen"
+    precision: str = "auto"
+    seed: int = 0
+    val_split: float = 0.2
+    class_balance: bool = True
+    head_c: float | None = None  # the head phase's L2 strength (None: chosen by cross-validation)
+    optimizer: str = "adamw"
+    momentum: float = 0.9  # SGD's
+    clip_grad: float = 0.0
+    eval_every: int = 1
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("epochs", self.epochs >= 1, ">= 1"), ("head-epochs", self.head_epochs >= 1, ">= 1"),
+            ("unfreeze-every", self.unfreeze_every >= 1, ">= 1"),
+            ("lr", self.lr > 0, "> 0"), ("body-lr-mult", self.body_lr_mult > 0, "> 0"),
+            ("layer-decay", 0 < self.layer_decay <= 1, "in (0, 1]"), ("l2sp", self.l2sp >= 0, ">= 0"),
+            ("weight-decay", self.weight_decay >= 0, ">= 0"), ("batch-size", self.batch_size >= 1, ">= 1"),
+            ("accumulate", self.accumulate >= 1, ">= 1"), ("warmup", 0 <= self.warmup < 1, "in [0, 1)"),
+            ("patience", self.patience is None or self.patience >= 1, ">= 1"),
+            ("val-split", 0 <= self.val_split < 1, "in [0, 1)"), ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
+            ("clip-grad", self.clip_grad >= 0, ">= 0"), ("eval-every", self.eval_every >= 1, ">= 1"),
+            ("head-c", self.head_c is None or self.head_c > 0, "> 0"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise HeadstartError(f"--{name} must be {rule}; got {getattr(self, name.replace('-', '_'))}")
+        for name, value, allowed in (("augment", self.augment, AUGMENTATIONS), ("bn", self.bn, BN_POLICIES),
+                                     ("precision", self.precision, PRECISIONS),
+                                     ("optimizer", self.optimizer, OPTIMIZERS)):
+            if value not in allowed:
+                raise HeadstartError(f"--{name} must be one of {', '.join(allowed)}; got '{value}'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], **defaults: Any) -> "TrainConfig":
+        """A saved configuration; `defaults` fill what a run written by an older headstart did not save."""
+        names = {f.name for f in fields(cls)}
+        return cls(**(defaults | {k: v for k, v in d.items() if k in names}))
