@@ -22,6 +22,8 @@ demo: install
 	$(VENV)/bin/headstart demo
 
 test: install
+	$(VENV)/bin/ruff check headstart tests benchmarks
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
 bench: install

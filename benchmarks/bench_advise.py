@@ -104,7 +104,8 @@ def main() -> int:
         measured, spread = float(np.mean(gains)), float(np.std(gains))
         gain_ok = abs(stated - measured) <= max(spread, stated_spread)
         print(f"recommended {rec} is "
-              f"{'the best' if best == rec else f'within one standard deviation of the best ({best})' if within else f'BELOW the best ({best})'}")
+              + ("the best" if best == rec else f"within one standard deviation of the best ({best})" if within
+                 else f"BELOW the best ({best})"))
         print(f"measured gain of {rec}: {measured:+.3f} +- {spread:.3f}; stated {stated:+.3f} +- {stated_spread:.3f}: "
               f"{'within' if gain_ok else 'OUTSIDE'} the spreads (difference {stated - measured:+.3f})")
         (ROOT / f"bench_advise-{args.task}-{args.per_class}.json").write_text(json.dumps({"report": {k: report[k] for k in (

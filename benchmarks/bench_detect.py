@@ -32,7 +32,8 @@ from common import ROOT
 from headstart.detection.data import read_detection_data
 from headstart.detection.run import evaluate_detector
 from headstart.detection.synthetic import write_candy
-from headstart.detection.train import DetectionTask, detect_config, fit_detector, flip, load_image, target_of
+from headstart.detection.inputs import flip, load_image, target_of
+from headstart.detection.train import DetectionTask, detect_config, fit_detector
 from headstart.engine import Engine, make_accelerator
 
 MODEL = "mobilenet_v2"

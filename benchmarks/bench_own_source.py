@@ -111,7 +111,8 @@ def main() -> int:
                 (LogisticRegression(max_iter=2000).fit(xtr, ytr).predict(xte) == yte).mean()))
         print(f"\ndigits 0-4 -> 5-9, {args.shots} labelled per class, mean +- std over {args.seeds} seeds:")
         for name, accs in results.items():
-            print(f"  {name:<18} {np.mean(accs):.3f} +- {np.std(accs):.3f}   ({seconds.get(name, 0) / args.seeds:.0f} s per seed)")
+            per_seed = seconds.get(name, 0) / args.seeds
+            print(f"  {name:<18} {np.mean(accs):.3f} +- {np.std(accs):.3f}   ({per_seed:.0f} s per seed)")
         margin = np.mean(results["transfer (auto)"]) - np.mean(results["scratch"])
         print(f"transfer (auto) - scratch: {margin:+.3f} ({'transfer wins' if margin > 0 else 'TRANSFER DOES NOT WIN'})")
         (ROOT / "bench_own_source.json").write_text(json.dumps({"results": results, "pretrain_seconds": pre_s}, indent=2))

@@ -14,7 +14,7 @@ averaged over seeds (draws), then over tasks, per data size. The metric with the
 regret is the one `rank` should sort by. One image task (skimage-patches) is kept untouched:
 reported apart, never looked at while choosing.
 
-Features are extracted once per (task, card) by headstart.api.prepare and kept in
+Features are extracted once per (task, card) by headstart.classify.prepare.prepare and kept in
 benchmarks/runs/rank-tasks/ (git-ignored), the source head's logits beside them (LEEP, NCE).
 
     .venv/bin/python benchmarks/bench_ranking.py                     # 6 image + 1 text task, 5/10/50 per class, 5 seeds
@@ -70,7 +70,8 @@ TASKS: dict[str, RankTask] = {
     "skimage-colour-32": RankTask("the same photographs' wider patches (96-192 px) shrunk to 32 px, upscaled by the model",
                                   IMAGE_CARDS,
                                   lambda m: _pool_and_test(skimage_colour_patches("pool", 60, 2, sides=(96, 192), shrink_to=32),
-                                                           skimage_colour_patches("test", 30, 3, sides=(96, 192), shrink_to=32), m)),
+                                                           skimage_colour_patches("test", 30, 3, sides=(96, 192),
+                                                                                  shrink_to=32), m)),
     "rotten": RankTask("Rotten Tomatoes reviews, held-out movies, 2 classes", TEXT_CARDS,
                        lambda m: _rotten(m) if m == "minilm_l6" else _rotten_glove(m)),
     "skimage-patches": RankTask("UNTOUCHED: patches of 10 greyscale images (scikit-image), 32-64 px", IMAGE_CARDS,

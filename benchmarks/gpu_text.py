@@ -61,7 +61,7 @@ def prepare(out: Path) -> None:
     from rotten import by_movie_split, dev_rows, write_csv
 
     from headstart.text.inputs import card_model_dir
-    from headstart.text.vectors import builtin_glove_6b_50d
+    from headstart.text.glove import builtin_glove_6b_50d
     from headstart.text.words import tokenize
     from headstart.zoo import get_card
 

@@ -2,7 +2,7 @@
 train pool and a held-out test set, computed once and cached.
 
 A probe sees only features, so a task is a (card, data) pair: its features are extracted once by
-headstart.api.prepare (headstart's feature cache under common.ROOT/cache) and kept as a .npz in
+headstart.classify.prepare.prepare (headstart's feature cache under common.ROOT/cache) and kept as a .npz in
 benchmarks/runs/probe-tasks/ (git-ignored), so re-running the benchmark loads them in a moment
 and does not depend on the extraction code staying importable while it is being edited.
 
@@ -105,7 +105,7 @@ class TaskDef:
 
 def _features(data: Path, model: str, **kw) -> tuple[np.ndarray, np.ndarray, list[str], object]:
     """(features, labels, class names, samples) of every example in DATA, as fit would see them."""
-    from headstart.api import prepare
+    from headstart.classify.prepare import prepare
 
     p = prepare(data, model, val_split=0.0, cache_dir=CACHE, **kw)
     return np.asarray(p.features().array, dtype=np.float32), np.asarray(p.samples.labels, dtype=np.int64), \
@@ -334,7 +334,8 @@ TASKS: dict[str, TaskDef] = {
                            lambda m: _pool_and_test(candy_crops("pool", 700, 1), candy_crops("test", 300, 2), m)),
     "rotten-minilm": TaskDef("minilm_l6", "Rotten Tomatoes dev reviews, held-out movies", _rotten),
     "rotten-glove": TaskDef("glove_6b_50d", "Rotten Tomatoes dev reviews, GloVe mean, held-out movies", _rotten_glove),
-    "skimage-patches-lite0": TaskDef("efficientnet_lite0", "scikit-image wheel images, 10 patch classes, test from unseen columns",
+    "skimage-patches-lite0": TaskDef("efficientnet_lite0",
+                                     "scikit-image wheel images, 10 patch classes, test from unseen columns",
                                      lambda m: _pool_and_test(skimage_patches("pool", 300, 0), skimage_patches("test", 60, 1), m),
                                      untouched=True),
 }

@@ -11,6 +11,7 @@
     headstart.fit("small/", model=f"file:{src.dir}", out="runs/small")
     headstart.export("runs/first", format="onnx", out="first.onnx")   # one file for serving
     headstart.predict("first.onnx", ["photo.jpg"])                     # with onnxruntime
+    headstart.fit_module(net, train_set, val_set, body="backbone", strategy="lp-ft")   # your own nn.Module
 """
 
 import sys
@@ -24,11 +25,12 @@ _PUBLIC = {
     "fit": "api", "evaluate": "api", "predict": "api", "resume": "api",
     "advise": "advise",
     "lr_find": "lr_find",
+    "fit_module": "engine",
     "pretrain": "pretrain",
     "rank_models": "rank",
     "HeadstartError": "errors",
     "OnnxRun": "export", "export": "export",
-    "Run": "run", "load": "run",
+    "Run": "run", "load": "api",
     "ModelCard": "zoo", "get_card": "zoo", "list_cards": "zoo", "load_network": "zoo",
     "list_models": "zoo",
 }

@@ -120,7 +120,7 @@ class FeatureCache:
             from safetensors.numpy import load_file
 
             return load_file(str(d / BODY_FILE))
-        except Exception as e:  # a damaged entry of any kind is removed, then rebuilt by the next full fit
+        except Exception as e:  # noqa: BLE001 - a damaged entry of any kind is removed, then rebuilt by the next full fit
             warn(f"body cache entry {d} is damaged ({str(e)[:80] or type(e).__name__}); it will be written again")
             shutil.rmtree(d, ignore_errors=True)
             return None

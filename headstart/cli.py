@@ -155,7 +155,7 @@ def _floats(option: str, value: str | None) -> tuple[float, ...] | None:
 def models_add(name: str, source: str, arch: str | None, mean: str | None, std: str | None, input_size: int | None,
                description: str | None, overwrite: bool, as_json: bool) -> None:
     """Register a source model as NAME in your zoo (its weights are copied as safetensors)."""
-    from .zoo.user import add_card
+    from .zoo.manage import add_card
 
     card = add_card(name, source, arch=arch, mean=_floats("--mean", mean), std=_floats("--std", std),
                     input_size=input_size, overwrite=overwrite, description=description)
@@ -172,7 +172,7 @@ def models_add(name: str, source: str, arch: str | None, mean: str | None, std: 
 @click.argument("name")
 def models_remove(name: str) -> None:
     """Remove a model you added from your zoo."""
-    from .zoo.user import remove_card
+    from .zoo.manage import remove_card
 
     click.echo(f"removed {name} ({remove_card(name)})")
 
@@ -259,7 +259,8 @@ STRATEGY_HELP = ("auto (measures the linear probe, then trials of finetune and l
                    f"(default {DEFAULT_BUDGET:.0f}; 0: the linear probe, no trials).")
 @with_options(training_options)
 @click.option("--head-c", default=None, type=float,
-              help="A head fitted on cached features (linear-probe; lp-ft's and gradual's first phase): the inverse L2 strength C "
+              help="A head fitted on cached features (linear-probe; lp-ft's and gradual's first phase): the inverse "
+                   "L2 strength C "
                    "(default: chosen by cross-validation).")
 @click.option("--epochs", default=None, type=int, help="Epochs of the phases that train the body (default 15).")
 @click.option("--head-epochs", default=None, type=int,
@@ -268,7 +269,8 @@ STRATEGY_HELP = ("auto (measures the linear probe, then trials of finetune and l
 @click.option("--lr", default=None, type=float,
               help="Learning rate of the head in phases that train the body (default 1e-3; the body's: x --body-lr-mult).")
 @click.option("--l2sp", default=0.0, show_default=True, type=float, help="L2-SP: pull the body toward its pretrained weights.")
-@click.option("--unfreeze-every", default=1, show_default=True, type=int, help="gradual: epochs between unfreezing steps.")
+@click.option("--unfreeze-every", default=None, type=int,
+              help="gradual: epochs between unfreezing steps (default 1; detection 2).")
 @click.option("--weight-decay", default=None, type=float, help="Phases that train the body (default 1e-4).")
 @click.option("--batch-size", default=None, type=int,
               help="Images (texts) per batch in phases that train the body, across all processes (default 16 on a "
@@ -299,7 +301,7 @@ def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, bu
         model: str | None, arch: str | None,
         allow_download: bool, head: str, hidden: int, dropout: float, body_lr_mult: float, layer_decay: float,
         bn: str, augment: str, seed: int, val_split: float, no_class_balance: bool, head_c: float | None,
-        epochs: int | None, head_epochs: int | None, lr: float | None, l2sp: float, unfreeze_every: int,
+        epochs: int | None, head_epochs: int | None, lr: float | None, l2sp: float, unfreeze_every: int | None,
         weight_decay: float | None,
         batch_size: int | None, accumulate: int, warmup: float, patience: int | None, precision: str,
         processes: int, tracker: str | None, resume_dir: str | None, overwrite: bool,
@@ -572,7 +574,8 @@ def rank(data: str, models: str | None, metric: str, allow_download: bool, extra
 
 @cli.command()
 @click.argument("data", type=click.Path())
-@click.option("--models", default=None, help="Comma-separated candidates (default: every installed card of DATA's kind, image or text).")
+@click.option("--models", default=None,
+              help="Comma-separated candidates (default: every installed card of DATA's kind, image or text).")
 @click.option("--out", "-o", default="headstart-advice.html", show_default=True, type=click.Path(dir_okay=False),
               help="The HTML report to write.")
 @click.option("--curve", default=None, help="Examples per class of the learning curve (default 1,2,5,10,20,50,100, "
@@ -592,7 +595,8 @@ def rank(data: str, models: str | None, metric: str, allow_download: bool, extra
 @quiet_option
 def advise(data: str, models: str | None, out: str, curve: str | None, seeds: int, test_fraction: float,
            no_scratch: bool, scratch_size: int, scratch_max_per_class: int, workers: int | None, budget: float | None,
-           text_column: str, label_column: str, max_length: int | None, skip_empty: bool, cache_dir: str | None, no_cache: bool, skip_bad_files: bool, device: str | None, as_json: bool,
+           text_column: str, label_column: str, max_length: int | None, skip_empty: bool, cache_dir: str | None,
+           no_cache: bool, skip_bad_files: bool, device: str | None, as_json: bool,
            quiet: bool) -> None:
     """Should you transfer to DATA, from which model, and how? A report with measurements."""
     _quiet(quiet or as_json)
@@ -711,7 +715,7 @@ def predict(run_dir: str, files: tuple[str, ...], top_k: int, skip_bad_files: bo
     A detection run finds the boxes in each image (--out draws them)."""
     _quiet(quiet or as_json)
     from .export import OnnxRun, is_onnx_file
-    from .run import load
+    from .api import load
 
     model = OnnxRun(run_dir) if is_onnx_file(run_dir) else load(run_dir, device=device)
     if getattr(model, "modality", "") == "detection":
@@ -828,7 +832,8 @@ def demo(folder: str, model: str, shots: int, test_per_class: int, seed: int, ca
         if as_json:
             _emit_json(d)
             return
-        click.echo(f"{'Mask' if d['detector'] == 'mask' else 'Faster'} R-CNN from {d['model']} (ImageNet) -> 4 kinds of candy, {d['n_train']} training "
+        kind = "Mask" if d["detector"] == "mask" else "Faster"
+        click.echo(f"{kind} R-CNN from {d['model']} (ImageNet) -> 4 kinds of candy, {d['n_train']} training "
                    f"scenes, {d['n_test']} held-out ({d['test_boxes']} boxes)")
         click.echo(f"  strategy    {d['strategy']}, {d['epochs']} epochs, {d['train_images_per_second']} images/s")
         click.echo(f"  held-out    mAP@.5 {_fmt(d['map_50'])}   mAP@[.5:.95] {_fmt(d['map'])}   mAP@.75 {_fmt(d['map_75'])}")

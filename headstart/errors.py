@@ -6,6 +6,8 @@ that escapes is a bug in headstart and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class HeadstartError(Exception):
     """A mistake in the user's input or environment, with the fix in the message."""
@@ -15,3 +17,12 @@ class HeadstartError(Exception):
 
 def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+SHOWN = 5  # items named in a message before '... and N more'
+
+
+def shortlist(items: Sequence[object], n: int = SHOWN, sep: str = ", ") -> str:
+    """The first n items, then how many more: 'a, b, c, ... and 4 more'."""
+    shown = sep.join(str(x) for x in items[:n])
+    return shown + (f"{sep}... and {len(items) - n} more" if len(items) > n else "")

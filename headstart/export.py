@@ -26,7 +26,6 @@ import io
 import json
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,49 +37,15 @@ from .console import log
 from .data.images import readable
 from .errors import HeadstartError
 from .fileio import atomic_write_bytes
-from .run import METRICS_FILE, RUN_FILE, WEIGHTS_FILE, Run, check_top_k, expand_files, load, run_info, top_k_results
+from .onnxio import EXPORT_FORMAT, EXTRA_FILE, METADATA_KEY, OPSET, Exported, first_line, onnx_session
+from .data.images import expand_files
+from .run import METRICS_FILE, RUN_FILE, WEIGHTS_FILE, Run, check_top_k, load_classifier, run_info, top_k_results
 from .zoo.card import Preprocessing
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
-EXPORT_FORMAT = "headstart-export/1"
-METADATA_KEY = "headstart"  # ONNX metadata_props key
-EXTRA_FILE = "headstart.json"  # TorchScript _extra_files name
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
-OPSET = 17
 TOLERANCE = 1e-4  # max abs difference of logits between the export and PyTorch (scaled up for large logits)
-
-
-@dataclass
-class Exported:
-    """What export() wrote and how closely it matches PyTorch."""
-
-    path: Path
-    format: str
-    bytes: int
-    max_abs_diff: float
-    check_batch: int
-    seconds: float
-    metadata: dict[str, Any]
-    check: dict[str, Any] | None = None  # detection: the check's figures (images, detections, box/score diffs)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "format": self.format, "bytes": self.bytes,
-                "max_abs_diff": self.max_abs_diff, "check_batch": self.check_batch,
-                "seconds": round(self.seconds, 3), "metadata": self.metadata} | (
-            {"check": self.check} if self.check is not None else {})
-
-    def summary(self) -> str:
-        """How closely the file matches PyTorch, in words."""
-        c = self.check
-        if c is None:
-            return (f"matches PyTorch within {self.max_abs_diff:.1e} (max abs logit difference, random batch of "
-                    f"{self.check_batch})")
-        sizes = ", ".join(f"{w}x{h}" for w, h in c["images"])
-        masks = f", masks {c['mask_pixels_differing']:.1e} of pixels" if "mask_pixels_differing" in c else ""
-        return (f"matches PyTorch on {len(c['images'])} synthetic scenes ({sizes}; traced at {c['traced'][0]}x"
-                f"{c['traced'][1]}): {' and '.join(map(str, c['detections']))} detections, boxes within "
-                f"{c['max_box_diff_px']:.1e} px, scores within {c['max_score_diff']:.1e}{masks}")
 
 
 def _finished_run(run: Run | str | Path) -> Run:
@@ -109,10 +74,12 @@ def _finished_run(run: Run | str | Path) -> Run:
         )
     card = info.get("card") or {}
     if info.get("task") == "detect":
-        return load(d, device="cpu")
+        from .detection.run import load_detection
+
+        return load_detection(d, info, "cpu")  # type: ignore[return-value]
     if card.get("modality") != "image":
         raise _text_refusal(d, card.get("name", "?"))
-    return load(d, device="cpu")
+    return load_classifier(d, info, "cpu")
 
 
 def _text_refusal(d: Path, model: str) -> HeadstartError:
@@ -186,8 +153,8 @@ def _onnx_bytes(model: torch.nn.Module, example: torch.Tensor, meta: dict[str, A
             torch.onnx.export(model, (example,), buf, dynamo=False, input_names=[INPUT_NAME],
                               output_names=[OUTPUT_NAME], opset_version=OPSET, do_constant_folding=True,
                               dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
-    except Exception as e:  # the exporter's own error types, per operator
-        raise HeadstartError(f"{name} could not be exported to ONNX ({_first_line(e)}); try --format torchscript") from None
+    except Exception as e:  # noqa: BLE001 - the exporter's own error types, per operator
+        raise HeadstartError(f"{name} could not be exported to ONNX ({first_line(e)}); try --format torchscript") from None
     proto = onnx.load_from_string(buf.getvalue())
     onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(meta)})
     proto.doc_string = (f"headstart {meta['card']['name']} -> {len(meta['classes'])} classes; input '{INPUT_NAME}' "
@@ -195,27 +162,9 @@ def _onnx_bytes(model: torch.nn.Module, example: torch.Tensor, meta: dict[str, A
     try:
         onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        raise HeadstartError(f"the ONNX export of {name} fails onnx.checker ({_first_line(e)}); nothing was written; "
+        raise HeadstartError(f"the ONNX export of {name} fails onnx.checker ({first_line(e)}); nothing was written; "
                              "try --format torchscript") from None
     return proto.SerializeToString()
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0][:160]}" if text else type(e).__name__
-
-
-def onnx_session(model: str | bytes, threads: int | None = None):
-    """An onnxruntime CPU session using as many threads as torch does (torch.get_num_threads())."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads or torch.get_num_threads()
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
 def _torchscript_bytes(model: torch.nn.Module, example: torch.Tensor, meta: dict[str, Any], name: str) -> bytes:
@@ -223,8 +172,8 @@ def _torchscript_bytes(model: torch.nn.Module, example: torch.Tensor, meta: dict
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings about Python values, deprecation notices
             traced = torch.jit.trace(model, (example,), check_trace=False)
-    except Exception as e:
-        raise HeadstartError(f"{name} could not be traced to TorchScript ({_first_line(e)}); try --format onnx") from None
+    except Exception as e:  # noqa: BLE001 - the tracer's own error types
+        raise HeadstartError(f"{name} could not be traced to TorchScript ({first_line(e)}); try --format onnx") from None
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated: ONNX is the format to prefer
@@ -268,8 +217,8 @@ def export_run(run: Run | str | Path, format: str = "onnx", out: str | Path | No
         try:
             session = onnx_session(data)
             got = session.run([OUTPUT_NAME], {INPUT_NAME: check.numpy()})[0]
-        except Exception as e:  # onnxruntime's own error types: an operator it lacks, a shape it rejects
-            raise HeadstartError(f"onnxruntime cannot run the ONNX export of {name} ({_first_line(e)}); nothing was "
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own error types: an operator it lacks, a shape it rejects
+            raise HeadstartError(f"onnxruntime cannot run the ONNX export of {name} ({first_line(e)}); nothing was "
                                  "written; try --format torchscript") from None
         stored = json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
     else:
@@ -319,8 +268,8 @@ class OnnxRun:
             raise HeadstartError(f"ONNX file '{self.path}' does not exist; write one with `headstart export RUN_DIR`")
         try:
             self.session = onnx_session(str(self.path), threads)
-        except Exception as e:  # onnxruntime's own error types (InvalidProtobuf, Fail, ...)
-            raise HeadstartError(f"'{self.path}' is not a readable ONNX model ({_first_line(e)}); "
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own error types (InvalidProtobuf, Fail, ...)
+            raise HeadstartError(f"'{self.path}' is not a readable ONNX model ({first_line(e)}); "
                                  "export it again with `headstart export`") from None
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         try:

@@ -25,7 +25,7 @@ from .probe import HeadTraining, train_head
 from .runtime import default_batch_size, release_free_memory
 from .strategies import Strategy, plan
 from .surgery import TransferModel, depth_groups
-from .train import ClassificationTask
+from .classify.task import ClassificationTask
 
 SMOOTHING = 0.98
 BLOWUP = 4.0
@@ -64,7 +64,7 @@ def lr_find(
     device: str | None = None,
 ) -> dict[str, Any]:
     """Loss against learning rate for the first phase of `strategy` that trains the body, and a suggestion."""
-    from .api import prepare
+    from .classify.prepare import prepare
 
     if not 0 < start_lr < end_lr:
         raise HeadstartError(f"--start-lr must be > 0 and below --end-lr; got {start_lr} and {end_lr}")

@@ -62,11 +62,11 @@ def source_preprocessing(samples: ImageSamples, input_size: int | None, limit: i
 def scratch_card(arch: str, pre: Preprocessing, name: str, source: str, n: int, greyscale: bool) -> ModelCard:
     """A card for `arch` from random weights (nothing to load), at DATA's preprocessing."""
     from .zoo.build import meta_model, normalize_architecture
-    from .zoo.registry import _classifier_of, _timm_cfg
+    from .zoo.registry import classifier_of, timm_cfg
 
     arch = normalize_architecture(arch)
     lib, _, base = arch.partition(":")
-    classifier, num_features = _classifier_of(meta_model(arch), _timm_cfg(base).get("classifier") if lib == "timm" else None)
+    classifier, num_features = classifier_of(meta_model(arch), timm_cfg(base).get("classifier") if lib == "timm" else None)
     return ModelCard(name=name, modality="image", architecture=arch, weights=WeightSource(kind="none", source_head=False),
                      preprocessing=pre, num_features=num_features, classifier=classifier, source_dataset=source,
                      source_size=n, license="yours", description=f"{arch} trained from random weights on {source}",
@@ -102,8 +102,9 @@ def pretrain(
     """
     import torch
 
-    from . import api
+    from .classify.fit import fit_classifier
     from .console import log
+    from .options import FitOptions
     from .data.images import drop_bad_images, read_image_data
 
     # DATA with one class is refused, naming it; unreadable files are listed (or left out with
@@ -114,20 +115,26 @@ def pretrain(
     card = scratch_card(arch, pre, Path(out).name, Path(str(samples.source)).name, len(samples), greyscale)
     log(f"pretrain {card.architecture} from random weights at {pre.crop} px, mean {pre.mean}, std {pre.std}")
     torch.manual_seed(seed)  # the random initial weights, built when fit first asks for the body
-    run = api.fit(data, model=card, out=out, strategy="finetune", body_lr_mult=1.0, layer_decay=1.0, bn="train",
-                  epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, patience=patience,
-                  augment=augment, val_split=val_split, seed=seed, precision=precision, overwrite=overwrite,
-                  device=device, num_workers=num_workers, tracker=tracker, skip_bad_files=skip_bad_files,
-                  no_cache=True)
+    run = fit_classifier(data, card, out, FitOptions.of(dict(
+        strategy="finetune", body_lr_mult=1.0, layer_decay=1.0, bn="train", epochs=epochs, lr=lr, batch_size=batch_size,
+        weight_decay=weight_decay, patience=patience, augment=augment, val_split=val_split, seed=seed,
+        precision=precision, overwrite=overwrite, device=device, num_workers=num_workers, tracker=tracker,
+        skip_bad_files=skip_bad_files, no_cache=True)))
     return _with_card(run)
 
 
 def resume_pretrain(run_dir: str | Path, device: str | None = None, num_workers: int | None = None,
                     tracker: str | None = None) -> Run:
     """Continue a pretrain run that was stopped, then write its card."""
-    from . import api
+    import time
 
-    return _with_card(api.resume(run_dir, device=device, num_workers=num_workers, tracker=tracker, no_cache=True))
+    from .classify.body import resume_classifier
+    from .rundir import stopped_run
+
+    d, info = stopped_run(run_dir)
+    return _with_card(resume_classifier(d, info, None, None, cache_dir=None, no_cache=True, device=device,
+                                        num_workers=num_workers, tracker=tracker, given=None,
+                                        t_start=time.perf_counter()))
 
 
 def _with_card(run: Run) -> Run:

@@ -340,9 +340,9 @@ def rank_models(
     Word-vector cards are scored on averaged word vectors (their frozen features: the
     encoder that fit puts over them starts random). `text`: TextOptions (columns, max length)."""
     from .console import log, warn
-    from .api import read_samples
+    from .classify.prepare import read_samples
     from .cache import FeatureCache
-    from .data.detect import data_modality
+    from .data.modality import data_modality
     from .text.options import TextOptions
     from .zoo import get_card, is_installed, list_cards
 
@@ -368,7 +368,7 @@ def rank_models(
     cache = FeatureCache.from_options(cache_dir, no_cache)
     rows = []
     for card in cards:
-        from .api import prepare
+        from .classify.prepare import prepare
 
         card_text = dataclasses.replace(text, encoder="mean") if card.architecture == "word-vectors" else text
         p = prepare(data, card, val_split=0.0, cache_dir=cache.root, no_cache=not cache.enabled,

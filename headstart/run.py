@@ -20,18 +20,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .console import log
-from .data.images import is_image_file, readable
-from .errors import HeadstartError, plural
+from .data.images import expand_files, readable
+from .errors import HeadstartError
 from .fileio import atomic_dir, atomic_write_json
 from .heads import HeadSpec
 from .rundir import (METRICS_FILE, RUN_FILE, RUN_FORMAT, WEIGHTS_FILE, check_out_dir, is_run_dir,  # noqa: F401
-                     run_info, run_record)
+                     read_run_weights, run_info, run_record)
 from .runtime import pick_device
 from .zoo.card import ModelCard, Preprocessing, TextPreprocessing
 from .zoo.weights import match_state_dict
 
 if TYPE_CHECKING:  # torch is imported when the network is built or used: a run's record needs none
-    import torch
     from torch import nn
 
     from .data.transforms import EvalTransform
@@ -232,71 +231,8 @@ def top_k_results(names: list[str], probs: np.ndarray, classes: tuple[str, ...],
     return out
 
 
-def expand_files(files: list[str | Path]) -> list[Path]:
-    paths: list[Path] = []
-    missing: list[str] = []
-    for f in files:
-        p = Path(f).expanduser()
-        if p.is_dir():
-            paths += sorted(q for q in p.rglob("*") if q.is_file() and is_image_file(q))
-        elif p.is_file():
-            paths.append(p)
-        else:
-            missing.append(str(f))
-    if missing:
-        raise HeadstartError(f"{plural(len(missing), 'file')} not found: {', '.join(missing)}")
-    if not paths:
-        raise HeadstartError("no image files to predict; give image files or folders holding images")
-    return paths
-
-
-def read_run_weights(d: Path) -> dict[str, torch.Tensor]:
-    """RUN_DIR/model.safetensors, or a one-line error saying the run is unfinished or damaged."""
-    weights = d / WEIGHTS_FILE
-    if not weights.is_file():
-        raise HeadstartError(f"run '{d}' has no {WEIGHTS_FILE}; the run did not finish, run `headstart fit` again")
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(weights))
-    except Exception as e:  # safetensors raises its own error types for damaged files
-        raise HeadstartError(f"run '{d}': {WEIGHTS_FILE} is damaged ({str(e)[:120]}); run `headstart fit` again") from None
-
-
-def load(run_dir: str | Path, device: str | None = None) -> Run:
-    """Load a run folder written by `headstart fit`.
-
-    The network is a plain nn.Module (`run.model`: images in, or padded token ids for text
-    runs; logits out), `run.preprocessing` says how to prepare its input (`run.transform()`
-    builds it; `run.tokenizer()` for text), and `run.predict(files_or_texts)` does both.
-    In your own code (image runs):
-
-        run = headstart.load("runs/pets", device="cpu")
-        transform = run.transform()                 # PIL image or path -> float tensor (3, H, W)
-        model = run.model.eval()
-        probs = model(transform(Image.open("cat.jpg")).unsqueeze(0)).softmax(dim=1)
-        label = run.classes[int(probs.argmax())]
-    """
-    d = Path(run_dir).expanduser()
-    if d.is_file():
-        hint = {".onnx": "an ONNX export: `headstart predict` and headstart.predict take it as it is (headstart.OnnxRun)",
-                ".pt": "if it is a TorchScript export, load it with torch.jit.load; here give the run folder it came "
-                       "from"}.get(d.suffix.lower(), "give the folder written by `headstart fit`")
-        raise HeadstartError(f"'{d}' is a file, not a run folder; {hint}")
-    if not d.is_dir():
-        raise HeadstartError(f"run folder '{d}' does not exist")
-    info = run_info(d)
-    if info is None:
-        raise HeadstartError(f"'{d}' is not a headstart run (no valid {RUN_FILE}); give a folder written by `headstart fit`")
-    if info.get("status") == "training":
-        raise HeadstartError(
-            f"run '{d}' has not finished (it was stopped or is still training); continue it with "
-            f"`headstart fit --resume {d}`"
-        )
-    if info.get("task") == "detect":  # a detector: headstart.detection.run
-        from .detection.run import load_detection
-
-        return load_detection(d, info, device)  # type: ignore[return-value]
+def load_classifier(d: Path, info: dict[str, Any], device: str | None = None) -> Run:
+    """A finished classification run (rundir.finished_run checked its folder): see headstart.load."""
     try:
         metrics = json.loads((d / METRICS_FILE).read_text())
     except (OSError, ValueError):

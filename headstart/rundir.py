@@ -90,3 +90,48 @@ def save_run(out: Path, tensors: dict[str, np.ndarray], metrics: dict[str, Any],
     """Write a whole run folder at once: built beside `out`, then swapped in."""
     with atomic_dir(out, replace=True) as tmp:
         write_run_files(tmp, tensors, metrics, record)
+
+
+def finished_run(run_dir: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(folder, headstart.json) of a finished run, or a one-line error saying what the path is instead."""
+    d = Path(run_dir).expanduser()
+    if d.is_file():
+        hint = {".onnx": "an ONNX export: `headstart predict` and headstart.predict take it as it is (headstart.OnnxRun)",
+                ".pt": "if it is a TorchScript export, load it with torch.jit.load; here give the run folder it came "
+                       "from"}.get(d.suffix.lower(), "give the folder written by `headstart fit`")
+        raise HeadstartError(f"'{d}' is a file, not a run folder; {hint}")
+    if not d.is_dir():
+        raise HeadstartError(f"run folder '{d}' does not exist")
+    info = run_info(d)
+    if info is None:
+        raise HeadstartError(f"'{d}' is not a headstart run (no valid {RUN_FILE}); give a folder written by `headstart fit`")
+    if info.get("status") == "training":
+        raise HeadstartError(
+            f"run '{d}' has not finished (it was stopped or is still training); continue it with "
+            f"`headstart fit --resume {d}`"
+        )
+    return d, info
+
+
+def stopped_run(run_dir: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(folder, headstart.json) of a run that was stopped (--resume), or a one-line error."""
+    d = Path(run_dir).expanduser()
+    info = run_info(d)
+    if info is None:
+        raise HeadstartError(f"--resume '{d}' is not a headstart run; give the --out folder of a fit that was stopped")
+    if info.get("status") != "training":
+        raise HeadstartError(f"--resume '{d}': the run already finished; evaluate it, or fit again with --out")
+    return d, info
+
+
+def read_run_weights(d: Path) -> dict[str, Any]:
+    """RUN_DIR/model.safetensors, or a one-line error saying the run is unfinished or damaged."""
+    weights = d / WEIGHTS_FILE
+    if not weights.is_file():
+        raise HeadstartError(f"run '{d}' has no {WEIGHTS_FILE}; the run did not finish, run `headstart fit` again")
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(weights))
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for damaged files
+        raise HeadstartError(f"run '{d}': {WEIGHTS_FILE} is damaged ({str(e)[:120]}); run `headstart fit` again") from None

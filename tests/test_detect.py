@@ -117,7 +117,7 @@ def test_cached_prefix_gives_the_same_pyramid_as_the_full_body(candy):
     """A frozen prefix computed per image and placed into the batch equals the body run on the batch,
     away from the padding (the only difference: what padding the convolutions saw)."""
     from headstart.detection.model import DetectorSpec, build_detector
-    from headstart.detection.train import PrefixCache, Samples, pyramid_for
+    from headstart.detection.inputs import PrefixCache, Samples, pyramid_for
     from headstart.zoo import get_card
 
     data = read_detection_data(candy)

@@ -15,7 +15,8 @@ import headstart
 from headstart.cli import main
 from headstart.detection import export as dexport
 from headstart.detection.synthetic import write_candy
-from headstart.detection.train import fit_detector, load_image
+from headstart.detection.inputs import load_image
+from headstart.detection.train import fit_detector
 from headstart.errors import HeadstartError
 from headstart.export import EXTRA_FILE, METADATA_KEY, OnnxRun, export_run
 from headstart.run import RUN_FILE

@@ -16,7 +16,8 @@ from headstart.errors import HeadstartError
 from headstart.pretrain import pretrain
 from headstart.run import RUN_FILE
 from headstart.zoo import get_card, list_cards, load_network
-from headstart.zoo.user import CARD_FILE, add_card, remove_card, zoo_root
+from headstart.zoo.manage import add_card, remove_card
+from headstart.zoo.user import CARD_FILE, zoo_root
 
 from conftest import make_image_folder
 

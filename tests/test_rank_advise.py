@@ -101,15 +101,15 @@ def test_advise_measures_the_gain_where_the_recommended_strategy_was_scored(shap
                                                                            capsys):
     """A body strategy that won auto's trials on one fold only: the gain stated is the paired difference on
     that fold's examples; the probe's gain on every example is given beside it, and weighs in the verdict."""
-    import headstart.api as api
+    import headstart.classify.fit as classify_fit
 
     card = get_card(tiny_model["model"], arch=tiny_model["arch"])
-    real_fit = api.fit
+    real_fit = classify_fit.fit_classifier
     seen = {}
 
-    def measured(data, model, out, **kw):  # auto's measurement as if finetune had won on the first fold
-        assert kw.pop("measure_only") is True and kw["strategy"] == "auto"
-        m = real_fit(data, model, out, measure_only=True, **kw)
+    def measured(data, model, out, o, measure_only=False):  # auto's measurement as if finetune had won on fold 1
+        assert measure_only is True and o.train.strategy == "auto"
+        m = real_fit(data, model, out, o, measure_only=True)
         rec = np.full(len(m.labels), -1)
         first = m.folds[0][1]
         rec[first] = m.labels[first]  # right on every example it was scored on
@@ -117,7 +117,7 @@ def test_advise_measures_the_gain_where_the_recommended_strategy_was_scored(shap
         seen["scored"] = first
         return m
 
-    monkeypatch.setattr(api, "fit", measured)
+    monkeypatch.setattr(classify_fit, "fit_classifier", measured)
     r = headstart.advise(shapes, [card], curve=[1], seeds=1, scratch_size=32, scratch_steps=5, out=tmp_path / "a.html")
     g = r["gain_measured"]
     assert r["recommended_strategy"] == "finetune" and "--strategy finetune" in r["recommended_command"]
@@ -146,7 +146,7 @@ def test_the_verdict_weighs_the_recommended_strategy_and_the_probe_on_every_exam
 
 
 def test_measure_only_returns_auto_s_measurements_and_writes_no_run(shapes, tiny_model, tmp_path):
-    from headstart.api import read_samples
+    from headstart.classify.prepare import read_samples
 
     m = headstart.fit(shapes, model=tiny_model["model"], arch=tiny_model["arch"], out=tmp_path / "run",
                       measure_only=True)
@@ -211,7 +211,7 @@ def test_scratch_runs_are_reproducible_and_the_same_when_run_at_once(shapes, tin
     import torch
 
     module = _advise_module()
-    from headstart.api import read_samples
+    from headstart.classify.prepare import read_samples
 
     card = get_card(tiny_model["model"], arch=tiny_model["arch"])
     samples = read_samples(shapes)

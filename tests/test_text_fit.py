@@ -163,7 +163,7 @@ def test_glove_words_without_a_vector_train_while_the_vectors_stay_frozen(tmp_pa
     card = get_card("glove_6b_50d")
     wv = word_vectors(card)
     made_up = ("zorblyish", "grimblyish", "by-the-numbers")
-    assert all(wv._row(w) is None for w in made_up)
+    assert all(wv.row(w) is None for w in made_up)
     data = tmp_path / "made-up.csv"
     with open(data, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -177,7 +177,7 @@ def test_glove_words_without_a_vector_train_while_the_vectors_stay_frozen(tmp_pa
     start, stats = build_word_body(card, vocab, "cnn", 100, 0)
     assert stats["new_words"] == 1 + len(made_up) and stats["composed"] == 1  # UNK, the made-up words
     slot = int(start.new_slot[vocab.words.index("by-the-numbers")])
-    parts = torch.from_numpy(wv.vectors[[wv._row(p) for p in ("by", "the", "numbers")]]).mean(0)
+    parts = torch.from_numpy(wv.vectors[[wv.row(p) for p in ("by", "the", "numbers")]]).mean(0)
     assert torch.allclose(start.new_words.weight[slot], parts)
     body = run.model.body
     assert torch.equal(body.embedding.weight, start.embedding.weight)  # the pretrained rows: frozen
@@ -197,7 +197,7 @@ def test_glove_auto_encoder_is_mean_for_few_examples(tmp_path, reviews):
 
 
 def test_word2vec_and_glove_files_as_models(tmp_path, reviews):
-    from headstart.text.vectors import builtin_glove_6b_50d
+    from headstart.text.glove import builtin_glove_6b_50d
     from headstart.text.words import tokenize
 
     wv = builtin_glove_6b_50d()

@@ -13,15 +13,14 @@ import torch
 
 from headstart.errors import HeadstartError
 from headstart.text import vectors as V
+from headstart.text.embedding import embedding_matrix, token_coverage
+from headstart.text.glove import builtin_glove_6b_50d
 from headstart.text.vectors import (
     WordVectors,
-    builtin_glove_6b_50d,
-    embedding_matrix,
     read_glove_text,
     read_vectors_file,
     read_word2vec_binary,
     read_word2vec_text,
-    token_coverage,
 )
 from headstart.text.words import PAD, UNK, Vocabulary, tokenize
 

@@ -204,6 +204,22 @@ def test_two_processes_match_one_with_the_same_global_batch(data, tiny_model, tm
     assert worst < 1e-5 and moved > 100 * worst, (worst, moved)  # the same training, up to float rounding
 
 
+def test_a_head_on_cached_features_is_fitted_once_under_several_processes(data, tiny_model, tmp_path):
+    """--processes 2 with the linear probe: the first process extracts, fits and writes, once; the other
+    has nothing to do (before, each extracted the features and wrote the run)."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    two = subprocess.run([EXE, "fit", str(data), "--model", tiny_model["model"], "--arch", tiny_model["arch"], "--out",
+                          str(tmp_path / "two"), "--strategy", "linear-probe", "--processes", "2", "--json",
+                          "--cache-dir", str(tmp_path / "cache")], env=env, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr
+    assert json.loads(two.stdout)["strategy"] == "linear-probe"  # one result, printed once
+    one = headstart.fit(data, out=tmp_path / "one", strategy="linear-probe", cache_dir=tmp_path / "cache",
+                        **{k: tiny_model[k] for k in ("model", "arch")})
+    assert one.metrics["cache_hit"]  # the features the first process cached
+    a, b = load_file(str(tmp_path / "one" / WEIGHTS_FILE)), load_file(str(tmp_path / "two" / WEIGHTS_FILE))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_tracker_tensorboard_writes_events(data, tiny, tmp_path):
     pytest.importorskip("tensorboard")
     headstart.fit(data, out=tmp_path / "tb", strategy="finetune", epochs=1, batch_size=8, tracker="tensorboard", **tiny)
@@ -359,7 +375,7 @@ def test_auto_trains_the_strategy_that_wins_in_full(data, tiny, tmp_path, monkey
             super().__init__(body, head)
 
     monkeypatch.setattr(surgery, "TransferModel", Recorded)
-    from headstart import train
+    from headstart.classify import task as train
 
     init = train.ClassificationTask.__init__
 
@@ -468,7 +484,7 @@ def test_gradient_accumulation_matches_the_larger_batch(data, tiny, tmp_path):
 def test_fits_in_one_process_may_change_precision(tmp_path):
     """Accelerate keeps one state per process; a second fit with another precision (bf16, then
     fp32, as a notebook comparing them does) gets an Accelerator of its own precision."""
-    from headstart.train import TrainConfig, make_accelerator
+    from headstart.engine import TrainConfig, make_accelerator
 
     def cfg(precision: str) -> TrainConfig:
         return TrainConfig(strategy="finetune", head={"kind": "linear"}, epochs=1, head_epochs=1, precision=precision)

@@ -86,7 +86,8 @@ def test_mobilenet_v2_features_are_pretrained_not_random(photos):
     crops = []
     for im in photos.values():
         w, h = im.size
-        crops += [im.crop((0, 0, w // 2, h // 2)), im.crop((w // 2, h // 2, w, h)), im.crop((w // 4, h // 4, 3 * w // 4, 3 * h // 4))]
+        crops += [im.crop((0, 0, w // 2, h // 2)), im.crop((w // 2, h // 2, w, h)),
+                  im.crop((w // 4, h // 4, 3 * w // 4, 3 * h // 4))]
     x = _batch(card, crops)
 
     def separation(b):

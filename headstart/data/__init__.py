@@ -5,7 +5,7 @@ checking DATA does not."""
 
 from .images import (ImageSamples, drop_bad_images, files_fingerprint, find_bad_images, is_image_file,
                      read_image_data, readable)
-from .detect import data_modality
+from .modality import data_modality
 from .splits import stratified_split
 from .texts import TextSamples, read_predict_texts, read_text_data
 

@@ -256,3 +256,22 @@ def look_notes(look: dict, input_size: int, source_greyscale: bool = False) -> l
     elif scale <= 0.25:
         notes.append(f"images ({side} px) are shrunk {1 / scale:.0f}x to {input_size} px: fine detail is lost")
     return notes
+
+
+def expand_files(files: list[str | Path]) -> list[Path]:
+    """The image files named, and those inside the folders named (any depth), in order."""
+    paths: list[Path] = []
+    missing: list[str] = []
+    for f in files:
+        p = Path(f).expanduser()
+        if p.is_dir():
+            paths += sorted(q for q in p.rglob("*") if q.is_file() and is_image_file(q))
+        elif p.is_file():
+            paths.append(p)
+        else:
+            missing.append(str(f))
+    if missing:
+        raise HeadstartError(f"{plural(len(missing), 'file')} not found: {', '.join(missing)}")
+    if not paths:
+        raise HeadstartError("no image files to predict; give image files or folders holding images")
+    return paths

@@ -29,187 +29,27 @@ import hashlib
 import json
 import math
 import os
-import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ..data.images import check_image, files_fingerprint
-from ..errors import HeadstartError, plural
+from ..data.images import check_image
+from ..data.modality import COCO_FILE, find_coco_json, is_detection_data, voc_xmls  # noqa: F401
+from ..errors import HeadstartError, plural, shortlist
+from .dataset import DetectionData, DetectionImage, mask_of, split_images  # noqa: F401  (also read from here)
 
 SKIP_FLAG = "--skip-bad"
-COCO_FILE = "annotations.json"
 COCO_KEYS = ("images", "annotations", "categories")
 LAYOUTS = ('a COCO JSON file (with "images", "annotations" and "categories"), a folder holding annotations.json '
            "(or annotations/instances_*.json), or a Pascal VOC folder (Annotations/*.xml + JPEGImages/)")
 BOX_TOLERANCE = 1.0  # pixels a box may stick out of its image before it counts as outside (it is clipped)
 SHOWN = 5  # problems listed in one message before "... and N more"
-
-
-@dataclass(frozen=True)
-class DetectionImage:
-    """One image and its objects: boxes[i] (x0 y0 x1 y1 pixels) has class labels[i]."""
-
-    path: Path
-    width: int
-    height: int
-    boxes: np.ndarray  # (n, 4) float32
-    labels: np.ndarray  # (n,) int64, index into DetectionData.classes
-    segmentations: tuple  # per box: COCO polygons (list) or RLE (dict) or None; () when the data has no masks
-    image_id: int
-
-
-@dataclass(frozen=True)
-class DetectionData:
-    """Images with boxes (and masks when has_masks), classes in the order of the COCO category ids."""
-
-    modality = "detection"  # not a field, as ImageSamples.modality
-
-    images: tuple[DetectionImage, ...]
-    classes: tuple[str, ...]
-    category_ids: tuple[int, ...]
-    source: str
-    format: str  # "coco" | "voc"
-    has_masks: bool
-    annotations_sha256: str = field(default="", repr=False)  # digest of the annotation file(s) as read
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def counts(self) -> dict[str, int]:
-        """Boxes per class name (every class, 0 included)."""
-        n = np.zeros(len(self.classes), dtype=np.int64)
-        for im in self.images:
-            n += np.bincount(im.labels, minlength=len(self.classes))[: len(self.classes)]
-        return {c: int(k) for c, k in zip(self.classes, n)}
-
-    def fingerprint(self) -> str:
-        """Identity of the data: each image file's path, size and modification time, in order, and the
-        bytes of the annotation file(s) they were read with (editing a box changes it)."""
-        h = hashlib.sha256(files_fingerprint([im.path for im in self.images]).encode())
-        h.update(f"\0{self.format}\0{self.annotations_sha256}".encode())
-        return h.hexdigest()
-
-    def subset(self, idx: Sequence[int] | np.ndarray) -> DetectionData:
-        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
-        return replace(self, images=tuple(self.images[i] for i in idx))
-
-
-# --------------------------------------------------------------------------------------------- what DATA is
-
-def is_detection_data(data: object) -> bool:
-    """Whether DATA looks like a detection dataset in one of the accepted layouts (never raises)."""
-    try:
-        p = Path(data).expanduser()  # type: ignore[arg-type]
-        if p.is_file():
-            return p.suffix.lower() == ".json" and _looks_like_coco(p)
-        return p.is_dir() and (_find_coco_json(p, strict=False) is not None or _is_voc(p))
-    except Exception:  # noqa: BLE001 - a guess about any input must not fail
-        return False
-
-
-def _is_voc(folder: Path) -> bool:
-    ann = folder / "Annotations"
-    return ann.is_dir() and any(_voc_xmls(ann))
-
-
-def _voc_xmls(ann: Path) -> list[Path]:
-    return sorted(p for p in ann.iterdir() if p.suffix.lower() == ".xml" and not p.name.startswith(".") and p.is_file())
-
-
-def _find_coco_json(folder: Path, strict: bool = True) -> Path | None:
-    """folder/annotations.json, else the one COCO-looking *.json in folder/ or folder/annotations/.
-    Several of them: an error (strict) or the first (for is_detection_data)."""
-    if (folder / COCO_FILE).is_file():
-        return folder / COCO_FILE
-    found: list[Path] = []
-    for d in (folder, folder / "annotations"):
-        if d.is_dir():
-            found += sorted(p for p in d.iterdir() if p.suffix.lower() == ".json" and not p.name.startswith(".")
-                            and p.is_file() and _looks_like_coco(p))
-    if len(found) > 1 and strict:
-        raise HeadstartError(
-            f"DATA folder '{folder}' holds {len(found)} COCO annotation files ({_listing([p.name for p in found])}); "
-            "give the one to use as DATA (e.g. DATA=" + str(found[0]) + ")"
-        )
-    return found[0] if found else None
-
-
-# Reading the keys of a JSON's top-level object without parsing it: at depth 1 every token counts
-# (a key is a string followed by ':'); deeper, one regex match skips strings, scalars and whole flat
-# containers (COCO's image entries), so Python only sees the brackets of nested ones. Possessive
-# quantifiers (Python 3.11+) keep a failed match linear.
-_STRING = rb'"(?:[^"\\]++|\\.)*+"'
-_FLAT = rb'(?:[^"{}\[\]]++|' + _STRING + rb')*+'
-_TOKEN = re.compile(rb'\s*(' + _STRING + rb'|[{}\[\]:,]|[^\s"{}\[\]:,]+)')
-_SKIP = re.compile(rb'(?:[^"{}\[\]]++|' + _STRING + rb'|\{' + _FLAT + rb'\}|\[' + _FLAT + rb'\])*+')
-_CHUNK = 1 << 20
-
-
-def _top_level_lists(path: Path, enough: Callable[[set[str]], bool]) -> set[str]:
-    """Keys of the JSON file's top-level object whose value is a list, read until enough(keys)."""
-    keys: set[str] = set()
-    with open(path, "rb") as f:
-        buf = f.read(_CHUNK)
-        while True:  # the first thing but a byte-order mark or white space must be '{'
-            buf = buf.removeprefix(b"\xef\xbb\xbf").lstrip()
-            more = f.read(_CHUNK) if len(buf) < 3 else b""
-            if not more:
-                break
-            buf += more
-        if not buf.startswith(b"{"):
-            return keys
-        pos, depth, last, key, eof = 1, 1, None, None, False
-        while True:
-            if depth == 1:
-                m = _TOKEN.match(buf, pos)
-                complete = m is not None and (m.end() < len(buf) or eof or m.group(1)[:1] in b'"{}[]:,')
-            else:
-                m = _SKIP.match(buf, pos)
-                complete = m.end() < len(buf) and buf[m.end():m.end() + 1] != b'"'
-            if not complete:  # the token runs past the buffer: read on
-                if depth > 1:
-                    pos = m.end()  # what the skip passed over is done with
-                if eof:
-                    return keys
-                more = f.read(_CHUNK)
-                eof = not more
-                buf, pos = buf[pos:] + more, 0
-                continue
-            if depth > 1:
-                pos = m.end() + 1
-                depth += 1 if buf[m.end()] in b"[{" else -1
-                continue
-            tok, pos = m.group(1), m.end()
-            if tok in (b"[", b"{"):
-                if key is not None and tok == b"[":
-                    keys.add(key)
-                    if enough(keys):
-                        return keys
-                depth, last, key = depth + 1, None, None
-            elif tok in (b"]", b"}"):
-                return keys  # the top-level object ended
-            elif tok == b":":
-                key, last = last, None
-            elif tok.startswith(b'"') and key is None:
-                last = tok[1:-1].decode("utf-8", "replace")
-            else:  # ',' or a scalar value
-                last, key = None, None
-
-
-def _looks_like_coco(path: Path) -> bool:
-    def enough(keys: set[str]) -> bool:
-        return "images" in keys and ("annotations" in keys or "categories" in keys)
-    try:
-        return enough(_top_level_lists(path, enough))
-    except (OSError, ValueError):
-        return False
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -249,7 +89,7 @@ def read_detection_data(data: str | os.PathLike, skip_bad: bool = False, log: Ca
         if root.suffix.lower() != ".json":
             raise HeadstartError(f"DATA '{data}' is not a detection dataset; give {LAYOUTS}")
         return _read_coco(root, str(data), skip_bad, log)
-    coco = _find_coco_json(root)
+    coco = find_coco_json(root)
     if coco is not None:
         return _read_coco(coco, str(data), skip_bad, log)
     if (root / "Annotations").is_dir():
@@ -284,7 +124,7 @@ def _read_coco(path: Path, source: str, skip_bad: bool, log: Callable[[str], obj
     if not_dict:
         raise HeadstartError(f'{where}: {plural(len(not_dict), "entry", "entries")} of "annotations" '
                              f"{'is not an object' if len(not_dict) == 1 else 'are not objects'} "
-                             f"(positions {_listing(not_dict)}); each annotation is "
+                             f"(positions {shortlist(not_dict)}); each annotation is "
                              '{"id", "image_id", "category_id", "bbox": [x, y, w, h]}')
     refs = [f"annotation id {a['id']}" if "id" in a else f"annotation #{k + 1}"  # for messages
             for k, a in enumerate(doc["annotations"])]
@@ -302,10 +142,10 @@ def _read_coco(path: Path, source: str, skip_bad: bool, log: Callable[[str], obj
         one = len(orphans) == 1
         if not skip_bad:
             raise HeadstartError(f'{where}: {plural(len(orphans), "annotation")} {"refers" if one else "refer"} to '
-                                 f'image ids not in "images": {_listing(shown)}; fix the image ids, or pass '
+                                 f'image ids not in "images": {shortlist(shown)}; fix the image ids, or pass '
                                  f"{SKIP_FLAG} to drop {'that annotation' if one else 'those annotations'}")
         log(f"{where}: dropping {plural(len(orphans), 'annotation')} whose image id is not in \"images\": "
-            f"{_listing(shown)}")
+            f"{shortlist(shown)}")
         drop = {k for k, _ in orphans}
         anns = [(k, a) for k, a in anns if k not in drop]
 
@@ -316,11 +156,11 @@ def _read_coco(path: Path, source: str, skip_bad: bool, log: Callable[[str], obj
         one = len(unknown) == 1
         if not skip_bad:
             raise HeadstartError(f'{where}: {plural(len(unknown), "annotation")} {"has" if one else "have"} a '
-                                 f'category_id not in "categories" (known ids: {_listing(sorted(known), 20)}): '
-                                 f"{_listing(shown)}; fix the ids or add the categories, or pass {SKIP_FLAG} to "
+                                 f'category_id not in "categories" (known ids: {shortlist(sorted(known), 20)}): '
+                                 f"{shortlist(shown)}; fix the ids or add the categories, or pass {SKIP_FLAG} to "
                                  f"drop {'that annotation' if one else 'those annotations'}")
         log(f"{where}: dropping {plural(len(unknown), 'annotation')} with a category_id not in \"categories\": "
-            f"{_listing(shown)}")
+            f"{shortlist(shown)}")
         drop = {k for k, _ in unknown}
         anns = [(k, a) for k, a in anns if k not in drop]
 
@@ -352,17 +192,17 @@ def _coco_categories(where: str, cats: list) -> tuple[tuple[str, ...], tuple[int
                                                  and isinstance(c.get("name"), str) and c["name"].strip())]
     if bad:
         raise HeadstartError(f'{where}: {plural(len(bad), "entry", "entries")} of "categories" (positions '
-                             f'{_listing(bad)}) lack an integer "id" or a "name"; each category is '
+                             f'{shortlist(bad)}) lack an integer "id" or a "name"; each category is '
                              '{"id": 1, "name": "cat"}')
     cats = sorted(cats, key=lambda c: c["id"])
     dup_ids = sorted(i for i, n in Counter(c["id"] for c in cats).items() if n > 1)
     if dup_ids:
-        raise HeadstartError(f'{where}: category ids {_listing(dup_ids)} are used by more than one category; '
+        raise HeadstartError(f'{where}: category ids {shortlist(dup_ids)} are used by more than one category; '
                              "give each category its own id")
     names = Counter(c["name"] for c in cats)
     dups = [f"'{n}' (ids {', '.join(str(c['id']) for c in cats if c['name'] == n)})" for n, k in names.items() if k > 1]
     if dups:
-        raise HeadstartError(f"{where}: category names {_listing(dups)} are used by more than one category; "
+        raise HeadstartError(f"{where}: category names {shortlist(dups)} are used by more than one category; "
                              "merge them (relabel their annotations to one id) or rename them")
     return tuple(c["name"] for c in cats), tuple(int(c["id"]) for c in cats)
 
@@ -377,12 +217,12 @@ def _coco_images(where: str, path: Path, entries: list) -> list[_Img]:
                 and all(e.get(k) is None or (_is_int(e[k]) and e[k] > 0) for k in ("width", "height")))
     bad = [i for i, e in enumerate(entries) if not ok(e)]
     if bad:
-        raise HeadstartError(f'{where}: {plural(len(bad), "entry", "entries")} of "images" (positions {_listing(bad)}) '
+        raise HeadstartError(f'{where}: {plural(len(bad), "entry", "entries")} of "images" (positions {shortlist(bad)}) '
                              'lack an integer "id" or a "file_name", or have a width or height that is not a positive '
                              'integer; each image is {"id": 1, "file_name": "a.jpg", "width": 640, "height": 480}')
     dup = sorted(i for i, n in Counter(e["id"] for e in entries).items() if n > 1)
     if dup:
-        raise HeadstartError(f"{where}: image ids {_listing(dup)} are used by more than one image; give each image "
+        raise HeadstartError(f"{where}: image ids {shortlist(dup)} are used by more than one image; give each image "
                              "its own id")
     bases = _image_dirs(path)
     out = []
@@ -429,7 +269,7 @@ def _clean_segmentation(seg: object, width: int, height: int) -> object:
 
 def _read_voc(root: Path, source: str, skip_bad: bool, log: Callable[[str], object]) -> DetectionData:
     where = f"VOC folder '{root}'"
-    xmls = _voc_xmls(root / "Annotations")
+    xmls = voc_xmls(root / "Annotations")
     if not xmls:
         raise HeadstartError(f"{where}: Annotations/ holds no .xml files; put one Pascal VOC XML per image there")
     jpegs = root / "JPEGImages"
@@ -466,7 +306,7 @@ def _read_voc(root: Path, source: str, skip_bad: bool, log: Callable[[str], obje
             objs.append(_Obj(img=len(imgs) - 1, label=label, box=box, shown=shown, ref=f"object {j} of {x.name}",
                              bad=bad))
     if unparsable:
-        one, listing = len(unparsable) == 1, _listing(unparsable, sep="; ")
+        one, listing = len(unparsable) == 1, shortlist(unparsable, sep="; ")
         if not skip_bad:
             raise HeadstartError(f"{where}: {plural(len(unparsable), 'XML file')} in Annotations/ "
                                  f"{'does' if one else 'do'} not parse: {listing}; fix {'it' if one else 'them'}, "
@@ -529,7 +369,7 @@ def _check_files(where: str, imgs: list[_Img], objs: list[_Obj], skip_bad: bool,
     if not problems:
         return list(range(len(imgs))), objs
     bad = sorted(problems)
-    listing = _listing([f"{imgs[k].name} ({problems[k]})" for k in bad], sep="; ")
+    listing = shortlist([f"{imgs[k].name} ({problems[k]})" for k in bad], sep="; ")
     n_missing = sum(problems[k] == "missing" for k in bad)
     dirs = sorted({str(c.parent) for k in bad if problems[k] == "missing" for c in imgs[k].candidates})
     looked = (f"; image files are looked for in {looked_in or ', '.join(dirs[:4])}" if n_missing else "")
@@ -566,7 +406,7 @@ def _check_boxes(where: str, imgs: list[_Img], objs: list[_Obj], skip_bad: bool,
                  min(max(x1, 0.0), im.width), min(max(y1, 0.0), im.height))
         kept.append(o)
     if bad:
-        one, listing = len(bad) == 1, _listing(bad, sep="; ")
+        one, listing = len(bad) == 1, shortlist(bad, sep="; ")
         if not skip_bad:
             raise HeadstartError(f"{where}: {plural(len(bad), 'box', 'boxes')} {'is' if one else 'are'} outside "
                                  f"{'its' if one else 'their'} image, without area or malformed: {listing}; fix "
@@ -606,71 +446,7 @@ def _assemble(imgs: list[_Img], keep: list[int], objs: list[_Obj], label_of: Cal
     return tuple(out)
 
 
-# --------------------------------------------------------------------------------------------- masks and splits
-
-def mask_of(image: DetectionImage, i: int) -> np.ndarray:
-    """The (height, width) uint8 0/1 mask of box i, decoded from its COCO polygons or RLE."""
-    from pycocotools import mask as mask_utils
-
-    if not image.segmentations or image.segmentations[i] is None:
-        raise ValueError(f"{image.path}: box {i} has no segmentation (DetectionData.has_masks is False)")
-    seg, h, w = image.segmentations[i], image.height, image.width
-    if isinstance(seg, list):  # polygons: rasterise each, then their union
-        rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
-    elif isinstance(seg["counts"], list):  # uncompressed RLE
-        rle = mask_utils.frPyObjects(seg, h, w)
-    else:
-        counts = seg["counts"]
-        rle = {"size": list(seg["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    return np.ascontiguousarray(mask_utils.decode(rle), dtype=np.uint8)
-
-
-def split_images(data: DetectionData, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded random train/val split of image indices (sorted int64 arrays).
-
-    Lightly stratified: an image goes to val only if every class in it with 2+ images keeps an image in
-    train, so no such class is missing from training (val may then hold a few images fewer than asked);
-    a class with a single image keeps it in train while val can be filled without it. val_split > 0
-    gives at least 1 val image when there are 2+ images, and train keeps at least 1."""
-    if not 0 <= val_split < 1:
-        raise HeadstartError(f"the validation split is {val_split}; give a fraction from 0 up to (not including) 1")
-    n = len(data)
-    n_val = round(n * val_split)
-    if val_split > 0 and n >= 2:
-        n_val = min(max(n_val, 1), n - 1)
-    else:
-        n_val = 0
-    order = np.random.default_rng(seed).permutation(n)
-    present = [np.unique(im.labels) for im in data.images]
-    in_train = np.zeros(len(data.classes), dtype=np.int64)
-    for cls in present:
-        in_train[cls] += 1
-    several = in_train >= 2
-    val: list[int] = []
-    val_set: set[int] = set()
-    # First pass: no class loses its last train image (a class with one image keeps it in train).
-    # Second pass, if val is still short: only classes with 2+ images are protected, as promised.
-    for protected in (np.ones_like(several), several):
-        for i in order:
-            if len(val) == n_val:
-                break
-            cls = present[i]
-            if i in val_set or np.any(protected[cls] & (in_train[cls] <= 1)):
-                continue
-            in_train[cls] -= 1
-            val.append(int(i))
-            val_set.add(int(i))
-    train = np.array(sorted(i for i in range(n) if i not in val_set), dtype=np.int64)
-    return train, np.array(sorted(val), dtype=np.int64)
-
-
 # --------------------------------------------------------------------------------------------- small helpers
-
-def _listing(items: Sequence[object], n: int = SHOWN, sep: str = ", ") -> str:
-    """The first n items, then how many more: 'a, b, c, ... and 4 more'."""
-    shown = sep.join(str(x) for x in items[:n])
-    return shown + (f"{sep}... and {len(items) - n} more" if len(items) > n else "")
-
 
 def _quoted(keys: Sequence[str]) -> str:
     return " and ".join(f'"{k}"' for k in keys)

@@ -24,7 +24,7 @@ def detect(model: nn.Module, data: DetectionData, idx: np.ndarray | list[int], d
     """The model's detections (eval mode, on the CPU afterwards) for data.images[idx]. One image at a
     time by default: a batch is padded to its largest image, and the padding changes the features
     near the borders, so an image's detections would depend on the images batched with it."""
-    from .train import load_image
+    from .inputs import load_image
 
     was = model.training
     model.eval()

@@ -56,7 +56,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from .. import __version__
 from ..errors import HeadstartError
-from ..export import EXPORT_FORMAT, EXTRA_FILE, METADATA_KEY, OPSET, Exported, _first_line, onnx_session
+from ..onnxio import EXPORT_FORMAT, EXTRA_FILE, METADATA_KEY, OPSET, Exported, first_line, onnx_session
 from ..fileio import atomic_write_bytes
 from .run import SCORE_THRESHOLD, DetectionRun, check_score_threshold, detection_row, image_paths, write_predictions
 
@@ -224,8 +224,8 @@ def _onnx_bytes(model: nn.Module, kind: str, min_score: float, meta: dict[str, A
                               input_names=[INPUT_NAME, THRESHOLD_NAME], output_names=list(names), opset_version=OPSET,
                               do_constant_folding=True,
                               dynamic_axes={INPUT_NAME: {1: "height", 2: "width"}, **{n: {0: "n"} for n in names}})
-    except Exception as e:  # the exporter's own error types, per operator
-        raise HeadstartError(f"{name} could not be exported to ONNX ({_first_line(e)}); try --format "
+    except Exception as e:  # noqa: BLE001 - the exporter's own error types, per operator
+        raise HeadstartError(f"{name} could not be exported to ONNX ({first_line(e)}); try --format "
                              "torchscript") from None
     finally:
         model.roi_heads.score_thresh = min_score
@@ -238,7 +238,7 @@ def _onnx_bytes(model: nn.Module, kind: str, min_score: float, meta: dict[str, A
     try:
         onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        raise HeadstartError(f"the ONNX export of {name} fails onnx.checker ({_first_line(e)}); nothing was written; "
+        raise HeadstartError(f"the ONNX export of {name} fails onnx.checker ({first_line(e)}); nothing was written; "
                              "try --format torchscript") from None
     return proto.SerializeToString()
 
@@ -250,8 +250,8 @@ def _torchscript_bytes(model: nn.Module, meta: dict[str, Any], name: str) -> byt
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit is deprecated; torchvision's "always returns a tuple" note
             scripted = torch.jit.script(model)
-    except Exception as e:  # TorchScript's frontend errors: a backbone it cannot compile
-        raise HeadstartError(f"{name} could not be compiled to TorchScript ({_first_line(e)}); try --format "
+    except Exception as e:  # noqa: BLE001 - TorchScript's frontend errors: a backbone it cannot compile
+        raise HeadstartError(f"{name} could not be compiled to TorchScript ({first_line(e)}); try --format "
                              "onnx") from None
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -304,9 +304,9 @@ def _check(run_export, model: nn.Module, sizes: list[tuple[int, int]], fmt: str,
             ref = _numpy(model([x])[0])
         try:
             got = run_export(x, k % 2 == 1)
-        except Exception as e:  # onnxruntime's or TorchScript's own error types
+        except Exception as e:  # noqa: BLE001 - onnxruntime's or TorchScript's own error types
             raise HeadstartError(f"the {fmt} export of {name} cannot run on a {x.shape[2]}x{x.shape[1]} image "
-                                 f"({_first_line(e)}); nothing was written") from None
+                                 f"({first_line(e)}); nothing was written") from None
         try:
             diff = compare(got, ref)
         except ValueError as e:
@@ -334,8 +334,8 @@ def export_detection(r: DetectionRun, fmt: str, path: Path, t0: float) -> Export
         data = _onnx_bytes(model, r.spec.kind, min_score, meta, name)
         try:
             session = onnx_session(data)
-        except Exception as e:  # onnxruntime's own error types
-            raise HeadstartError(f"onnxruntime cannot load the ONNX export of {name} ({_first_line(e)}); nothing was "
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own error types
+            raise HeadstartError(f"onnxruntime cannot load the ONNX export of {name} ({first_line(e)}); nothing was "
                                  "written; try --format torchscript") from None
         stored = json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
 
@@ -378,7 +378,7 @@ class OnnxDetector:
         """DetectionRun.detect with onnxruntime. The graph drops what scores at most max(the run's own 0.05,
         just under score_threshold), so a high threshold spares the mask work, and a low one gives what the
         run folder gives."""
-        from .train import load_image
+        from .inputs import load_image
 
         check_score_threshold(score_threshold)
         cut = np.float32(max(self.min_score, float(np.nextafter(np.float32(score_threshold), np.float32(0)))))

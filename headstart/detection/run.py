@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import HeadstartError, plural
 from ..fileio import atomic_write_bytes, atomic_write_json
-from ..run import METRICS_FILE, RUN_FILE, RUN_FORMAT, WEIGHTS_FILE, read_run_weights
+from ..rundir import METRICS_FILE, RUN_FILE, RUN_FORMAT, WEIGHTS_FILE, read_run_weights
 from ..runtime import pick_device
 from .model import DetectorSpec, build_detector
 
@@ -59,7 +59,7 @@ class DetectionRun:
         """Detections for each image file: {file, width, height, detections: [{label, score, box
         [x0, y0, x1, y1]} ...]} (and a `masks` list of (H, W) bool arrays under the key "_masks" for
         Mask R-CNN runs, for drawing)."""
-        from .train import load_image
+        from .inputs import load_image
 
         check_score_threshold(score_threshold)
         paths = image_paths(files, skip_bad_files)
@@ -93,7 +93,7 @@ def image_paths(files: list[str | Path], skip_bad_files: bool = False) -> list[P
     listed, unless skip_bad_files, which drops them (and says so)."""
     from ..console import log
     from ..data.images import readable
-    from ..run import expand_files
+    from ..data.images import expand_files
 
     paths = expand_files(files)
     return [paths[i] for i in readable(paths, skip_bad_files, log=log)]

@@ -174,7 +174,8 @@ def write_candy(root: str | Path, n_images: int = 60, seed: int = 0, size: tuple
                 rle["counts"] = rle["counts"].decode("ascii")
                 annotations.append({"id": len(annotations) + 1, "image_id": k + 1, "category_id": kind + 1,
                                     "bbox": [x0, y0, x1 - x0, y1 - y0], "area": int(visible.sum()),
-                                    "iscrowd": 0, "segmentation": [[round(v, 1) for xy in outline for v in xy]] if outline else rle})
+                                    "iscrowd": 0,
+                                    "segmentation": [[round(v, 1) for xy in outline for v in xy]] if outline else rle})
         coco = {"info": {"description": f"headstart synthetic candy, seed {seed}"},
                 "images": images, "annotations": annotations,
                 "categories": [{"id": i + 1, "name": c, "supercategory": "candy"} for i, c in enumerate(CANDY)]}

@@ -35,19 +35,20 @@ from ..engine import Engine, PhaseData, Task, TrainConfig, Validation, make_acce
 from ..engine.accelerator import check_tracker
 from ..errors import HeadstartError
 from ..fileio import atomic_write_json
-from ..run import RUN_FILE, RUN_FORMAT, check_out_dir
+from ..rundir import RUN_FILE, RUN_FORMAT, check_out_dir
 from ..runtime import pick_device
+from ..options import FitOptions
 from ..strategies import Phase, Strategy
-from .data import DetectionData, DetectionImage, mask_of, read_detection_data, split_images
+from .data import DetectionData, read_detection_data, split_images
+from .inputs import PrefixCache, Samples, collate_items, pyramid_for
 from .model import DetectorSpec, StagedBackbone, build_detector, detector_from_checkpoint
 
-CACHE_LIMIT_BYTES = 3 << 30  # a frozen prefix's outputs are kept in memory up to this size
 
 
 # Detection's own defaults of the engine's options (headstart.engine.TrainConfig); also what a run written
 # by headstart 0.2 did not save.
 DETECT_DEFAULTS: dict[str, Any] = dict(
-    head={}, epochs=24, head_epochs=24, unfreeze_every=2, lr=0.02, body_lr_mult=1.0, layer_decay=1.0,
+    head={}, epochs=24, head_epochs=24, unfreeze_every=2, lr=0.01, body_lr_mult=1.0, layer_decay=1.0,
     weight_decay=1e-4, batch_size=4, warmup=0.1, bn="frozen", augment="flip", eval_every=4, optimizer="sgd",
     momentum=0.9, clip_grad=10.0, patience=None, class_balance=True)
 AUGMENTATIONS = ("flip", "none")
@@ -60,133 +61,6 @@ def detect_config(**options: Any) -> TrainConfig:
         raise HeadstartError(f"--augment {cfg.augment} does not apply to detection (random crops would cut boxes); "
                              f"use one of {', '.join(AUGMENTATIONS)}")
     return cfg
-
-
-# ------------------------------------------------------------------------------------------ inputs
-def load_image(path: Path) -> Tensor:
-    """An image file as float RGB (3, H, W) in [0, 1]."""
-    from torchvision.transforms.functional import pil_to_tensor
-
-    from ..data.transforms import open_rgb
-
-    return pil_to_tensor(open_rgb(path)).float().div_(255)
-
-
-def target_of(image: DetectionImage, with_masks: bool) -> dict[str, Tensor]:
-    t = {"boxes": torch.as_tensor(image.boxes, dtype=torch.float32).reshape(-1, 4),
-         "labels": torch.as_tensor(image.labels, dtype=torch.int64) + 1}  # 0 is the background
-    if with_masks:
-        t["masks"] = torch.from_numpy(np.stack([mask_of(image, i) for i in range(len(image.boxes))])) \
-            if len(image.boxes) else torch.zeros((0, image.height, image.width), dtype=torch.uint8)
-    return t
-
-
-def flip(img: Tensor, target: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-    w = img.shape[-1]
-    t = dict(target)
-    b = t["boxes"].clone()
-    b[:, [0, 2]] = w - t["boxes"][:, [2, 0]]
-    t["boxes"] = b
-    if "masks" in t:
-        t["masks"] = t["masks"].flip(-1)
-    return img.flip(-1), t
-
-
-class Samples(torch.utils.data.Dataset):
-    """(image index, flipped) -> the image resized and normalized as the detector's transform does,
-    and its target resized with it."""
-
-    def __init__(self, data: DetectionData, model: nn.Module, with_masks: bool) -> None:
-        self.data, self.transform, self.with_masks = data, model.transform, with_masks
-
-    def __len__(self) -> int:
-        return len(self.data.images)
-
-    def __getitem__(self, key: tuple[int, bool]) -> tuple[int, bool, Tensor, dict[str, Tensor]]:
-        i, flipped = key
-        image = self.data.images[i]
-        img, target = load_image(image.path), target_of(image, self.with_masks)
-        if flipped:
-            img, target = flip(img, target)
-        img = self.transform.normalize(img)
-        img, target = self.transform.resize(img, target)
-        return i, flipped, img, target
-
-
-def _collate(batch):
-    return batch
-
-
-def pad_stack(tensors: list[Tensor], divisible: int = 32) -> Tensor:
-    """Tensors (C, H, W) of different sizes, zero-padded to one (N, C, H', W') with H', W' multiples
-    of `divisible` (GeneralizedRCNNTransform.batch_images does the same)."""
-    h = max(t.shape[-2] for t in tensors)
-    w = max(t.shape[-1] for t in tensors)
-    h, w = int(math.ceil(h / divisible) * divisible), int(math.ceil(w / divisible) * divisible)
-    out = tensors[0].new_zeros((len(tensors), tensors[0].shape[0], h, w))
-    for k, t in enumerate(tensors):
-        out[k, :, : t.shape[-2], : t.shape[-1]].copy_(t)
-    return out
-
-
-class PrefixCache:
-    """Outputs of the body's frozen first units, per (image, flip), kept in memory: valid while
-    those units stay frozen (a fixed function in eval mode), so each is computed once."""
-
-    def __init__(self, stop: int) -> None:
-        self.stop = stop
-        self.entries: dict[tuple[int, bool], tuple[Tensor, dict[int, Tensor], tuple[int, int]]] = {}
-        self.bytes = 0
-        self.full = False
-        self.hits = 0
-
-    def get(self, key: tuple[int, bool]):
-        hit = self.entries.get(key)
-        self.hits += hit is not None
-        return hit
-
-    def put(self, key: tuple[int, bool], x: Tensor, levels: dict[int, Tensor], size: tuple[int, int]) -> None:
-        nbytes = x.numel() * x.element_size() + sum(t.numel() * t.element_size() for t in levels.values())
-        if self.bytes + nbytes > CACHE_LIMIT_BYTES:
-            if not self.full:
-                log(f"  the frozen layers' outputs no longer fit in {CACHE_LIMIT_BYTES >> 30} GB: the rest are recomputed")
-            self.full = True
-            return
-        self.entries[key] = (x, levels, size)
-        self.bytes += nbytes
-
-
-def _place(t: Tensor, padded: tuple[int, int], batch: tuple[int, int]) -> Tensor:
-    """A map computed on one image padded to `padded` (multiples of 32), zero-padded to the size the
-    same unit's map has for the batch padded to `batch`: sizes scale with the stride (<= 32)."""
-    h, w = batch[0] * t.shape[-2] // padded[0], batch[1] * t.shape[-1] // padded[1]
-    out = t.new_zeros((t.shape[-3], h, w))
-    out[:, : t.shape[-2], : t.shape[-1]] = t[0]
-    return out
-
-
-def pyramid_for(backbone: StagedBackbone, items: list[tuple[int, bool, Tensor]], cache: PrefixCache | None,
-                device: torch.device) -> tuple[Tensor, "dict[str, Tensor]"]:
-    """The padded image batch and its feature pyramid; the body starts from the cached outputs of
-    its frozen first units where there are any (each computed once, on the image alone)."""
-    batch = pad_stack([img for _, _, img in items]).to(device)
-    if cache is None or cache.stop == 0:
-        return batch, backbone(batch)
-    hits = []
-    for i, flipped, img in items:
-        hit = cache.get((i, flipped))
-        if hit is None:
-            single = pad_stack([img]).to(device)
-            with torch.no_grad():
-                x, levels = backbone.trunk(single, 0, cache.stop)
-            hit = (x, levels, (single.shape[-2], single.shape[-1]))
-            cache.put((i, flipped), *hit)
-        hits.append(hit)
-    size = (batch.shape[-2], batch.shape[-1])
-    x = torch.stack([_place(h[0], h[2], size) for h in hits])
-    collected = {j: torch.stack([_place(h[1][j], h[2], size) for h in hits]) for j in hits[0][1]}
-    _, collected = backbone.trunk(x, cache.stop, None, collected)
-    return batch, backbone.pyramid(collected)
 
 
 # ------------------------------------------------------------------------------------------ the task
@@ -230,7 +104,7 @@ class DetectionTask(Task):
         flips = rng.random(len(order)) < 0.5 if cfg.augment == "flip" else np.zeros(len(order), dtype=bool)
         keys = [(int(i), bool(f)) for i, f in zip(order, flips)]
         return torch.utils.data.DataLoader(_Keyed(self.samples, keys), batch_size=cfg.batch_size,
-                                           collate_fn=_collate, num_workers=self.num_workers)
+                                           collate_fn=collate_items, num_workers=self.num_workers)
 
     def loss(self, model: nn.Module, batch: list[tuple[int, bool, Tensor, dict[str, Tensor]]]) -> tuple[Tensor, int]:
         """One batch through the detector in training mode: the sum of its losses. torchvision's
@@ -304,76 +178,50 @@ DEFAULT_DETECT_MODEL = "mobilenet_v2"
 DETECTORS = ("auto", "faster", "mask")
 
 
-def fit_detector(
-    data: str | Path,
-    model: str | None = None,
-    out: str | Path = "runs/detect",
-    *,
-    strategy: str = "auto",
-    detector: str = "auto",
-    arch: str | None = None,
-    epochs: int | None = None,
-    head_epochs: int | None = None,
-    unfreeze_every: int = 2,
-    lr: float | None = None,
-    body_lr_mult: float = 1.0,
-    layer_decay: float = 1.0,
-    weight_decay: float = 1e-4,
-    batch_size: int | None = None,
-    warmup: float = 0.1,
-    clip_grad: float = 10.0,
-    bn: str = "frozen",
-    augment: str = "flip",
-    eval_every: int = 4,
-    l2sp: float = 0.0,
-    accumulate: int = 1,
-    patience: int | None = None,
-    tracker: str | None = None,
-    input_size: int | None = None,
-    max_size: int | None = None,
-    precision: str = "auto",
-    seed: int = 0,
-    val_split: float = 0.2,
-    skip_bad: bool = False,
-    overwrite: bool = False,
-    allow_download: bool = False,
-    device: str | None = None,
-    num_workers: int = 0,
-):
+def fit_detector(data: str | Path, model: str | None = None, out: str | Path = "runs/detect", *,
+                 options: FitOptions | None = None, **given: Any):
     """Transfer a detector to the boxes (and masks) in `data` (COCO JSON or Pascal VOC) and write the
     run to `out`. `model` is a zoo card (its ImageNet body gets new detection heads; default
     mobilenet_v2) or a torchvision detector checkpoint (only its predictors are replaced). Mask R-CNN
-    when DATA has masks (`detector` "faster" to ignore them)."""
+    when DATA has masks (`detector` "faster" to ignore them). Options: headstart.options, as
+    FitOptions or by name; those of train=, detect= and setup= apply (DETECT_DEFAULTS where None)."""
     from ..strategies import Strategy as _S
 
+    o = options or FitOptions.of(given, "fit_detector()")
+    t, d, s = o.train, o.detect, o.setup
     t_start = time.perf_counter()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise HeadstartError("detection trains in one process for now; drop --processes")
+    strategy, detector, seed, val_split = t.strategy, d.detector, t.seed, t.val_split
     if strategy.strip().lower() != "auto":
         _S.parse(strategy)  # a typo fails before any work
-    options = dict(unfreeze_every=unfreeze_every, lr=lr or 0.01, body_lr_mult=body_lr_mult, layer_decay=layer_decay,
-                   weight_decay=weight_decay, batch_size=batch_size or 4, warmup=warmup, clip_grad=clip_grad, bn=bn,
-                   augment=augment, eval_every=eval_every, seed=seed, val_split=val_split, precision=precision,
-                   l2sp=l2sp, accumulate=accumulate, patience=patience)
-    detect_config(**options, **({"epochs": epochs} if epochs else {}), **({"head_epochs": head_epochs} if head_epochs
-                                                                             else {}))  # every range, before any work
-    check_tracker(tracker)
+    defaults = DETECT_DEFAULTS
+    trained = dict(unfreeze_every=t.unfreeze_every, lr=t.lr, body_lr_mult=t.body_lr_mult, layer_decay=t.layer_decay,
+                   weight_decay=t.weight_decay, batch_size=t.batch_size, clip_grad=t.clip_grad, augment=t.augment,
+                   eval_every=d.eval_every, patience=t.patience)
+    options_ = {k: defaults[k] if v is None else v for k, v in trained.items()} | dict(
+        lr=t.lr or 0.01, warmup=t.warmup, bn=t.bn, seed=seed, val_split=val_split, precision=t.precision, l2sp=t.l2sp,
+        accumulate=t.accumulate)
+    epochs, head_epochs = t.epochs, d.head_epochs
+    detect_config(**options_, **({"epochs": epochs} if epochs else {}),
+                  **({"head_epochs": head_epochs} if head_epochs else {}))  # every range, before any work
+    check_tracker(s.tracker)
     if detector not in DETECTORS:
         raise HeadstartError(f"--detector must be one of {', '.join(DETECTORS)}; got '{detector}'")
-    out_dir = check_out_dir(out, overwrite)
-    card, checkpoint = resolve_model(model, allow_download)
-    samples = read_detection_data(data, skip_bad=skip_bad, log=log)
+    out_dir = check_out_dir(out, s.overwrite)
+    card, checkpoint = resolve_model(model, s.allow_download)
+    samples = read_detection_data(data, skip_bad=s.skip_bad_files, log=log)
     if detector == "mask" and not samples.has_masks:
         raise HeadstartError(f"--detector mask needs masks, and DATA '{data}' has none (COCO 'segmentation'); "
                              "use --detector faster")
     kind = "mask" if samples.has_masks and detector != "faster" else "faster"
-    min_size, max_size = input_sizes(samples, input_size, max_size)
+    min_size, max_size = input_sizes(samples, d.input_size, d.max_size)
     train_idx, val_idx = split_images(samples, val_split, seed)
-    dev = pick_device(device)
+    dev = pick_device(s.device)
     if card is not None:
         from ..zoo import locate
 
-        locate(card, allow_download=allow_download)
+        locate(card, allow_download=s.allow_download)
         pre = card.preprocessing
         spec = DetectorSpec(base="card", arch=card.architecture, kind=kind, classes=samples.classes,
                             min_size=min_size, max_size=max_size, mean=tuple(pre.mean), std=tuple(pre.std))
@@ -382,17 +230,17 @@ def fit_detector(
         start = {"card": card.name}
     else:
         assert checkpoint is not None
-        spec = DetectorSpec(base="torchvision", arch=arch or "", kind=kind, classes=samples.classes,
+        spec = DetectorSpec(base="torchvision", arch=s.arch or "", kind=kind, classes=samples.classes,
                             min_size=min_size, max_size=max_size)
         torch.manual_seed(seed)
-        net, spec, start = detector_from_checkpoint(checkpoint, spec, arch, None, log=log)
+        net, spec, start = detector_from_checkpoint(checkpoint, spec, s.arch, None, log=log)
         if start["reused_classes"]:
             log(f"reused the checkpoint's rows for {', '.join(start['reused_classes'])} (same class names)")
     chosen, reason = _detect_strategy(strategy, len(train_idx), card is None)
     _S.parse(chosen).check(len(net.backbone.groups), card.name if card else spec.arch)
     if epochs is None:  # about 450 optimizer steps in all, 12..60 epochs (candy, 60 scenes: 30 epochs, ~10 min on 2 cores)
-        epochs = int(min(60, max(12, round(450 * (batch_size or 4) / max(1, len(train_idx))))))
-    cfg = detect_config(strategy=chosen, epochs=epochs, head_epochs=head_epochs or epochs, **options)
+        epochs = int(min(60, max(12, round(450 * options_["batch_size"] / max(1, len(train_idx))))))
+    cfg = detect_config(strategy=chosen, epochs=epochs, head_epochs=head_epochs or epochs, **options_)
     log(f"detector: {'Mask' if kind == 'mask' else 'Faster'} R-CNN from {start.get('card') or start['checkpoint']}, "
         f"{len(samples.classes)} classes, images resized to {min_size} px (longer side <= {max_size}); "
         f"{len(train_idx)} training and {len(val_idx)} validation images; strategy {chosen} ({reason})")
@@ -402,11 +250,11 @@ def fit_detector(
     record = {"format": RUN_FORMAT, "status": "training", "headstart": __version__, "task": "detect",
               "spec": spec.to_dict(), "card": card.to_dict() if card else None, "start": start,
               "classes": list(samples.classes), "strategy": chosen, "strategy_reason": reason,
-              "config": cfg.to_dict(), "data": _data_record(samples, skip_bad),
+              "config": cfg.to_dict(), "data": _data_record(samples, s.skip_bad_files),
               "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     atomic_write_json(out_dir / RUN_FILE, record)
-    return _train(out_dir, samples, train_idx, val_idx, net, spec, cfg, dev, record, num_workers, t_start,
-                  tracker=tracker)
+    return _train(out_dir, samples, train_idx, val_idx, net, spec, cfg, dev, record, s.num_workers or 0, t_start,
+                  tracker=s.tracker)
 
 
 def _detect_strategy(strategy: str, n_train: int, from_detector: bool) -> tuple[str, str]:

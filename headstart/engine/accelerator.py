@@ -78,7 +78,7 @@ def start_trackers(acc, cfg: TrainConfig, tracker: str | None, on_failure=None) 
         return
     try:
         acc.init_trackers("headstart", config={k: v for k, v in cfg.to_dict().items() if not isinstance(v, dict)})
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - the tracker library's own errors (its configuration, its server)
         if on_failure is not None:
             on_failure()
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -41,6 +41,21 @@ from .accelerator import epoch_seed, seed_everything
 from .checkpoint import Checkpoint
 from .config import TrainConfig
 from .state import RunState
+
+
+@contextmanager
+def evaluating(model: nn.Module, acc):
+    """Validation's setting: `model` (wrapped or not) in eval mode, without gradients, under the run's
+    autocast; every module's mode is as it was afterwards."""
+    inner = acc.unwrap_model(model)
+    was = {m: m.training for m in inner.modules()}
+    inner.eval()
+    try:
+        with torch.no_grad(), acc.autocast():
+            yield
+    finally:
+        for m, t in was.items():
+            m.training = t
 
 
 class Diverged(HeadstartError):
@@ -87,7 +102,7 @@ class Task:
     n_val: int = 0
     head_on_features: bool = False
     epoch_seed_base: int = 1_000_003  # an epoch's seed: seed * base + epoch
-    optimizer_options: dict[str, Any] = {}  # for the optimizer's constructor, e.g. {"fused": True}
+    optimizer_options: ClassVar[dict[str, Any]] = {}  # for the optimizer's constructor, e.g. {"fused": True}
 
     def fit_head(self) -> Validation:
         raise NotImplementedError
@@ -203,6 +218,7 @@ class Engine:
         data = task.start_phase(index, phase, len(self.phases), acc)
         groups = param_groups(self.model, task.groups, phase.trainable, cfg.lr, cfg.body_lr_mult, cfg.layer_decay,
                               cfg.weight_decay, cfg.l2sp, task.body_prefix)
+        optimizer: torch.optim.Optimizer
         if cfg.optimizer == "sgd":
             optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **task.optimizer_options)
         else:

