@@ -34,7 +34,9 @@ import torch
 from common import ROOT
 
 import headstart
-from headstart.advise import SCRATCH_STEPS, ScratchImages, _pixel_baseline, _pixels, _scratch
+from headstart.advise import SCRATCH_STEPS
+from headstart import baselines
+from headstart.baselines import ScratchImages
 from headstart.auto import balanced_accuracy
 from headstart.data import read_image_data
 from headstart.data.images import appearance
@@ -51,10 +53,10 @@ def without_transfer(model: str, train: Path, test: Path, seeds: int) -> tuple[f
     y = np.concatenate([a.labels, b.labels])
     tr, te = np.arange(len(a)), np.arange(len(a), len(paths))
     grey = appearance(a)["greyscale_share"] > 0.5
-    pixels = balanced_accuracy(_pixel_baseline(_pixels(SimpleNamespace(paths=paths), grey), y, tr, te), y[te])
+    pixels = balanced_accuracy(baselines.pixel_baseline(baselines.pixels(SimpleNamespace(paths=paths), grey), y, tr, te), y[te])
     card = get_card(model)
     images = ScratchImages(paths, tr, te, dataclasses.replace(card.preprocessing, crop=64, resize=64))
-    scratch = [balanced_accuracy(_scratch(card, images, y, tr, te, seed, SCRATCH_STEPS, len(a.classes),
+    scratch = [balanced_accuracy(baselines.scratch(card, images, y, tr, te, seed, SCRATCH_STEPS, len(a.classes),
                                           torch.device("cpu")), y[te]) for seed in range(seeds)]
     return pixels, scratch
 

@@ -30,16 +30,14 @@ import dataclasses
 import math
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
-from . import auto
+from . import auto, baselines
 from .auto import check_budget
 from .console import log, progress
 from .data.modality import data_modality
@@ -51,17 +49,14 @@ from .rank import rank_models
 from .runtime import pick_device
 from .text.network import AUTO_RNN_PER_CLASS, TextOptions
 from .zoo import get_card
-from .zoo.card import ModelCard, Preprocessing
+from .zoo.card import ModelCard
 
 DEFAULT_CURVE = (1, 2, 5, 10, 20, 50, 100)
 MAX_TEST_PER_CLASS = 100  # larger DATA: the held-out part is subsampled (and the report says so)
 FOLD_SEED = 1000  # the from-scratch runs of the cross-validation folds: seeds (and work folders) of their own
 SCRATCH_STEPS = 200  # optimizer steps a from-scratch network gets at each curve point (at least 10 epochs)
-SCRATCH_LR, SCRATCH_WARMUP, WEIGHT_DECAY = 3e-3, 0.05, 1e-4
 PROBE_SECONDS = 0.3  # a linear probe with its cross-validation, on a CPU (headstart.probe)
 SIMPLE_SECONDS = 0.05  # the simple baseline at one curve point
-TRAINER_EPOCH_SECONDS = 0.05  # fit's loop's own cost per epoch (the text baseline trains through it)
-PIXELS = 16  # side of the images the pixel baseline sees
 
 
 @dataclasses.dataclass
@@ -122,338 +117,8 @@ def _linear_probe(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndar
     return train_head(HeadSpec(), x[train], y[train], None, None, classes, HeadTraining(seed=seed)).predict(x[test])
 
 
-def _pixels(samples: ImageSamples, grey: bool) -> np.ndarray:
-    """Every image as a small, flattened, standardized pixel vector (the no-transfer baseline's input)."""
-    from .data.transforms import open_rgb
-
-    rows = []
-    for p in samples.paths:
-        im = open_rgb(p).resize((PIXELS, PIXELS), Image.Resampling.BILINEAR)
-        arr = np.asarray(im.convert("L") if grey else im, dtype=np.float32) / 255.0
-        rows.append(arr.ravel())
-    return np.stack(rows)
-
-
-def _pixel_baseline(px: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-    """Logistic regression on standardized pixels, trained on `train`: its predictions for `test`."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    from .probe import one_thread
-
-    with one_thread():  # small products: a second BLAS thread only spins (see probe.one_thread)
-        scaler = StandardScaler().fit(px[train])
-        clf = LogisticRegression(max_iter=2000).fit(scaler.transform(px[train]), y[train])
-        return clf.predict(scaler.transform(px[test]))
-
-
-class ScratchImages:
-    """The images the from-scratch baseline trains and tests on, decoded once for all its runs.
-
-    Training images are kept as decoded (a large photo at no more than the resolution the
-    smallest random crop needs): every epoch crops and resizes them anew, as fit's TrainLoader
-    does with augment="crop". Test images are kept as their eval crops (`pre`)."""
-
-    def __init__(self, paths: tuple[Path, ...], train: np.ndarray, test: np.ndarray, pre: Preprocessing) -> None:
-        from .data.transforms import MIN_CROP_AREA, ImageLoader, TrainLoader, open_rgb
-
-        self.pre = pre
-        self.crops = TrainLoader(pre, "crop")
-        need = math.ceil(pre.resize / MIN_CROP_AREA**0.5)  # the smallest crop still has `resize` px
-        self.train: dict[int, Image.Image] = {}
-        for i in map(int, np.unique(train)):
-            im = open_rgb(paths[i], draft_to=need)
-            short = min(im.size)
-            if short > 2 * need:  # a large photo: kept at the size the crops need, not at full size
-                im = im.resize((round(im.width * need / short), round(im.height * need / short)),
-                               Image.Resampling.BILINEAR, reducing_gap=3.0)
-            self.train[i] = im
-        load = ImageLoader(pre)
-        self.test = {int(i): load(paths[i]) for i in np.unique(test)}
-
-    def crop(self, i: int, seed: int) -> torch.Tensor:
-        """A random resized crop of image i (uint8 HWC), from `seed` (TrainLoader's crop, in memory)."""
-        from .data.transforms import RESAMPLE
-
-        im = self.train[i]
-        rng = np.random.default_rng(seed)
-        top, left, h, w = self.crops.crop_box(im.width, im.height, rng)
-        c = self.pre.crop
-        return torch.from_numpy(np.array(im.resize((c, c), RESAMPLE[self.pre.interpolation],
-                                                    box=(left, top, left + w, top + h))))
-
-
-def _scratch_schedule(n_train: int, steps: int) -> tuple[int, int, int]:
-    """(batch size, optimizer steps per epoch, epochs) of a from-scratch run on n_train images:
-    about `steps` steps, at least 10 epochs and at most 100."""
-    batch = min(16, n_train)
-    per_epoch = max(1, n_train // batch)
-    return batch, per_epoch, min(100, max(10, math.ceil(steps / per_epoch)))
-
-
-STOP = threading.Event()  # set: the from-scratch runs in progress stop at their next step
-_BUILD = threading.Lock()  # the random initialisation reads the global generators: one network at a time
-
-
-def _scratch_model(card: ModelCard, k: int, seed: int, device: torch.device):
-    from .surgery import TransferModel, split
-    from .engine import seed_everything
-    from .zoo.build import build_architecture
-
-    with _BUILD:
-        seed_everything(seed)
-        body, _ = split(build_architecture(card.architecture, card.source_classes or 1000), card.classifier)
-        model = TransferModel(body, HeadSpec().build(card.num_features, k))
-    return model.to(device, memory_format=torch.channels_last).train()
-
-
-def _scratch_config(epochs: int, batch: int, seed: int, warmup: float = SCRATCH_WARMUP):
-    """fit's recipe for `--strategy finetune` from random weights: every layer at one learning rate (AdamW,
-    warm-up then cosine decay, class-balanced loss), BatchNorm statistics following the batches, random
-    resized crops, no validation."""
-    from .engine import TrainConfig
-
-    return TrainConfig(strategy="finetune", head=HeadSpec().to_dict(), epochs=epochs, lr=SCRATCH_LR,
-                       body_lr_mult=1.0, layer_decay=1.0, weight_decay=WEIGHT_DECAY, batch_size=batch, warmup=warmup,
-                       bn="train", augment="crop", val_split=0.0, seed=seed, patience=None)
-
-
-def _engine(task, cfg, device: torch.device):
-    """A throwaway run on the engine: nothing written, nothing said per epoch."""
-    from .engine import Engine, make_accelerator
-
-    with _BUILD:  # Accelerate's state is one per process: set up one run at a time
-        acc = make_accelerator(cfg, Path(tempfile.gettempdir()), None, cpu=device.type == "cpu")
-    return Engine(Path(tempfile.gettempdir()), task, cfg, acc, checkpoints=False, verbose=False)
-
-
-def _scratch_task(model, images: "ScratchImages", labels: np.ndarray, train: np.ndarray, k: int, batch: int,
-                  seed: int):
-    """The from-scratch baseline as the engine's task: images decoded once, in memory (ScratchImages),
-    each epoch's order and crops following from (seed, epoch) as fit's loader makes them."""
-    from torch import nn
-
-    from .data.transforms import normalize
-    from .engine import PhaseData, Task, epoch_seed
-    from .probe import class_weights
-    from .surgery import depth_groups
-
-    class Scratch(Task):
-        optimizer_options: ClassVar[dict[str, Any]] = {"fused": True}  # one kernel for all parameters (-7 ms of ~130 a step)
-
-        def __init__(self) -> None:
-            self.model, self.groups = model, depth_groups(model.body)
-            self.y = torch.as_tensor(labels[train], dtype=torch.int64)
-            weight = torch.as_tensor(class_weights(labels[train], k), dtype=torch.float32)
-            self.loss_fn = nn.CrossEntropyLoss(weight=weight)
-
-        def start_phase(self, index, phase, of, acc) -> PhaseData:
-            self.device = acc.device
-            self.loss_fn.to(acc.device)
-            return PhaseData(None, steps_per_epoch=len(train) // batch)
-
-        def batches(self, data: PhaseData, global_epoch: int):
-            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(epoch_seed(seed, global_epoch)))
-            for b in range(data.steps_per_epoch):
-                if STOP.is_set():
-                    raise HeadstartError("stopped")
-                pos = order[b * batch:(b + 1) * batch].tolist()
-                yield torch.stack([images.crop(int(train[j]), _item_seed(seed, global_epoch, j)) for j in pos]), \
-                    self.y[pos]
-
-        def loss(self, net, batch_):
-            x, y = batch_
-            return self.loss_fn(net(normalize(x, images.pre, self.device)), y.to(self.device)), len(y)
-
-    return Scratch()
-
-
-def _scratch(card: ModelCard, images: ScratchImages, labels: np.ndarray, train: np.ndarray, test: np.ndarray,
-             seed: int, steps: int, k: int, device: torch.device) -> np.ndarray:
-    """Predictions for `test` of the card's architecture trained from random weights on `train` only:
-    fit's recipe for finetune from random weights (_scratch_config) on the engine, at images.pre's size,
-    for a fixed budget of about `steps` optimizer steps. It runs in memory in this process: the images
-    were decoded once (ScratchImages), there are no loader processes, checkpoints or validation."""
-    from .data.transforms import normalize
-
-    batch, _, epochs = _scratch_schedule(len(train), steps)
-    engine = _engine(_scratch_task(_scratch_model(card, k, seed, device), images, labels, train, k, batch, seed),
-                     _scratch_config(epochs, batch, seed), device)
-    engine.run()
-    model = engine.acc.unwrap_model(engine.model).eval()
-    pred = []
-    with torch.no_grad(), engine.acc.autocast():
-        for b in range(0, len(test), 64):
-            x = torch.stack([images.test[int(i)] for i in test[b:b + 64]])
-            pred.append(model(normalize(x, images.pre, device)).float().argmax(1).cpu())
-    return torch.cat(pred).numpy()
-
-
-def _parallelism(runs: int, device: torch.device) -> tuple[int, int]:
-    """(from-scratch runs at once, threads each). On a CPU, one run per core on one thread: these
-    small networks gain little from a second thread per operation, and threads that spin-wait on
-    each other lose badly when the cores are shared; on a GPU, one run at a time."""
-    from .runtime import cpu_count
-
-    if device.type != "cpu" or runs <= 1:
-        return 1, torch.get_num_threads()
-    workers = min(runs, cpu_count())
-    return workers, max(1, cpu_count() // workers)
-
-
-def _run_all(jobs: dict[Any, Any], fn, workers: int, threads: int, advance) -> dict[Any, float]:
-    """fn(job) for every job, `workers` at a time (in threads: the work is in torch, which lets go
-    of the GIL), each on `threads` intra-op threads, in the order given. When one fails or the
-    user interrupts, the others stop at their next step (STOP)."""
-    if workers <= 1:
-        out = {}
-        for key, job in jobs.items():
-            out[key] = fn(job)
-            advance(1)
-        return out
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    pool = ThreadPoolExecutor(workers)
-    try:
-        futures = {pool.submit(fn, job): key for key, job in jobs.items()}
-        out = {}
-        for f in as_completed(futures):
-            out[futures[f]] = f.result()
-            advance(1)
-        return out
-    except BaseException:
-        STOP.set()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        STOP.clear()
-        torch.set_num_threads(before)
-
-
-def _step_seconds(card: ModelCard, size: int, k: int, device: torch.device, threads: int, workers: int = 1,
-                  batch: int = 16) -> float:
-    """Seconds one from-scratch optimizer step takes on this device on `threads` threads while
-    `workers` runs step at once, as the curve runs them (throwaway networks, 2 timed steps each):
-    cores that share caches or a physical core slow each other down, and timed alone, a step on 2
-    cores had promised half the time advise then took."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        models = [_scratch_model(card, k, 0, device) for _ in range(workers)]
-        if workers == 1:
-            return _time_steps(models[0], size, k, device, batch)
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(workers) as pool:
-            return float(np.mean(list(pool.map(lambda m: _time_steps(m, size, k, device, batch), models))))
-    finally:
-        torch.set_num_threads(before)
-
-
-def _time_steps(model, size: int, k: int, device: torch.device, batch: int) -> float:
-    """Seconds per optimizer step of `model` on the engine, with the from-scratch recipe, on random images."""
-    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
-    return _seconds_per_step(model, lambda m: torch.nn.functional.cross_entropy(m(x), torch.arange(batch,
-                             device=device) % k), device, fused=True)
-
-
-def _seconds_per_step(model, loss_of, device: torch.device, fused: bool = False) -> float:
-    """Mean seconds of the 2nd and 3rd of three optimizer steps of `model` trained whole on the engine
-    (the first allocates); `loss_of(model)` is a batch's loss."""
-    from .engine import Callback, PhaseData, Task
-
-    class Timed(Task):
-        optimizer_options = {"fused": True} if fused else {}
-
-        def __init__(self) -> None:
-            self.model, self.groups = model.to(device), []
-
-        def start_phase(self, index, phase, of, acc) -> PhaseData:
-            return PhaseData(None, steps_per_epoch=3)
-
-        def batches(self, data: PhaseData, global_epoch: int):
-            return range(3)
-
-        def loss(self, net, batch_):
-            return loss_of(net), 1
-
-    class Clock(Callback):
-        def __init__(self) -> None:
-            self.times = [time.perf_counter()]
-
-        def on_step_end(self, engine, loss) -> None:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            self.times.append(time.perf_counter())
-
-    engine = _engine(Timed(), _scratch_config(1, 1, 0, warmup=0.0), device)
-    clock = Clock()
-    engine.callbacks.append(clock)
-    phase = engine.phases[0]
-    data, wrapped, optimizer, scheduler = engine.start_phase(0, phase)
-    clock.times = [time.perf_counter()]
-    engine.train_epoch(wrapped, optimizer, scheduler, engine.task.batches(data, 0), phase, 0, 3)
-    return float(np.mean(np.diff(clock.times)[1:]))
-
-
-def _text_step_seconds(wv, train: np.ndarray, samples, k: int, device: torch.device) -> float:
-    """Seconds a step of the word network from random embeddings takes here, approximately: its
-    cost is mostly the embedding table's (a dense gradient and AdamW over every row), timed on a
-    table of the vocabulary's size (`train`'s words and the vectors' most frequent) under a mean
-    encoder, plus fit's loop's cost per epoch (one step per epoch on small DATA)."""
-    from .text.network import build_vocabulary
-
-    rows = len(build_vocabulary([samples.texts[i] for i in train], wv))
-    model = torch.nn.ModuleDict({"e": torch.nn.Embedding(rows, wv.dim), "fc": torch.nn.Linear(wv.dim, k)})
-    ids = torch.randint(0, rows, (min(32, len(train)), 64), device=device)
-    y = torch.arange(len(ids), device=device) % k
-    return _seconds_per_step(model, lambda m: torch.nn.functional.cross_entropy(m["fc"](m["e"](ids).mean(1)), y),
-                             device) + TRAINER_EPOCH_SECONDS
-
-
-def _extraction_seconds(samples: ImageSamples, models: list[Any] | None, cache_dir: str | Path | None,
-                        no_cache: bool, device: torch.device) -> tuple[int, int, float]:
-    """(candidate image models, those without cached features for DATA, seconds to extract theirs):
-    each missing one's forward pass is timed on a few random images at its input size."""
-    from .features import FeatureCache, feature_key
-    from .surgery import split
-    from .zoo import is_installed, list_cards
-    from .zoo.build import build_architecture
-
-    try:
-        cards = ([m if isinstance(m, ModelCard) else get_card(m) for m in models] if models else
-                 [c for c in list_cards() if c.modality == "image" and is_installed(c)])
-    except HeadstartError:
-        return 0, 0, 0.0  # the ranking says what is wrong
-    cards = [c for c in cards if c.modality == "image"]
-    cache = FeatureCache.from_options(cache_dir, no_cache)
-    missing = [c for c in cards if not (cache.enabled and (cache.entry(
-        feature_key(c.fingerprint(), c.preprocessing, samples.paths)) / "meta.json").is_file())]
-    seconds = 0.0
-    for card in missing:
-        body = split(build_architecture(card.architecture, card.source_classes or 1000), card.classifier)[0]
-        body = body.eval().to(device, memory_format=torch.channels_last)
-        x = torch.randn(8, 3, card.preprocessing.crop, card.preprocessing.crop, device=device)
-        x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            body(x)
-            t = time.perf_counter()
-            body(x)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-        seconds += 1.0 + (time.perf_counter() - t) / 8 * len(samples) * 1.3  # + loading, decoding
-    return len(cards), len(missing), seconds
-
-
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
-
-
-def _item_seed(seed: int, epoch: int, i: int) -> int:
-    """The crop seed of the i-th training image in an epoch (as fit's LabelledImages derives it)."""
-    return int(np.random.SeedSequence([seed, epoch, i]).generate_state(1)[0])
 
 
 def _inspect_texts(samples, tokens) -> dict[str, Any]:
@@ -493,58 +158,6 @@ def _conditions_text(samples, cards: list[ModelCard], texts: dict[str, Any], per
                                  "verdict": f"{ratio:,.0f}x more source {unit}" if ratio else "unknown"},
         })
     return out
-
-
-def _tfidf_baseline(texts, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-    """TF-IDF of words and word pairs + logistic regression, trained on `train`: its predictions for `test`."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
-    x = vec.fit_transform([texts[i] for i in train])
-    clf = LogisticRegression(C=10.0, max_iter=3000, class_weight="balanced").fit(x, y[train])
-    return clf.predict(vec.transform([texts[i] for i in test]))
-
-
-def _text_scratch(samples, card: ModelCard, wv, text: TextOptions, train: np.ndarray, test: np.ndarray, seed: int,
-                  steps: int, device: torch.device, work: Path) -> np.ndarray:
-    """fit's word-vector network for `--embeddings random` (encoder, width and vocabulary as fit
-    builds them for this many examples, every row drawn with the statistics of `wv`, `card`'s vectors),
-    trained as fit trains it, on `train` only, for about `steps` optimizer steps."""
-    from .features import run_text_body
-    from .strategies import BODY_PHASE_LR
-    from .surgery import TransferModel
-    from .text.inputs import Tokenizer
-    from .text.network import WORD_PRECISION, build_vocabulary, build_word_body
-    from .engine import Engine, TrainConfig, make_accelerator, seed_everything
-    from .classify.task import ClassificationTask
-
-    k = len(samples.classes)
-    per_class = int(np.bincount(samples.labels[train], minlength=k).min())
-    opts = dataclasses.replace(text, embeddings="random").resolved(per_class)
-    vocab = build_vocabulary([samples.texts[i] for i in train], wv, opts.min_count)
-    seed_everything(seed)
-    body, _ = build_word_body(card, vocab, opts.encoder, opts.hidden, seed, wv=wv, pretrained=False)
-    tokens = Tokenizer(card.preprocessing, vocabulary=vocab)(list(samples.texts), opts.max_length)
-    batch = min(32, len(train))
-    epochs = min(100, max(10, math.ceil(steps / max(1, len(train) // batch))))
-    spec = HeadSpec()
-    cfg = TrainConfig(strategy=opts.strategy(), head=spec.to_dict(), epochs=epochs, head_epochs=1, lr=BODY_PHASE_LR,
-                      body_lr_mult=1.0, layer_decay=1.0, batch_size=batch, bn="train", augment="none",
-                      precision=WORD_PRECISION, seed=seed, val_split=0.0, class_balance=True)
-    model = TransferModel(body, spec.build(body.num_features, k))
-    acc = make_accelerator(cfg, work, None, cpu=device.type == "cpu")
-    sub = samples.subset(train)
-    task = ClassificationTask(card, sub, np.arange(len(sub)), np.array([], dtype=np.int64), lambda: None,  # type: ignore[arg-type]
-                              cfg, model, tokens=tokens.subset(train))
-    engine = Engine(work, task, cfg, acc, checkpoints=False, verbose=False)
-    engine.run()
-    net = acc.unwrap_model(engine.model).eval()
-    feats = np.empty((len(test), body.num_features), dtype=np.float32)
-    run_text_body(net.body, tokens.subset(test), feats, device)
-    with torch.no_grad():
-        pred = net.head.cpu()(torch.from_numpy(feats)).argmax(1).numpy()
-    return pred
 
 
 def _gain(pred: np.ndarray, without: dict[str, np.ndarray], y: np.ndarray,
@@ -614,7 +227,7 @@ def advise(
     dev = pick_device(device)
     notes: list[str] = []
     if kind == "image":
-        n_cards, n_missing, extract_seconds = _extraction_seconds(samples, models, cache_dir, no_cache, dev)
+        n_cards, n_missing, extract_seconds = baselines.extraction_seconds(samples, models, cache_dir, no_cache, dev)
         if n_missing:
             log(f"advise: {plural(n_cards, 'candidate model')}, {n_missing} without cached features for DATA: "
                 f"extracting them takes about {_duration(extract_seconds)} on {dev.type}; then a learning curve "
@@ -708,7 +321,7 @@ def advise(
         chosen[("fold", j)] = tr
     scratch_runs += [("fold", j) for j in range(len(folds))] if scratch and full <= scratch_max_per_class else []
     tests = {r: (splits[r[0]][1] if r[0] != "fold" else folds[r[1]][1]) for r in scratch_runs}
-    scratch_steps_all = sum(math.prod(_scratch_schedule(len(chosen[r]), scratch_steps)[1:]) for r in scratch_runs)
+    scratch_steps_all = sum(math.prod(baselines.scratch_schedule(len(chosen[r]), scratch_steps)[1:]) for r in scratch_runs)
     # the confusion matrix is the probe on all of split 0's pool: a curve point's probe when that
     # point takes the whole pool (the usual case on small DATA), else one more fit
     pool0, test0 = splits[0]
@@ -716,20 +329,20 @@ def advise(
     probes = len(points) * seeds + (confusion_point is None)
     if kind == "image":
         grey = inputs["greyscale_share"] > 0.5
-        px = _pixels(samples, grey)
+        px = baselines.pixels(samples, grey)
         scratch_pre = dataclasses.replace(best.preprocessing, crop=scratch_size, resize=scratch_size)
-        workers, threads = _parallelism(len(scratch_runs), dev)
-        step_seconds = _step_seconds(best, scratch_size, k, dev, threads, workers) if scratch_runs else 0.0
-        images = (ScratchImages(samples.paths, np.concatenate([chosen[r] for r in scratch_runs]),
+        workers, threads = baselines.parallelism(len(scratch_runs), dev)
+        step_seconds = baselines.step_seconds(best, scratch_size, k, dev, threads, workers) if scratch_runs else 0.0
+        images = (baselines.ScratchImages(samples.paths, np.concatenate([chosen[r] for r in scratch_runs]),
                                 np.concatenate([tests[r] for r in scratch_runs]), scratch_pre)
                   if scratch_runs else None)
 
         def simple(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-            return _pixel_baseline(px, y, train, test)
+            return baselines.pixel_baseline(px, y, train, test)
 
         def from_scratch(train: np.ndarray, test: np.ndarray, s: int, n: int) -> np.ndarray:
             assert images is not None
-            return _scratch(best, images, y, train, test, s, scratch_steps, k, dev)
+            return baselines.scratch(best, images, y, train, test, s, scratch_steps, k, dev)
     else:
         from .zoo.builtin import GLOVE_6B_50D
 
@@ -738,14 +351,14 @@ def advise(
         scratch_card = best if words else GLOVE_6B_50D  # the word network's vectors: their statistics, no values
         scratch_vectors = word_vectors(scratch_card) if scratch else None  # read once for every curve point
         workers, threads = 1, torch.get_num_threads()  # fit's loop (Trainer) for every run, one at a time
-        step_seconds = (_text_step_seconds(scratch_vectors, chosen[max(scratch_runs, key=lambda r: len(chosen[r]))],
+        step_seconds = (baselines.text_step_seconds(scratch_vectors, chosen[max(scratch_runs, key=lambda r: len(chosen[r]))],
                                            samples, k, dev) if scratch_runs else 0.0)
 
         def simple(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-            return _tfidf_baseline(samples.texts, y, train, test)
+            return baselines.tfidf_baseline(samples.texts, y, train, test)
 
         def from_scratch(train: np.ndarray, test: np.ndarray, s: int, n: int) -> np.ndarray:
-            return _text_scratch(samples, scratch_card, scratch_vectors, text, train, test, s, scratch_steps, dev,
+            return baselines.text_scratch(samples, scratch_card, scratch_vectors, text, train, test, s, scratch_steps, dev,
                                  work / f"s{s}-n{n}")
     if scratch and len(scratch_points) < len(points):
         notes.append(f"training from scratch is measured up to {scratch_max_per_class} per class "
@@ -788,9 +401,9 @@ def advise(
                 advance(1)
             # the longest runs first, so that the last ones to finish are short
             jobs = {r: (chosen[r], tests[r], r[0] if r[0] != "fold" else FOLD_SEED + r[1], r[1] if r[0] != "fold" else full)
-                    for r in sorted(scratch_runs, key=lambda r: -math.prod(_scratch_schedule(len(chosen[r]),
+                    for r in sorted(scratch_runs, key=lambda r: -math.prod(baselines.scratch_schedule(len(chosen[r]),
                                                                                              scratch_steps)[1:]))}
-            predicted = _run_all(jobs, lambda job: from_scratch(*job), workers, threads, advance)
+            predicted = baselines.run_all(jobs, lambda job: from_scratch(*job), workers, threads, advance)
             for r in scratch_runs:
                 if r[0] == "fold":
                     without["scratch"][tests[r]] = predicted[r]

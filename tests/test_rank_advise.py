@@ -211,6 +211,7 @@ def test_scratch_runs_are_reproducible_and_the_same_when_run_at_once(shapes, tin
     import torch
 
     module = _advise_module()
+    from headstart import baselines
     from headstart.classify.prepare import read_samples
 
     card = get_card(tiny_model["model"], arch=tiny_model["arch"])
@@ -221,19 +222,19 @@ def test_scratch_runs_are_reproducible_and_the_same_when_run_at_once(shapes, tin
     for s in (0, 1):
         pool, test = module._split(y, s, 0.3, 100)
         jobs[(s, 2)] = (module._take(y, pool, 2, s), test, s)
-    images = module.ScratchImages(samples.paths, np.concatenate([j[0] for j in jobs.values()]),
+    images = baselines.ScratchImages(samples.paths, np.concatenate([j[0] for j in jobs.values()]),
                                   np.concatenate([j[1] for j in jobs.values()]), pre)
 
     def run(job):
-        return module._scratch(card, images, y, job[0], job[1], job[2], 12, k, torch.device("cpu"))
+        return baselines.scratch(card, images, y, job[0], job[1], job[2], 12, k, torch.device("cpu"))
 
-    one = module._run_all(jobs, run, 1, 1, lambda n: None)
-    both = module._run_all(jobs, run, 2, 1, lambda n: None)
+    one = baselines.run_all(jobs, run, 1, 1, lambda n: None)
+    both = baselines.run_all(jobs, run, 2, 1, lambda n: None)
     assert one.keys() == both.keys() and all(np.array_equal(one[j], both[j]) for j in jobs)
     assert all(len(one[j]) == len(jobs[j][1]) and set(one[j]) <= set(range(k)) for j in jobs)  # a prediction each
-    assert module._scratch_schedule(10, 200) == (10, 1, 100)  # 1 per class of 10 classes: 100 epochs of 1 step
-    assert module._scratch_schedule(70, 200) == (16, 4, 50)
-    assert module._parallelism(12, torch.device("cuda")) == (1, torch.get_num_threads())
+    assert baselines.scratch_schedule(10, 200) == (10, 1, 100)  # 1 per class of 10 classes: 100 epochs of 1 step
+    assert baselines.scratch_schedule(70, 200) == (16, 4, 50)
+    assert baselines.parallelism(12, torch.device("cuda")) == (1, torch.get_num_threads())
 
 
 def _advise_module():
@@ -263,16 +264,16 @@ def test_advise_says_how_long_before_and_after(shapes, tmp_path, capsys):
 def test_a_failing_scratch_run_stops_the_others():
     import time
 
-    module = _advise_module()
+    from headstart import baselines
 
     def fn(job):
         if job == "bad":
             time.sleep(0.05)
             raise ValueError("boom")
-        while not module.STOP.is_set():  # a long run: stops at its next step
+        while not baselines.STOP.is_set():  # a long run: stops at its next step
             time.sleep(0.01)
         raise HeadstartError("stopped")
 
     with pytest.raises(ValueError, match="boom"):
-        module._run_all({1: "long", 2: "bad", 3: "long"}, fn, 2, 1, lambda n: None)
-    assert not module.STOP.is_set()
+        baselines.run_all({1: "long", 2: "bad", 3: "long"}, fn, 2, 1, lambda n: None)
+    assert not baselines.STOP.is_set()

@@ -64,8 +64,13 @@ class Checkpoint:
         if not path.is_file():
             raise HeadstartError(f"checkpoint {self.dir} has no optimizer state; the run cannot be resumed exactly")
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
+        try:
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as e:  # another run's groups, another version's layout
+            first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            raise HeadstartError(f"checkpoint {self.dir}: its optimizer state does not fit this run's parameter groups "
+                                 f"({first}); the run cannot be resumed exactly: start it again with --out") from None
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

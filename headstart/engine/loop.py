@@ -170,8 +170,9 @@ class Engine:
         for i, phase in enumerate(self.phases):
             if i < self.state.phase:
                 continue
-            if self.state.epoch == 0:  # a new phase (a resumed one keeps its record and its patience)
+            if self.state.epoch == 0:  # a new phase (a resumed one keeps its patience)
                 self.state.since_best, self.state.phase_best_key = 0, None
+            if len(self.state.phases) <= i:  # its record (a checkpoint of headstart 0.2 wrote it at the phase's end)
                 self.state.phases.append({"phase": i, "name": phase.name, "trainable_groups": phase.trainable,
                                           "groups": len(self.task.groups), "epochs_planned": phase.epochs,
                                           "epochs_run": 0, "from_cache": False, "seconds": 0.0})
