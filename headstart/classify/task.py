@@ -120,7 +120,7 @@ class ClassificationTask(Task):
         self.loss_fn.to(acc.device)
         train_loader, val_loader = acc.prepare(train_loader, val_loader)
         self.train_set = train_set
-        return PhaseData(train_loader, val_loader, steps_per_epoch=len(train_set) // batch)
+        return PhaseData(train_loader, val_loader, steps_per_epoch=len(train_set) // batch, workers=workers)
 
     def batches(self, data: PhaseData, global_epoch: int):
         data.train.set_epoch(global_epoch)

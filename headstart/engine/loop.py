@@ -82,6 +82,7 @@ class PhaseData:
     val: Any = None
     steps_per_epoch: int = 1
     info: dict[str, Any] = field(default_factory=dict)  # added to the phase's record
+    workers: int = 0  # loader processes the phase forks (memory is handed back to the system first)
 
 
 class Task:
@@ -236,7 +237,8 @@ class Engine:
         s.phases[-1].update(data.info)
         if s.epoch > 0:  # resuming inside this phase
             self.ckpt.load_optimizer(optimizer, scheduler)
-        release_free_memory()  # the loader's workers fork at the first epoch
+        if data.workers:
+            release_free_memory()  # the loader's workers fork at the first epoch
         last_phase = index == len(self.phases) - 1
         for epoch in range(s.epoch, phase.epochs):
             seed_everything(epoch_seed(cfg.seed, s.global_epoch, task.epoch_seed_base))
@@ -281,8 +283,9 @@ class Engine:
                 c.on_epoch_end(self, record)
             if s.stopped_early:
                 break
-        acc.free_memory()  # drop the DDP wrapper and the optimizer: the next phase wraps anew
         self.model = task.model = acc.unwrap_model(wrapped)
+        if not last_phase:  # drop the DDP wrapper and the optimizer: the next phase wraps anew (a collection of
+            acc.free_memory()  # garbage: a throwaway one-phase run, as advise's, ends without one)
 
     def train_epoch(self, wrapped, optimizer, scheduler, batches, phase: Phase, epoch: int,
                     steps: int) -> tuple[float, int]:
