@@ -350,7 +350,7 @@ def advise(
 
         scratch_card = best if words else GLOVE_6B_50D  # the word network's vectors: their statistics, no values
         scratch_vectors = word_vectors(scratch_card) if scratch else None  # read once for every curve point
-        workers, threads = 1, torch.get_num_threads()  # fit's loop (Trainer) for every run, one at a time
+        workers, threads = 1, torch.get_num_threads()  # the engine for every run, one at a time
         step_seconds = (baselines.text_step_seconds(scratch_vectors, chosen[max(scratch_runs, key=lambda r: len(chosen[r]))],
                                            samples, k, dev) if scratch_runs else 0.0)
 

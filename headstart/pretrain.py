@@ -1,7 +1,7 @@
 """`headstart pretrain`: your own source model, trained from random weights on a large labelled
 dataset related to the small target task (the second route of transfer learning).
 
-The loop is fit's (headstart.train: AMP, DDP, a checkpoint every epoch, resume) with strategy
+The loop is fit's (headstart.engine: AMP, DDP, a checkpoint every epoch, resume) with strategy
 finetune over a randomly initialised network: every layer at the full rate, BatchNorm
 statistics from the batches. Images keep about their own size (`input_size`, default: their
 median side rounded up to a multiple of 32), normalised with DATA's own channel mean and std.

@@ -42,7 +42,7 @@ def train_body_run(out_dir: Path, card: ModelCard, samples: ImageSamples, train_
                 body_factory: Callable[[], torch.nn.Module], num_workers: int | None, tracker: str | None,
                 fresh: bool, t_start: float, skip_bad_files: bool = False, tokens: Tokenized | None = None,
                 text_info: dict[str, Any] | None = None, num_features: int | None = None, watch: Any = None) -> Run:
-    """Strategies that train the body: the loop in headstart.train, checkpointed in out_dir. `watch`:
+    """Strategies that train the body: the engine (headstart.engine) with classify.task, checkpointed in out_dir. `watch`:
     an auto trial (headstart.auto.Trial), which sees every epoch's held-out predictions and may stop
     the run (TrialStopped); a trial's run returns None."""
     from ..engine import Callback, Engine, make_accelerator, seed_everything, start_trackers

@@ -86,7 +86,7 @@ class PhaseData:
 
 
 class Task:
-    """What a task gives the engine; subclass it (headstart.train.ClassificationTask,
+    """What a task gives the engine; subclass it (headstart.classify.task.ClassificationTask,
     headstart.detection.train.DetectionTask, or your own).
 
     model          the whole network, with its body's parameters under `body_prefix`
