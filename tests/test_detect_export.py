@@ -30,8 +30,17 @@ CANDY = ["chocolate_bar", "lollipop", "gummy_bear", "mint"]
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> dict[str, Path]:
     """The candy scenes, a one-epoch Faster R-CNN run and a one-epoch Mask R-CNN run (seconds each),
-    and the Faster run's ONNX export."""
+    and the Faster run's ONNX export, built with one thread (the thread count is restored after: the
+    tests after this module would otherwise run on one thread, with other float rounding)."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    try:
+        return _build(tmp_path_factory)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("detect-export")
     with pytest.MonkeyPatch.context() as mp:  # the autouse cache isolation is per test; this fixture is per module
         mp.setenv("HEADSTART_CACHE", str(root / "cache"))

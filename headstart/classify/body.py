@@ -3,7 +3,6 @@ classify.task.ClassificationTask, and --resume of such a run."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,9 +15,8 @@ from ..cache import Features
 from ..console import log
 from ..data.images import ImageSamples
 from ..errors import HeadstartError
-from ..fileio import atomic_write_json
 from ..heads import HeadSpec
-from ..rundir import RUN_FILE, run_info
+from ..rundir import run_info
 from ..text.options import TextOptions
 from ..zoo import ModelCard
 
@@ -45,19 +43,14 @@ def train_body_run(out_dir: Path, card: ModelCard, samples: ImageSamples, train_
     """Strategies that train the body: the engine (headstart.engine) with classify.task, checkpointed in out_dir. `watch`:
     an auto trial (headstart.auto.Trial), which sees every epoch's held-out predictions and may stop
     the run (TrialStopped); a trial's run returns None."""
-    from ..engine import Callback, Engine, make_accelerator, seed_everything, start_trackers
+    from ..engine import Callback, Engine, make_accelerator, seed_everything
+    from ..engine.accelerator import open_run
     from ..surgery import TransferModel
     from .task import ClassificationTask, finish, start_record
 
     acc = make_accelerator(cfg, out_dir, tracker, cpu=dev.type == "cpu")
-    if fresh and acc.is_main_process:
-        if out_dir.exists():
-            shutil.rmtree(out_dir)  # check_out_dir allowed it: a finished run, or --overwrite
-        out_dir.mkdir(parents=True)
-        atomic_write_json(out_dir / RUN_FILE, start_record(card, samples, cfg, reason, skip_bad_files, text_info))
-    acc.wait_for_everyone()
-    start_trackers(acc, cfg, tracker,
-                   on_failure=lambda: shutil.rmtree(out_dir, ignore_errors=True) if fresh and acc.is_main_process else None)
+    open_run(acc, out_dir, start_record(card, samples, cfg, reason, skip_bad_files, text_info) if fresh else None, cfg,
+             tracker)
     seed_everything(cfg.seed)  # the new head's initial weights
     model = TransferModel(body_factory(), HeadSpec.from_dict(cfg.head).build(num_features or card.num_features,
                                                                               len(samples.classes)))

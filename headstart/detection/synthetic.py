@@ -150,9 +150,9 @@ def candy_image(rng: np.random.Generator, w: int, h: int, max_candies: int = 5
 
 
 def write_candy(root: str | Path, n_images: int = 60, seed: int = 0, size: tuple[int, int] = (320, 256),
-                max_candies: int = 5) -> Path:
+                max_candies: int = 5, jitter: float = 0.15) -> Path:
     """Write `n_images` scenes to root/images and their COCO annotations to root/annotations.json
-    (atomically: root appears complete or not at all). Returns root."""
+    (atomically: root appears complete or not at all); each side is `size` times 1 +- `jitter`. Returns root."""
     from pycocotools import mask as mask_utils
 
     root = Path(root)
@@ -161,8 +161,8 @@ def write_candy(root: str | Path, n_images: int = 60, seed: int = 0, size: tuple
     with atomic_dir(root) as tmp:
         (tmp / "images").mkdir(parents=True)
         for k in range(n_images):
-            w = int(size[0] * rng.uniform(0.85, 1.15)) // 2 * 2
-            h = int(size[1] * rng.uniform(0.85, 1.15)) // 2 * 2
+            w = int(size[0] * rng.uniform(1 - jitter, 1 + jitter)) // 2 * 2
+            h = int(size[1] * rng.uniform(1 - jitter, 1 + jitter)) // 2 * 2
             img, candies = candy_image(rng, w, h, max_candies)
             name = f"candy_{seed:03d}_{k:04d}.png"
             img.save(tmp / "images" / name)

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,10 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..console import log
-from ..engine import Engine, PhaseData, Task, TrainConfig, Validation, make_accelerator, start_trackers
-from ..engine.accelerator import check_tracker
+from ..engine import Engine, PhaseData, Task, TrainConfig, Validation, epoch_seed, make_accelerator
+from ..engine.accelerator import check_tracker, open_run
 from ..errors import HeadstartError
-from ..fileio import atomic_write_json
-from ..rundir import RUN_FILE, RUN_FORMAT, check_out_dir
+from ..rundir import RUN_FORMAT, check_out_dir
 from ..runtime import pick_device
 from ..options import FitOptions
 from ..strategies import Phase, Strategy
@@ -81,6 +80,8 @@ class DetectionTask(Task):
         self.samples = Samples(data, model, spec.kind == "mask")
         self.cache: PrefixCache | None = None
         self.device = torch.device("cpu")
+        self.epoch, self.rank, self.processes = 0, 0, 1
+        self.step = _Step(self)
 
     def start_phase(self, index: int, phase: Phase, of: int, acc) -> PhaseData:
         """The body's frozen first units run once per (image, flip): their outputs are kept for later epochs."""
@@ -88,7 +89,7 @@ class DetectionTask(Task):
         stop = 0 if t >= G else self.backbone.groups[G - t][0] if t else len(self.backbone.units)
         if self.cache is None or self.cache.stop != stop:
             self.cache = PrefixCache(stop) if stop else None
-        self.device = acc.device
+        self.device, self.rank, self.processes = acc.device, acc.process_index, acc.num_processes
         self.model.to(acc.device)
         n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         log(f"phase {index + 1}/{of} '{phase.name}': {t} of {G} backbone groups train ({n_train / 1e6:.1f}M "
@@ -98,26 +99,24 @@ class DetectionTask(Task):
                          info={"frozen_units_cached": stop})
 
     def batches(self, data: PhaseData, global_epoch: int):
-        cfg = self.cfg
+        """The epoch's shuffled (image, flip) keys in batches of --batch-size; under N processes each takes
+        every N-th key of each batch (a last batch too small to share is left out)."""
+        cfg, n = self.cfg, self.processes
+        self.epoch = global_epoch
         rng = np.random.default_rng([cfg.seed, global_epoch])
         order = rng.permutation(self.train_idx)
         flips = rng.random(len(order)) < 0.5 if cfg.augment == "flip" else np.zeros(len(order), dtype=bool)
         keys = [(int(i), bool(f)) for i, f in zip(order, flips)]
-        return torch.utils.data.DataLoader(_Keyed(self.samples, keys), batch_size=cfg.batch_size,
-                                           collate_fn=collate_items, num_workers=self.num_workers)
+        batches = [keys[b:b + cfg.batch_size] for b in range(0, len(keys), cfg.batch_size)]
+        mine = [batch[self.rank::n] for batch in batches if len(batch) >= n]
+        return torch.utils.data.DataLoader(_Keyed(self.samples, mine), batch_size=None, collate_fn=collate_items,
+                                           num_workers=self.num_workers)
+
+    def trained_module(self) -> nn.Module:
+        return self.step
 
     def loss(self, model: nn.Module, batch: list[tuple[int, bool, Tensor, dict[str, Tensor]]]) -> tuple[Tensor, int]:
-        """One batch through the detector in training mode: the sum of its losses. torchvision's
-        GeneralizedRCNN.forward taken apart only so that the body can start from a cached prefix."""
-        from torchvision.models.detection.image_list import ImageList
-
-        dev = self.device
-        targets = [{k: v.to(dev) for k, v in t.items()} for *_, t in batch]
-        images, features = pyramid_for(self.backbone, [(i, f, img) for i, f, img, _ in batch], self.cache, dev)
-        image_list = ImageList(images, [tuple(img.shape[-2:]) for *_, img, _ in batch])
-        proposals, rpn_losses = self.model.rpn(image_list, features, targets)
-        _, head_losses = self.model.roi_heads(features, proposals, image_list.image_sizes, targets)
-        return sum(rpn_losses.values()) + sum(head_losses.values()), len(batch)  # type: ignore[return-value]
+        return model(batch), len(batch)
 
     def validate(self, model: nn.Module, data: PhaseData) -> Validation:
         from .evaluate import coco_metrics, detect
@@ -132,15 +131,75 @@ class DetectionTask(Task):
         return f", val mAP {record['val_map']:.3f}, mAP@.5 {record['val_map_50']:.3f}"
 
 
+class _Step(nn.Module):
+    """One batch through the detector in training mode, as a module (DDP averages gradients through its
+    forward): the sum of the detector's losses. torchvision's GeneralizedRCNN.forward taken apart only so
+    that the body can start from a cached prefix; with nothing cached it computes what `model(images,
+    targets)` computes."""
+
+    def __init__(self, task: DetectionTask) -> None:
+        super().__init__()
+        self.detector = task.model
+        self.task = [task]  # not a module attribute: kept out of the module tree
+
+    def forward(self, batch: list[tuple[int, bool, Tensor, dict[str, Tensor]]]) -> Tensor:
+        from torchvision.models.detection.image_list import ImageList
+
+        task, model = self.task[0], self.detector
+        dev = task.device
+        first = epoch_seed(task.cfg.seed, task.epoch, DetectionTask.epoch_seed_base) * 2 * len(task.data)
+        seeds = [(first + 2 * i + f) % (1 << 63) for i, f, *_ in batch]
+        targets = [{k: v.to(dev) for k, v in t.items()} for *_, t in batch]
+        images, features = pyramid_for(model.backbone, [(i, f, img) for i, f, img, _ in batch], task.cache, dev)
+        image_list = ImageList(images, [tuple(img.shape[-2:]) for *_, img, _ in batch])
+        with KeyedSampler.within(model.rpn, seeds):
+            proposals, rpn_losses = model.rpn(image_list, features, targets)
+        with KeyedSampler.within(model.roi_heads, seeds):
+            _, head_losses = model.roi_heads(features, proposals, image_list.image_sizes, targets)
+        return sum(rpn_losses.values()) + sum(head_losses.values())  # type: ignore[return-value]
+
+
+class KeyedSampler:
+    """torchvision's sampler of positive and negative anchors (proposals), drawing each image's sample from
+    a generator seeded by (seed, epoch, image, flip): the same draws whichever batch, or process, the image
+    lands in, so N processes train what one does."""
+
+    def __init__(self, inner, seeds: list[int]) -> None:
+        self.inner, self.seeds = inner, seeds
+
+    @classmethod
+    @contextmanager
+    def within(cls, holder: nn.Module, seeds: list[int]):
+        """`holder` (the RPN, the ROI heads) samples with the images' seeds inside the block."""
+        inner = holder.fg_bg_sampler
+        holder.fg_bg_sampler = cls(inner, seeds)
+        try:
+            yield
+        finally:
+            holder.fg_bg_sampler = inner
+
+    def __call__(self, matched: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        positives, negatives = [], []
+        for m, seed in zip(matched, self.seeds, strict=True):
+            with torch.random.fork_rng(devices=[m.device] if m.is_cuda else []):
+                torch.manual_seed(seed)
+                (p,), (n,) = self.inner([m])
+            positives.append(p)
+            negatives.append(n)
+        return positives, negatives
+
+
 class _Keyed(torch.utils.data.Dataset):
-    def __init__(self, samples: Samples, keys: list[tuple[int, bool]]) -> None:
-        self.samples, self.keys = samples, keys
+    """Batches of (image, flip) keys -> batches of samples."""
+
+    def __init__(self, samples: Samples, batches: list[list[tuple[int, bool]]]) -> None:
+        self.samples, self.batches = samples, batches
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.batches)
 
     def __getitem__(self, k: int):
-        return self.samples[self.keys[k]]
+        return [self.samples[key] for key in self.batches[k]]
 
 
 # ------------------------------------------------------------------------------------------ fit
@@ -190,8 +249,6 @@ def fit_detector(data: str | Path, model: str | None = None, out: str | Path = "
     o = options or FitOptions.of(given, "fit_detector()")
     t, d, s = o.train, o.detect, o.setup
     t_start = time.perf_counter()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise HeadstartError("detection trains in one process for now; drop --processes")
     strategy, detector, seed, val_split = t.strategy, d.detector, t.seed, t.val_split
     if strategy.strip().lower() != "auto":
         _S.parse(strategy)  # a typo fails before any work
@@ -205,6 +262,7 @@ def fit_detector(data: str | Path, model: str | None = None, out: str | Path = "
     epochs, head_epochs = t.epochs, d.head_epochs
     detect_config(**options_, **({"epochs": epochs} if epochs else {}),
                   **({"head_epochs": head_epochs} if head_epochs else {}))  # every range, before any work
+    check_processes(options_["batch_size"])
     check_tracker(s.tracker)
     if detector not in DETECTORS:
         raise HeadstartError(f"--detector must be one of {', '.join(DETECTORS)}; got '{detector}'")
@@ -244,17 +302,21 @@ def fit_detector(data: str | Path, model: str | None = None, out: str | Path = "
     log(f"detector: {'Mask' if kind == 'mask' else 'Faster'} R-CNN from {start.get('card') or start['checkpoint']}, "
         f"{len(samples.classes)} classes, images resized to {min_size} px (longer side <= {max_size}); "
         f"{len(train_idx)} training and {len(val_idx)} validation images; strategy {chosen} ({reason})")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)  # check_out_dir allowed it: a finished run, or --overwrite
-    out_dir.mkdir(parents=True)
     record = {"format": RUN_FORMAT, "status": "training", "headstart": __version__, "task": "detect",
               "spec": spec.to_dict(), "card": card.to_dict() if card else None, "start": start,
               "classes": list(samples.classes), "strategy": chosen, "strategy_reason": reason,
               "config": cfg.to_dict(), "data": _data_record(samples, s.skip_bad_files),
               "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    atomic_write_json(out_dir / RUN_FILE, record)
     return _train(out_dir, samples, train_idx, val_idx, net, spec, cfg, dev, record, s.num_workers or 0, t_start,
                   tracker=s.tracker)
+
+
+def check_processes(batch_size: int) -> None:
+    """Under N processes each takes an equal share of every batch."""
+    n = int(os.environ.get("WORLD_SIZE", "1"))
+    if batch_size % n:
+        raise HeadstartError(f"--batch-size {batch_size} cannot be shared by {n} processes: give a multiple of "
+                             f"--processes {n} (each process takes an equal share of every batch)")
 
 
 def _detect_strategy(strategy: str, n_train: int, from_detector: bool) -> tuple[str, str]:
@@ -284,7 +346,7 @@ def _train(out_dir: Path, samples: DetectionData, train_idx: np.ndarray, val_idx
     from .run import DetectionRun
 
     acc = make_accelerator(cfg, out_dir, tracker, cpu=dev.type == "cpu")
-    start_trackers(acc, cfg, tracker, on_failure=None if resume else lambda: shutil.rmtree(out_dir, ignore_errors=True))
+    open_run(acc, out_dir, None if resume else record, cfg, tracker)
     engine = Engine(out_dir, DetectionTask(samples, train_idx, val_idx, net.to(acc.device), spec, cfg, num_workers),
                     cfg, acc)
     if resume:
@@ -322,6 +384,7 @@ def resume_detector(run_dir: Path, info: dict[str, Any], device: str | None = No
     t_start = time.perf_counter()
     cfg = TrainConfig.from_dict(info["config"], **DETECT_DEFAULTS)
     spec = DetectorSpec.from_dict(info["spec"])
+    check_processes(cfg.batch_size)
     samples = read_detection_data(info["data"]["source"], skip_bad=info["data"].get("skip_bad", False), log=log)
     if samples.fingerprint() != info["data"]["fingerprint"]:
         raise HeadstartError(f"--resume '{run_dir}': the files of {info['data']['source']} changed since the run "

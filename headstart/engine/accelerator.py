@@ -85,6 +85,25 @@ def start_trackers(acc, cfg: TrainConfig, tracker: str | None, on_failure=None) 
         raise HeadstartError(f"--tracker {tracker} could not start: {first}") from None
 
 
+def open_run(acc, out_dir: Path, record: dict | None, cfg: TrainConfig, tracker: str | None) -> None:
+    """A new run's folder (`record` given), written by the main process only: whatever --out held goes
+    (check_out_dir allowed it: a finished run, or --overwrite) and headstart.json says "training"; then the
+    tracker starts. A tracker that cannot start takes the new folder with it."""
+    import shutil
+
+    from ..fileio import atomic_write_json
+    from ..rundir import RUN_FILE
+
+    fresh = record is not None and acc.is_main_process
+    if fresh:
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+        atomic_write_json(out_dir / RUN_FILE, record)
+    acc.wait_for_everyone()
+    start_trackers(acc, cfg, tracker, on_failure=(lambda: shutil.rmtree(out_dir, ignore_errors=True)) if fresh else None)
+
+
 def _fresh_accelerate_state(precision: str, cpu: bool) -> None:
     """Accelerate keeps one state per process: it refuses an Accelerator with another precision
     than the first one's, and keeps the first one's device. A second fit in the same Python

@@ -116,8 +116,14 @@ class Task:
         """An epoch's batches; the engine has seeded every generator from (seed, epoch) before."""
         return data.train
 
+    def trained_module(self) -> nn.Module:
+        """The module the engine wraps (DDP, precision) and hands to `loss`: the model, or a module holding it
+        whose forward computes the loss (under DDP, gradients are averaged only through the wrapper's forward)."""
+        return self.model
+
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int]:
-        """The batch's loss (a scalar) through `model` (wrapped for DDP where it runs), and its number of examples."""
+        """The batch's loss (a scalar) through `model` (trained_module(), wrapped for DDP where it runs), and its
+        number of examples."""
         raise NotImplementedError
 
     def validate(self, model: nn.Module, data: PhaseData) -> Validation:
@@ -228,7 +234,7 @@ class Engine:
         # optimizer steps: Accelerate also steps on a last, incomplete accumulation of an epoch
         steps = phase.epochs * max(1, math.ceil(data.steps_per_epoch / cfg.accumulate))
         scheduler = warmup_cosine(optimizer, steps, int(cfg.warmup * steps))
-        wrapped, optimizer, scheduler = acc.prepare(self.model, optimizer, scheduler)
+        wrapped, optimizer, scheduler = acc.prepare(task.trained_module(), optimizer, scheduler)
         return data, wrapped, optimizer, scheduler
 
     def _body_phase(self, index: int, phase: Phase) -> None:
@@ -243,7 +249,7 @@ class Engine:
         for epoch in range(s.epoch, phase.epochs):
             seed_everything(epoch_seed(cfg.seed, s.global_epoch, task.epoch_seed_base))
             batches = task.batches(data, s.global_epoch)
-            set_modes(acc.unwrap_model(wrapped), cfg.bn)
+            set_modes(self.model, cfg.bn)
             t0 = time.perf_counter()
             try:
                 train_loss, seen = self.train_epoch(wrapped, optimizer, scheduler, batches, phase, epoch,
@@ -266,7 +272,7 @@ class Engine:
             if v is not None:
                 record.update(v.record)
                 self.val_predictions = v.predictions
-                set_modes(acc.unwrap_model(wrapped), cfg.bn)
+                set_modes(self.model, cfg.bn)
             s.history.append(record)
             s.epoch, s.global_epoch = epoch + 1, s.global_epoch + 1
             s.phases[-1].update(epochs_run=epoch + 1,
@@ -283,9 +289,11 @@ class Engine:
                 c.on_epoch_end(self, record)
             if s.stopped_early:
                 break
-        self.model = task.model = acc.unwrap_model(wrapped)
-        if not last_phase:  # drop the DDP wrapper and the optimizer: the next phase wraps anew (a collection of
-            acc.free_memory()  # garbage: a throwaway one-phase run, as advise's, ends without one)
+        # Drop the DDP wrapper, the optimizer and the loaders: the next phase wraps anew, and loader workers
+        # stop now (left to a later garbage collection, each run's took 5 s to stop, measured). A last phase
+        # without workers (advise's throwaway runs) ends without the collection.
+        if not last_phase or data.workers:
+            acc.free_memory()
 
     def train_epoch(self, wrapped, optimizer, scheduler, batches, phase: Phase, epoch: int,
                     steps: int) -> tuple[float, int]:
@@ -300,7 +308,7 @@ class Engine:
                     with acc.autocast():
                         loss, n = self.task.loss(wrapped, batch)
                         if self.l2sp is not None:
-                            loss = loss + self.l2sp(acc.unwrap_model(wrapped))
+                            loss = loss + self.l2sp(self.model)
                     if not torch.isfinite(loss):
                         self._diverged(loss.item(), phase, epoch, step, optimizer)
                     acc.backward(loss)
