@@ -202,6 +202,15 @@ def test_two_processes_train_the_detector_one_process_trains(tmp_path):
     assert worst < 0.05 * moved, (worst, moved)
 
 
+def test_a_batch_that_processes_cannot_share_is_refused(monkeypatch):
+    from headstart.detection.train import check_processes
+
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(HeadstartError, match="--batch-size 4 cannot be shared by 3 processes"):
+        check_processes(4)
+    check_processes(6)
+
+
 def test_cli_fit_evaluate_predict(candy, tmp_path, capsys):
     out = tmp_path / "cli-run"
     assert main(["fit", str(candy / "annotations.json"), "--out", str(out), "--model", "mobilenet_v2", "--epochs",

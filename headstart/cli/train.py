@@ -31,7 +31,7 @@ from .common import (STRATEGY_HELP, cache_options, cli, detect_options, emit_jso
               help="Learning rate of the head in phases that train the body (default 1e-3; the body's: x --body-lr-mult).")
 @click.option("--l2sp", default=0.0, show_default=True, type=float, help="L2-SP: pull the body toward its pretrained weights.")
 @click.option("--unfreeze-every", default=None, type=int,
-              help="gradual: epochs between unfreezing steps (default 1; detection 2).")
+              help="gradual: epochs between unfreezing steps (default 1).")
 @click.option("--weight-decay", default=None, type=float, help="Phases that train the body (default 1e-4).")
 @click.option("--batch-size", default=None, type=int,
               help="Images (texts) per batch in phases that train the body, across all processes (default 16 on a "

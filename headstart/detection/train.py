@@ -47,7 +47,7 @@ from .model import DetectorSpec, StagedBackbone, build_detector, detector_from_c
 # Detection's own defaults of the engine's options (headstart.engine.TrainConfig); also what a run written
 # by headstart 0.2 did not save.
 DETECT_DEFAULTS: dict[str, Any] = dict(
-    head={}, epochs=24, head_epochs=24, unfreeze_every=2, lr=0.01, body_lr_mult=1.0, layer_decay=1.0,
+    head={}, epochs=24, head_epochs=24, unfreeze_every=1, lr=0.01, body_lr_mult=1.0, layer_decay=1.0,
     weight_decay=1e-4, batch_size=4, warmup=0.1, bn="frozen", augment="flip", eval_every=4, optimizer="sgd",
     momentum=0.9, clip_grad=10.0, patience=None, class_balance=True)
 AUGMENTATIONS = ("flip", "none")
