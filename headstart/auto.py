@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .errors import HeadstartError
+from .options import check_value
 
 DEFAULT_BUDGET = 60.0  # seconds the trials may take (--budget)
 FOLDS = 3  # auto's folds: each run trains on two thirds of the examples and scores the rest
@@ -56,14 +57,13 @@ class TrialStopped(Exception):
 
 
 def check_budget(budget: float | None, auto: bool) -> float:
-    """--budget's range and default, in one place; it applies only to --strategy auto."""
+    """--budget's default (its range: headstart.options.RANGES); it applies only to --strategy auto."""
     if budget is None:
         return DEFAULT_BUDGET
     if not auto:
         raise HeadstartError("--budget applies to --strategy auto (the time its trials may take); "
                              "leave it out, or use --strategy auto")
-    if not budget >= 0:
-        raise HeadstartError(f"--budget must be >= 0 seconds (0: the linear probe, no trials); got {budget}")
+    check_value("budget", budget)
     return float(budget)
 
 

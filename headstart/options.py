@@ -16,12 +16,60 @@ option of a group that does not apply to the task at hand is refused in one line
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import HeadstartError
 from .text.options import TextOptions
+
+
+# Every numeric option's range, in one place: the option objects below check the values given to them
+# (None: the task's default) and headstart.engine.TrainConfig the values a run trains with, before any work.
+SEED_LIMIT = 2**32  # NumPy's generators take seeds below this
+RANGES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "epochs": (">= 1", lambda v: v >= 1), "head_epochs": (">= 1", lambda v: v >= 1),
+    "unfreeze_every": (">= 1", lambda v: v >= 1), "lr": ("> 0", lambda v: v > 0),
+    "body_lr_mult": ("> 0", lambda v: v > 0), "layer_decay": ("in (0, 1]", lambda v: 0 < v <= 1),
+    "l2sp": (">= 0", lambda v: v >= 0), "weight_decay": (">= 0", lambda v: v >= 0),
+    "batch_size": (">= 1", lambda v: v >= 1), "accumulate": (">= 1", lambda v: v >= 1),
+    "warmup": ("in [0, 1)", lambda v: 0 <= v < 1), "patience": (">= 1", lambda v: v >= 1),
+    "val_split": ("in [0, 1)", lambda v: 0 <= v < 1), "momentum": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "clip_grad": (">= 0", lambda v: v >= 0), "eval_every": (">= 1", lambda v: v >= 1),
+    "head_c": ("> 0", lambda v: v > 0), "seed": (f"in [0, {SEED_LIMIT - 1}]", lambda v: 0 <= v < SEED_LIMIT),
+    "hidden": (">= 1", lambda v: v >= 1), "dropout": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "budget": (">= 0 seconds (0: the linear probe, no trials)", lambda v: v >= 0),
+    "input_size": (">= 64 pixels", lambda v: v >= 64),
+    "max_size": (">= 64 pixels", lambda v: v >= 64), "extract_batch_size": (">= 1", lambda v: v >= 1),
+    "num_workers": (">= 0", lambda v: v >= 0),
+    # the other commands' (rank, advise, predict, pretrain, lr-find, demo)
+    "processes": (">= 1", lambda v: v >= 1), "seeds": (">= 1", lambda v: v >= 1), "top_k": (">= 1", lambda v: v >= 1),
+    "steps": (">= 1", lambda v: v >= 1), "shots": (">= 1", lambda v: v >= 1),
+    "test_per_class": (">= 1", lambda v: v >= 1), "train_images": (">= 1", lambda v: v >= 1),
+    "test_images": (">= 1", lambda v: v >= 1), "scratch_size": (">= 16 pixels", lambda v: v >= 16),
+    "scratch_max_per_class": (">= 1", lambda v: v >= 1), "max_length": (">= 1", lambda v: v >= 1),
+    "min_count": (">= 1", lambda v: v >= 1), "start_lr": ("> 0", lambda v: v > 0), "end_lr": ("> 0", lambda v: v > 0),
+    "score_threshold": ("in [0, 1]", lambda v: 0 <= v <= 1), "test_fraction": ("in (0, 1)", lambda v: 0 < v < 1),
+}
+FLAGS = {"num_workers": "workers"}  # where the CLI's flag is not the name with dashes
+ALIASES = {"workers": "num_workers"}  # a CLI parameter's name -> its range's
+
+
+def check_value(name: str, value: Any) -> None:
+    """`value` of the option `name` within its RANGES (None: the default, not checked), or one line naming the
+    flag, its range and the value."""
+    name = ALIASES.get(name, name)
+    if name in RANGES and value is not None and not isinstance(value, bool):
+        rule, ok = RANGES[name]
+        if not ok(value):
+            raise HeadstartError(f"--{FLAGS.get(name, name).replace('_', '-')} must be {rule}; got {value}")
+
+
+def check_ranges(options: Any) -> None:
+    """Each numeric field of the dataclass `options` with a value (not None) is within its RANGES."""
+    for f in fields(options):
+        check_value(f.name, getattr(options, f.name))
 
 
 @dataclass(frozen=True)
@@ -45,6 +93,9 @@ class TrainOptions:
     val_split: float = 0.2
     clip_grad: float | None = None
 
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
 
 @dataclass(frozen=True)
 class HeadOptions:
@@ -55,6 +106,9 @@ class HeadOptions:
     class_balance: bool = True
     budget: float | None = None
 
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
 
 @dataclass(frozen=True)
 class DetectOptions:
@@ -63,6 +117,9 @@ class DetectOptions:
     max_size: int | None = None
     eval_every: int | None = None
     head_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 @dataclass(frozen=True)
@@ -77,6 +134,9 @@ class SetupOptions:
     extract_batch_size: int | None = None
     num_workers: int | None = None
     tracker: str | None = None
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 GROUPS: dict[str, type] = {"train": TrainOptions, "head": HeadOptions, "detect": DetectOptions, "setup": SetupOptions}

@@ -10,8 +10,6 @@ Written atomically (built beside RUN_DIR, then renamed), loaded without pickle.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +20,10 @@ import numpy as np
 from .console import log
 from .data.images import expand_files, readable
 from .errors import HeadstartError
-from .fileio import atomic_dir, atomic_write_json
+from .fileio import atomic_dir
 from .heads import HeadSpec
 from .rundir import (METRICS_FILE, RUN_FILE, RUN_FORMAT, WEIGHTS_FILE, check_out_dir, is_run_dir,  # noqa: F401
-                     read_run_weights, run_info, run_record)
+                     read_run_metrics, read_run_weights, run_info, run_record, torch_weights, write_run_files)
 from .runtime import pick_device
 from .zoo.card import ModelCard, Preprocessing, TextPreprocessing
 from .zoo.weights import match_state_dict
@@ -163,14 +161,7 @@ class Run:
         return run_record(self.info, self.card, self.head, self.classes, self.body_id)
 
     def _write(self, folder: Path) -> None:
-        from safetensors.torch import save_file
-
-        state = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
-        tmp = folder / f".{WEIGHTS_FILE}.tmp"
-        save_file(state, str(tmp), metadata={"format": RUN_FORMAT})
-        os.replace(tmp, folder / WEIGHTS_FILE)
-        atomic_write_json(folder / METRICS_FILE, self.metrics)
-        atomic_write_json(folder / RUN_FILE, self._record())  # last: a run is finished once this says so
+        write_run_files(folder, torch_weights(self.model), self.metrics, self._record())
 
     def save(self) -> None:
         """Write the whole run folder at once: built beside RUN_DIR, then swapped in."""
@@ -233,10 +224,7 @@ def top_k_results(names: list[str], probs: np.ndarray, classes: tuple[str, ...],
 
 def load_classifier(d: Path, info: dict[str, Any], device: str | None = None) -> Run:
     """A finished classification run (rundir.finished_run checked its folder): see headstart.load."""
-    try:
-        metrics = json.loads((d / METRICS_FILE).read_text())
-    except (OSError, ValueError):
-        metrics = {}
+    metrics = read_run_metrics(d, info)
     card = ModelCard.from_dict(info["card"])
     head = HeadSpec.from_dict(info["head"])
     classes = tuple(info["classes"])
@@ -249,7 +237,7 @@ def load_network(d: Path, card: ModelCard, head: HeadSpec, classes: tuple[str, .
                  device: str | None = None) -> TransferModel:
     """The run's network with the weights of RUN_DIR/model.safetensors, in eval mode on `device`."""
     model = assemble(card, head, len(classes), info.get("text"))
-    sd = read_run_weights(d)
+    sd = read_run_weights(d, info)
     mapped, _ = match_state_dict(model, sd, "name", "", f"run '{d}'")
     model.load_state_dict(mapped, strict=True)
     return model.eval().to(pick_device(device))

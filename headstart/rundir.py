@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,12 @@ import numpy as np
 
 from . import __version__
 from .errors import HeadstartError
-from .fileio import atomic_dir, atomic_write_json
+from .fileio import atomic_dir, atomic_write_json, sha256_file
 from .runtime import is_main_rank
 
 RUN_FILE, METRICS_FILE, WEIGHTS_FILE = "headstart.json", "metrics.json", "model.safetensors"
 RUN_FORMAT = "headstart-run/1"
+FILES_KEY = "files"  # headstart.json: the sha256 of every other file of the run
 
 
 def run_info(path: str | Path) -> dict[str, Any] | None:
@@ -74,22 +76,66 @@ def run_record(info: dict[str, Any], card: Any, head: Any, classes: tuple[str, .
     return info
 
 
-def write_run_files(folder: Path, tensors: dict[str, np.ndarray], metrics: dict[str, Any],
+def write_run_files(folder: Path, write_weights: Callable[[Path], None], metrics: dict[str, Any],
                     record: dict[str, Any]) -> None:
-    """The weights, metrics.json, and last headstart.json (a run is finished once it says so), each atomic."""
-    from safetensors.numpy import save_file
-
+    """The weights (`write_weights(path)` writes them), metrics.json, and last headstart.json, each atomic:
+    a run is finished once headstart.json says so, and it records the sha256 of the other two, which every
+    reader checks (verified_file)."""
     tmp = folder / f".{WEIGHTS_FILE}.tmp"
-    save_file({k: np.require(v, requirements="C") for k, v in tensors.items()}, str(tmp), metadata={"format": RUN_FORMAT})
+    write_weights(tmp)
     os.replace(tmp, folder / WEIGHTS_FILE)
     atomic_write_json(folder / METRICS_FILE, metrics)
+    record[FILES_KEY] = {name: sha256_file(folder / name) for name in (WEIGHTS_FILE, METRICS_FILE)}
     atomic_write_json(folder / RUN_FILE, record)
+
+
+def numpy_weights(tensors: dict[str, np.ndarray]) -> Callable[[Path], None]:
+    """write_run_files' weights from NumPy arrays (a head re-fitted on cached features, without torch)."""
+    from safetensors.numpy import save_file
+
+    return lambda path: save_file({k: np.require(v, requirements="C") for k, v in tensors.items()}, str(path),
+                                  metadata={"format": RUN_FORMAT})
+
+
+def torch_weights(model: Any) -> Callable[[Path], None]:
+    """write_run_files' weights from a torch module's state."""
+    def write(path: Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(path),
+                  metadata={"format": RUN_FORMAT})
+    return write
 
 
 def save_run(out: Path, tensors: dict[str, np.ndarray], metrics: dict[str, Any], record: dict[str, Any]) -> None:
     """Write a whole run folder at once: built beside `out`, then swapped in."""
     with atomic_dir(out, replace=True) as tmp:
-        write_run_files(tmp, tensors, metrics, record)
+        write_run_files(tmp, numpy_weights(tensors), metrics, record)
+
+
+def verified_file(d: Path, info: dict[str, Any], name: str) -> Path:
+    """RUN_DIR/name, checked against the sha256 headstart.json recorded when the run was written (runs of
+    headstart 0.2 recorded none): a file changed or damaged since is one line, never a wrong answer."""
+    path = d / name
+    if not path.is_file():
+        raise HeadstartError(f"run '{d}' has no {name}; the run did not finish, run `headstart fit` again")
+    expected = (info.get(FILES_KEY) or {}).get(name) if isinstance(info.get(FILES_KEY), dict) else None
+    if expected is not None and sha256_file(path) != expected:
+        raise HeadstartError(f"run '{d}': {name} is damaged or was changed after the run was written (its sha256 is "
+                             f"not the one {RUN_FILE} recorded); run `headstart fit` again, or restore the file")
+    return path
+
+
+def read_run_metrics(d: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """RUN_DIR/metrics.json, checked (verified_file); {} for a run without one."""
+    if not (d / METRICS_FILE).is_file() and FILES_KEY not in info:
+        return {}
+    try:
+        metrics = json.loads(verified_file(d, info, METRICS_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise HeadstartError(f"run '{d}': {METRICS_FILE} cannot be read ({str(e)[:120]}); run `headstart fit` "
+                             "again") from None
+    return metrics if isinstance(metrics, dict) else {}
 
 
 def finished_run(run_dir: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -124,11 +170,10 @@ def stopped_run(run_dir: str | Path) -> tuple[Path, dict[str, Any]]:
     return d, info
 
 
-def read_run_weights(d: Path) -> dict[str, Any]:
-    """RUN_DIR/model.safetensors, or a one-line error saying the run is unfinished or damaged."""
-    weights = d / WEIGHTS_FILE
-    if not weights.is_file():
-        raise HeadstartError(f"run '{d}' has no {WEIGHTS_FILE}; the run did not finish, run `headstart fit` again")
+def read_run_weights(d: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """RUN_DIR/model.safetensors, checked (verified_file), or a one-line error saying the run is unfinished or
+    damaged."""
+    weights = verified_file(d, info, WEIGHTS_FILE)
     from safetensors.torch import load_file
 
     try:

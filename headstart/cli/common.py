@@ -58,7 +58,26 @@ def with_options(options):
     return wrap
 
 
-@click.group(context_settings=CONTEXT)
+class Checked(click.Command):
+    """A command whose numeric options are checked against their ranges (headstart.options.RANGES) before it
+    runs: one line and exit 2, never a default taken for 0 nor a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from ..options import check_value
+
+        for name, value in ctx.params.items():
+            check_value(name, value)
+        return super().invoke(ctx)
+
+
+class CheckedGroup(click.Group):
+    command_class = Checked
+
+
+CheckedGroup.group_class = CheckedGroup
+
+
+@click.group(cls=CheckedGroup, context_settings=CONTEXT)
 @click.version_option(package_name="headstart")
 def cli() -> None:
     """headstart: transfer learning in one command.

@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +15,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from ..errors import HeadstartError, plural
 from ..fileio import atomic_write_bytes, atomic_write_json
-from ..rundir import METRICS_FILE, RUN_FILE, RUN_FORMAT, WEIGHTS_FILE, read_run_weights
+from ..rundir import WEIGHTS_FILE, read_run_metrics, read_run_weights, torch_weights, write_run_files
 from ..runtime import pick_device
 from .model import DetectorSpec, build_detector
 
@@ -46,12 +43,7 @@ class DetectionRun:
 
     def save_in_place(self) -> None:
         """Each file atomic, headstart.json last (a run is finished once it says so)."""
-        state = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
-        tmp = self.dir / f".{WEIGHTS_FILE}.tmp"
-        save_file(state, str(tmp), metadata={"format": RUN_FORMAT})
-        os.replace(tmp, self.dir / WEIGHTS_FILE)
-        atomic_write_json(self.dir / METRICS_FILE, self.metrics)
-        atomic_write_json(self.dir / RUN_FILE, self.info)
+        write_run_files(self.dir, torch_weights(self.model), self.metrics, self.info)
 
     @torch.no_grad()
     def detect(self, files: list[str | Path], device: str | None = None, batch_size: int = 1,
@@ -153,15 +145,12 @@ def load_detection(d: Path, info: dict[str, Any], device: str | None = None) -> 
     spec = DetectorSpec.from_dict(info["spec"])
     card = ModelCard.from_dict(info["card"]) if info.get("card") else None
     model = build_detector(spec, card, pretrained=False)
-    sd = read_run_weights(d)
+    sd = read_run_weights(d, info)
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if [k for k in missing if not k.endswith("num_batches_tracked")] or unexpected:
         raise HeadstartError(f"run '{d}': {WEIGHTS_FILE} does not fit the detector its headstart.json describes; "
                              "run `headstart fit` again")
-    try:
-        metrics = json.loads((d / METRICS_FILE).read_text())
-    except (OSError, ValueError):
-        metrics = {}
+    metrics = read_run_metrics(d, info)
     return DetectionRun(dir=d, spec=spec, model=model.eval().to(pick_device(device)), info=info, metrics=metrics)
 
 

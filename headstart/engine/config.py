@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import HeadstartError
+from ..options import check_ranges
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRACKERS = ("tensorboard", "mlflow")
@@ -53,21 +54,7 @@ class TrainConfig:
     eval_every: int = 1
 
     def __post_init__(self) -> None:
-        checks = [
-            ("epochs", self.epochs >= 1, ">= 1"), ("head-epochs", self.head_epochs >= 1, ">= 1"),
-            ("unfreeze-every", self.unfreeze_every >= 1, ">= 1"),
-            ("lr", self.lr > 0, "> 0"), ("body-lr-mult", self.body_lr_mult > 0, "> 0"),
-            ("layer-decay", 0 < self.layer_decay <= 1, "in (0, 1]"), ("l2sp", self.l2sp >= 0, ">= 0"),
-            ("weight-decay", self.weight_decay >= 0, ">= 0"), ("batch-size", self.batch_size >= 1, ">= 1"),
-            ("accumulate", self.accumulate >= 1, ">= 1"), ("warmup", 0 <= self.warmup < 1, "in [0, 1)"),
-            ("patience", self.patience is None or self.patience >= 1, ">= 1"),
-            ("val-split", 0 <= self.val_split < 1, "in [0, 1)"), ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
-            ("clip-grad", self.clip_grad >= 0, ">= 0"), ("eval-every", self.eval_every >= 1, ">= 1"),
-            ("head-c", self.head_c is None or self.head_c > 0, "> 0"),
-        ]
-        for name, ok, rule in checks:
-            if not ok:
-                raise HeadstartError(f"--{name} must be {rule}; got {getattr(self, name.replace('-', '_'))}")
+        check_ranges(self)
         for name, value, allowed in (("augment", self.augment, AUGMENTATIONS), ("bn", self.bn, BN_POLICIES),
                                      ("precision", self.precision, PRECISIONS),
                                      ("optimizer", self.optimizer, OPTIMIZERS)):

@@ -39,7 +39,7 @@ def card_from_run(run_dir: str | Path, name: str | None = None) -> ModelCard:
     """The card of a finished image run used as a source model: the run's architecture and
     preprocessing, its weights file read with key_map "run" (body.* is the architecture
     without its classifier; a linear head.fc is the classifier, so LEEP and NCE can use it)."""
-    from ..rundir import METRICS_FILE, RUN_FILE, WEIGHTS_FILE as RUN_WEIGHTS, run_info
+    from ..rundir import RUN_FILE, WEIGHTS_FILE as RUN_WEIGHTS, read_run_metrics, run_info, verified_file
 
     d = Path(run_dir).expanduser()
     info = run_info(d)
@@ -50,15 +50,10 @@ def card_from_run(run_dir: str | Path, name: str | None = None) -> ModelCard:
     card = ModelCard.from_dict(info["card"])
     if card.modality != "image" or card.architecture in ("transformers", "word-vectors"):
         raise HeadstartError(f"run '{d}' is a text run; only image runs can be source models for now")
-    weights = d / RUN_WEIGHTS
-    if not weights.is_file():
-        raise HeadstartError(f"run '{d}' has no {RUN_WEIGHTS}; fit it again")
+    weights = verified_file(d, info, RUN_WEIGHTS)
     head = info.get("head") or {}
     linear = head.get("kind", "linear") == "linear"
-    try:
-        metrics = json.loads((d / METRICS_FILE).read_text())
-    except (OSError, ValueError):
-        metrics = {}
+    metrics = read_run_metrics(d, info)
     data = info.get("data")  # DATA's path (a run in progress keeps a record of it instead)
     source = Path(str((data.get("source") if isinstance(data, dict) else data) or d)).name
     return dataclasses.replace(

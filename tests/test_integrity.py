@@ -1,0 +1,175 @@
+"""Nothing wrong, nothing lost: a run records the sha256 of its files when it is written, and every reader
+(evaluate, predict, export, load, a run used as a source model) checks them. A changed or damaged file is
+one line naming it, exit 2, and nothing written; never the old score or one label for every image."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from headstart.cli import main
+from headstart.rundir import FILES_KEY, METRICS_FILE, RUN_FILE, WEIGHTS_FILE
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_weights, shapes_dir):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    assert main(["fit", str(shapes_dir), "--model", f"file:{tiny_weights}", "--arch", "timm:test_efficientnet",
+                 "--out", str(out), "--strategy", "finetune", "--epochs", "1", "--quiet"]) == 0
+    return out
+
+
+def _damage(path, name: str) -> None:
+    if name == WEIGHTS_FILE:  # a few bytes of the last tensor's data (the header stays valid)
+        data = bytearray(path.read_bytes())
+        data[-8:] = bytes(b ^ 0x5A for b in data[-8:])
+        path.write_bytes(bytes(data))
+    else:  # an edited figure
+        metrics = json.loads(path.read_text())
+        metrics["val_accuracy"] = 1.0 if metrics.get("val_accuracy") != 1.0 else 0.0
+        path.write_text(json.dumps(metrics))
+
+
+def test_a_run_records_the_sha256_of_its_files(tiny_run):
+    from headstart.fileio import sha256_file
+
+    files = json.loads((tiny_run / RUN_FILE).read_text())[FILES_KEY]
+    assert files == {n: sha256_file(tiny_run / n) for n in (WEIGHTS_FILE, METRICS_FILE)}
+
+
+@pytest.mark.parametrize("name", [WEIGHTS_FILE, METRICS_FILE])
+def test_every_reader_refuses_a_changed_run_file_in_one_line(name, tiny_run, shapes_test_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    _damage(run / name, name)
+    image = sorted(shapes_test_dir.rglob("*.png"))[0]
+    for args in (["evaluate", run, shapes_test_dir], ["predict", run, image], ["export", run, "--out", tmp_path / "x.onnx"],
+                 ["models", "add", "mine", "--from", run]):
+        code = main([str(a) for a in args])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and name in err and "changed" in err, (args, err)
+    assert not (tmp_path / "x.onnx").exists()
+    assert main(["models", "--json"]) == 0 and "mine" not in {r["name"] for r in json.loads(capsys.readouterr().out)}
+
+
+def test_a_run_without_recorded_hashes_still_loads(tiny_run, tmp_path):
+    """Runs written by headstart 0.2 recorded no hashes: they load as they did."""
+    import headstart
+
+    run = tmp_path / "old"
+    shutil.copytree(tiny_run, run)
+    info = json.loads((run / RUN_FILE).read_text())
+    del info[FILES_KEY]
+    (run / RUN_FILE).write_text(json.dumps(info))
+    assert headstart.load(run).classes == headstart.load(tiny_run).classes
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+@pytest.fixture()
+def stopped(data_dir, tiny_weights, tmp_path, monkeypatch):
+    """A straight finetune run of 3 epochs and the same run stopped after its second epoch (checkpoint
+    after epoch 2, checkpoint.previous after epoch 1)."""
+    import headstart
+    from headstart.engine import Engine
+
+    kw = dict(model=f"file:{tiny_weights}", arch="timm:test_efficientnet", strategy="finetune", epochs=3,
+              batch_size=8, augment="none", num_workers=0)
+    headstart.fit(data_dir, out=tmp_path / "straight", **kw)
+    original = Engine.checkpoint
+
+    def stop_after_second_epoch(self, optimizer, scheduler):
+        original(self, optimizer, scheduler)
+        if self.state.global_epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Engine, "checkpoint", stop_after_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        headstart.fit(data_dir, out=tmp_path / "stopped", **kw)
+    monkeypatch.setattr(Engine, "checkpoint", original)
+    return tmp_path / "straight", tmp_path / "stopped"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    from conftest import make_image_folder
+
+    return make_image_folder(tmp_path_factory.mktemp("ckpt") / "data", per_class=6, seed=5, size=48)
+
+
+def _same_weights(a, b) -> bool:
+    import torch
+    from safetensors.torch import load_file
+
+    x, y = load_file(str(a / WEIGHTS_FILE)), load_file(str(b / WEIGHTS_FILE))
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "edited state", "optimizer replaced by a pickle"])
+def test_a_damaged_checkpoint_gives_way_to_the_previous_one(damage, stopped, capsys):
+    """The newest checkpoint damaged: --resume goes on from the one before it (one epoch more to train)
+    and ends with the weights of the run that was never stopped."""
+    import pickle
+
+    straight, run = stopped
+    ckpt = run / "checkpoint"
+    assert (run / "checkpoint.previous" / "manifest.json").is_file()
+    if damage == "truncated weights":
+        w = ckpt / "weights.safetensors"
+        w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    elif damage == "edited state":
+        state = json.loads((ckpt / "state.json").read_text())
+        state["epoch"] = "two"
+        (ckpt / "state.json").write_text(json.dumps(state))
+    else:
+        (ckpt / "optimizer.pt").write_bytes(pickle.dumps({"optimizer": "payload"}))
+    assert main(["fit", "--resume", str(run)]) == 0
+    assert "resuming from" in capsys.readouterr().err
+    assert _same_weights(straight, run)
+    assert not any(run.glob("checkpoint*"))
+
+
+def test_both_checkpoints_damaged_is_one_line(stopped, capsys):
+    _, run = stopped
+    for folder in ("checkpoint", "checkpoint.previous"):
+        w = run / folder / "weights.safetensors"
+        w.write_bytes(w.read_bytes()[:100])
+    assert main(["fit", "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "damaged" in err and "weights.safetensors" in err and "--out" in err, err
+
+
+def test_a_checkpoint_without_a_manifest_is_still_checked_as_it_is_read(stopped, capsys):
+    """headstart 0.2 wrote no manifest: a pickle in its optimizer state is refused (never run), in one line."""
+    import pickle
+
+    _, run = stopped
+    for folder in ("checkpoint", "checkpoint.previous"):
+        (run / folder / "manifest.json").unlink()
+    shutil.rmtree(run / "checkpoint.previous")
+    (run / "checkpoint" / "optimizer.pt").write_bytes(pickle.dumps({"optimizer": "payload"}))
+    assert main(["fit", "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "optimizer.pt" in err, err
+
+
+# ------------------------------------------------------------------------------------------ values
+@pytest.mark.parametrize("command, flag, value", [
+    ("fit", "--epochs", "0"), ("fit", "--batch-size", "0"), ("fit", "--extract-batch-size", "0"),
+    ("fit", "--seed", "-1"), ("fit", "--seed", str(10**23)), ("fit", "--workers", "-1"), ("fit", "--lr", "0"),
+    ("fit", "--head-epochs", "0"), ("pretrain", "--epochs", "0"), ("predict", "--top-k", "0"),
+    ("advise", "--seeds", "0"), ("rank", "--extract-batch-size", "0"), ("lr-find", "--steps", "0"),
+])
+def test_a_value_out_of_range_is_one_line_before_any_work(command, flag, value, shapes_dir, tmp_path, capsys):
+    """0 never stands for the default, and no value ends in a traceback: every numeric option has one
+    range (headstart.options.RANGES), checked before the command starts."""
+    import time
+
+    target = {"predict": [str(tmp_path / "no-run"), str(shapes_dir)]}.get(command, [str(shapes_dir)])
+    out = [] if command in ("predict", "rank", "advise", "lr-find") else ["--out", str(tmp_path / "out")]
+    t0 = time.perf_counter()
+    code = main([command, *target, *out, flag, value])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and f"{flag} must be" in err and value in err, err
+    assert time.perf_counter() - t0 < 5 and not (tmp_path / "out").exists()
