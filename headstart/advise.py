@@ -43,7 +43,9 @@ from .console import log, progress
 from .data.modality import data_modality
 from .data.images import ImageSamples, appearance, look_notes
 from .errors import HeadstartError, plural
+from .fileio import check_writable
 from .heads import HeadSpec
+from .options import check_value
 from .probe import HeadTraining, train_head
 from .rank import rank_models
 from .runtime import pick_device
@@ -208,11 +210,12 @@ def advise(
     DATA holds images or texts; for texts the simple baseline is TF-IDF + logistic regression and
     training from scratch is fit's word-vector network with random embeddings (`--embeddings random`)."""
     t0 = time.perf_counter()
-    if seeds < 1:
-        raise HeadstartError(f"--seeds must be >= 1; got {seeds}")
-    if not 0 < test_fraction < 1:
-        raise HeadstartError(f"--test-fraction must be in (0, 1); got {test_fraction}")
+    for name, value in (("seeds", seeds), ("test_fraction", test_fraction), ("scratch_size", scratch_size),
+                        ("scratch_max_per_class", scratch_max_per_class)):
+        check_value(name, value)
     check_budget(budget, True)
+    if out is not None:
+        check_writable(out, folder=False)
     from .classify.prepare import read_samples
 
     text = text or TextOptions()

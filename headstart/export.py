@@ -36,7 +36,7 @@ from . import __version__
 from .console import log
 from .data.images import readable
 from .errors import HeadstartError
-from .fileio import atomic_write_bytes
+from .fileio import atomic_write_bytes, check_writable
 from .onnxio import EXPORT_FORMAT, EXTRA_FILE, METADATA_KEY, OPSET, Exported, first_line, onnx_session
 from .data.images import expand_files
 from .run import METRICS_FILE, RUN_FILE, WEIGHTS_FILE, Run, check_top_k, load_classifier, run_info, top_k_results
@@ -101,6 +101,7 @@ def _out_path(r: Run, fmt: str, out: str | Path | None) -> Path:
                              f"e.g. {path.with_suffix('.pt')}")
     if path.resolve().parent == r.dir.resolve() and path.name in (RUN_FILE, METRICS_FILE, WEIGHTS_FILE):
         raise HeadstartError(f"--out '{path}' would replace a file of the run itself; choose another name")
+    check_writable(path, folder=False)
     return path
 
 

@@ -9,6 +9,7 @@ sha256 of the features as they were computed, which every read checks.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from torch import nn
 
 from . import __version__
 from .cache import CACHE_FORMAT, FEATURES_FILE, META_FILE, FeatureCache, Features, feature_key
-from .console import progress
+from .console import progress, warn
 from .errors import HeadstartError, plural
 from .fileio import atomic_dir, atomic_write_json
 from .fuse import fold_batchnorm
@@ -174,9 +175,28 @@ def extract(
         return Features(arr, False, time.perf_counter() - t0, key, ips)
     dest = cache.entry(key)
     h = hashlib.sha256()
+    try:
+        ips = _extract_into(dest, compute, h, key, len(paths), num_features, body_id, model_name, pre, paths)
+    except OSError as e:  # no space, no permission: the run goes on without the cache, and says so
+        need = len(paths) * num_features * 4 / 2**20
+        warn(f"could not write the feature cache entry {dest} ({e.strerror or type(e).__name__}; it needs about "
+             f"{need:.0f} MB): extracting without caching")
+        arr = np.empty((len(paths), num_features), dtype=np.float32)
+        ips = compute(arr)
+        return Features(arr, False, time.perf_counter() - t0, key, ips)
+    loaded = cache.load(key, len(paths))
+    if loaded is None:  # the entry we just wrote must read back; anything else is a bug or a full disk
+        raise HeadstartError(f"could not read back the feature cache entry just written to {dest}; is the disk full?")
+    return Features(loaded, False, time.perf_counter() - t0, key, ips)
+
+
+def _extract_into(dest: Path, compute, h, key: str, n: int, num_features: int, body_id: str, model_name: str, pre,
+                  paths) -> float:
+    """Features computed straight into a new cache entry (memory-mapped), its space reserved first: a disk
+    that fills up is an OSError here, never a bus error on a write to the mapped file."""
     with atomic_dir(dest) as tmp:
-        arr = np.lib.format.open_memmap(tmp / FEATURES_FILE, mode="w+", dtype=np.float32,
-                                        shape=(len(paths), num_features))
+        arr = np.lib.format.open_memmap(tmp / FEATURES_FILE, mode="w+", dtype=np.float32, shape=(n, num_features))
+        reserve(tmp / FEATURES_FILE)
         ips = compute(arr, on_batch=lambda f: h.update(np.ascontiguousarray(f, dtype=np.float32).data))
         arr.flush()
         del arr
@@ -187,7 +207,15 @@ def extract(
             "first_file": "" if isinstance(paths, Tokenized) or not len(paths) else str(paths[0]),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "headstart": __version__,
         })
-    loaded = cache.load(key, len(paths))
-    if loaded is None:  # the entry we just wrote must read back; anything else is a bug or a full disk
-        raise HeadstartError(f"could not read back the feature cache entry just written to {dest}; is the disk full?")
-    return Features(loaded, False, time.perf_counter() - t0, key, ips)
+    return ips
+
+
+def reserve(path: Path) -> None:
+    """Allocate the blocks of `path` (its current size) on disk now, where the system can."""
+    if not hasattr(os, "posix_fallocate"):  # macOS, Windows: no reservation
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)

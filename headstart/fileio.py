@@ -20,6 +20,28 @@ from typing import Any
 _TMP_MARK = ".tmp-"
 
 
+def check_writable(path: str | os.PathLike, flag: str = "--out", folder: bool = True) -> None:
+    """Before any work: something can be written at `path` (a folder to create or fill, or with
+    folder=False a file). A file is created and removed in the nearest folder that exists; a file in
+    the way, a read-only folder or a full disk is one line naming `flag` and the path."""
+    from .errors import HeadstartError
+
+    path = Path(path).expanduser()
+    where = path if folder and path.is_dir() else path.parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        raise HeadstartError(f"{flag} '{path}': '{where}' is a file, so nothing can be written under it; "
+                             "choose another path")
+    try:
+        fd, probe = tempfile.mkstemp(dir=where, prefix=".headstart-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise HeadstartError(f"{flag} '{path}' cannot be written ({e.strerror or type(e).__name__} in '{where}'); "
+                             "choose a folder you can write to") from None
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

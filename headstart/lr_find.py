@@ -20,7 +20,9 @@ import torch
 from .console import log, progress
 from .engine import Callback, Diverged, Engine, TrainConfig, make_accelerator, seed_everything
 from .errors import HeadstartError
+from .fileio import check_writable
 from .heads import HeadSpec
+from .options import check_value
 from .probe import HeadTraining, train_head
 from .runtime import default_batch_size, release_free_memory
 from .strategies import Strategy, plan
@@ -68,8 +70,9 @@ def lr_find(
 
     if not 0 < start_lr < end_lr:
         raise HeadstartError(f"--start-lr must be > 0 and below --end-lr; got {start_lr} and {end_lr}")
-    if steps < 5:
-        raise HeadstartError(f"--steps must be >= 5; got {steps}")
+    check_value("steps", steps)
+    if plot:
+        check_writable(plot, "--plot", folder=False)
     augment = augment or "crop-flip"
     chosen = Strategy.parse(strategy)
     if not chosen.trains_body:

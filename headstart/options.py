@@ -45,7 +45,7 @@ RANGES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "num_workers": (">= 0", lambda v: v >= 0),
     # the other commands' (rank, advise, predict, pretrain, lr-find, demo)
     "processes": (">= 1", lambda v: v >= 1), "seeds": (">= 1", lambda v: v >= 1), "top_k": (">= 1", lambda v: v >= 1),
-    "steps": (">= 1", lambda v: v >= 1), "shots": (">= 1", lambda v: v >= 1),
+    "steps": (">= 5", lambda v: v >= 5), "shots": (">= 1", lambda v: v >= 1),
     "test_per_class": (">= 1", lambda v: v >= 1), "train_images": (">= 1", lambda v: v >= 1),
     "test_images": (">= 1", lambda v: v >= 1), "scratch_size": (">= 16 pixels", lambda v: v >= 16),
     "scratch_max_per_class": (">= 1", lambda v: v >= 1), "max_length": (">= 1", lambda v: v >= 1),

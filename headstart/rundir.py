@@ -22,7 +22,7 @@ import numpy as np
 
 from . import __version__
 from .errors import HeadstartError
-from .fileio import atomic_dir, atomic_write_json, sha256_file
+from .fileio import atomic_dir, atomic_write_json, check_writable, sha256_file
 from .runtime import is_main_rank
 
 RUN_FILE, METRICS_FILE, WEIGHTS_FILE = "headstart.json", "metrics.json", "model.safetensors"
@@ -50,6 +50,7 @@ def check_out_dir(out: str | Path, overwrite: bool) -> Path:
         return out
     if out.exists() and not out.is_dir():
         raise HeadstartError(f"--out '{out}' is a file; give a folder path for the run")
+    check_writable(out)
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         info = run_info(out)
         if info is None:

@@ -173,3 +173,67 @@ def test_a_value_out_of_range_is_one_line_before_any_work(command, flag, value, 
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and f"{flag} must be" in err and value in err, err
     assert time.perf_counter() - t0 < 5 and not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------ outputs
+@pytest.mark.parametrize("where", ["under a file", "read-only folder"])
+def test_an_output_that_cannot_be_written_is_found_before_any_work(where, tiny_run, shapes_dir, tmp_path, capsys):
+    import os
+    import time
+
+    if where == "under a file":
+        (tmp_path / "a-file").write_text("x")
+        base = tmp_path / "a-file"
+    else:
+        base = tmp_path / "locked"
+        base.mkdir()
+        base.chmod(0o500)
+        if os.access(base, os.W_OK):  # root ignores the mode
+            pytest.skip("this user can write to a read-only folder")
+    for args in (["fit", shapes_dir, "--out", base / "run"], ["export", tiny_run, "--out", base / "m.onnx"],
+                 ["advise", shapes_dir, "--out", base / "advice.html"],
+                 ["lr-find", shapes_dir, "--strategy", "finetune", "--plot", base / "lr.png"]):
+        t0 = time.perf_counter()
+        code = main([str(a) for a in args])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and str(base) in err, (args, err)
+        assert time.perf_counter() - t0 < 5, args
+    if where == "read-only folder":
+        base.chmod(0o700)
+        assert not any(base.iterdir())
+
+
+def test_check_writable_names_a_full_disk(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    from headstart.errors import HeadstartError
+    from headstart.fileio import check_writable
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    with pytest.raises(HeadstartError, match="--out .* cannot be written .No space left on device"):
+        check_writable(tmp_path / "run")
+
+
+def test_a_full_disk_under_the_feature_cache_costs_the_cache_not_the_run(tiny_weights, shapes_dir, tmp_path,
+                                                                        monkeypatch, capsys):
+    """The entry's space is reserved before the memory-mapped writes (a full disk used to end in a bus
+    error): no space is one warning, and the run goes on without caching."""
+    import errno
+
+    import headstart
+    from headstart import features
+
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(features, "reserve", full)
+    run = headstart.fit(shapes_dir, model=f"file:{tiny_weights}", arch="timm:test_efficientnet", out=tmp_path / "run",
+                        strategy="linear-probe", cache_dir=tmp_path / "cache")
+    assert run.metrics["cache_hit"] is False and (tmp_path / "run" / WEIGHTS_FILE).is_file()
+    err = capsys.readouterr().err
+    assert "could not write the feature cache entry" in err and "No space left on device" in err and "MB" in err
+    assert not list((tmp_path / "cache").rglob("features.npy"))

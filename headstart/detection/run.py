@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import HeadstartError, plural
-from ..fileio import atomic_write_bytes, atomic_write_json
+from ..fileio import atomic_write_bytes, atomic_write_json, check_writable
 from ..rundir import WEIGHTS_FILE, read_run_metrics, read_run_weights, torch_weights, write_run_files
 from ..runtime import pick_device
 from .model import DetectorSpec, build_detector
@@ -69,6 +69,8 @@ class DetectionRun:
     def predict(self, files: list[str | Path], out_dir: str | Path | None = None, **kw: Any) -> list[dict[str, Any]]:
         """detect(), and with `out_dir` each image drawn with its boxes (and masks) as a PNG there, plus
         detections.json. Returns the JSON rows."""
+        if out_dir is not None:
+            check_writable(out_dir)
         rows = self.detect(files, **kw)
         if out_dir is not None:
             write_predictions(rows, Path(out_dir), self.classes)
