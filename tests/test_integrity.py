@@ -237,3 +237,20 @@ def test_a_full_disk_under_the_feature_cache_costs_the_cache_not_the_run(tiny_we
     err = capsys.readouterr().err
     assert "could not write the feature cache entry" in err and "No space left on device" in err and "MB" in err
     assert not list((tmp_path / "cache").rglob("features.npy"))
+
+
+# ------------------------------------------------------------------------------------------ odd files
+def test_file_names_that_are_not_utf8_are_data_like_any_other(tiny_weights, shapes_dir, tmp_path, capsys):
+    import os
+
+    data = tmp_path / "data"
+    shutil.copytree(shapes_dir, data)
+    first = sorted((data / "circle").glob("*.png"))[0]
+    odd = os.fsdecode(bytes(data / "circle") + b"/caf\xe9-" + os.fsencode(first.name))
+    os.rename(first, odd)
+    args = ["--model", f"file:{tiny_weights}", "--arch", "timm:test_efficientnet"]
+    assert main(["fit", str(data), *args, "--out", str(tmp_path / "run"), "--strategy", "linear-probe", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_train"] > 0
+    assert main(["predict", str(tmp_path / "run"), odd, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["label"] in ("circle", "square", "triangle")
+    assert main(["evaluate", str(tmp_path / "run"), str(data), "--json"]) == 0

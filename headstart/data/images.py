@@ -55,7 +55,7 @@ def files_fingerprint(paths: Sequence[Path]) -> str:
     h = hashlib.sha256()
     for p in paths:
         st = os.stat(p)
-        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(os.fsencode(p) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())  # names need not be UTF-8
     return h.hexdigest()
 
 

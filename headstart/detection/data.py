@@ -279,7 +279,7 @@ def _read_voc(root: Path, source: str, skip_bad: bool, log: Callable[[str], obje
     unparsable: list[str] = []
     for k, x in enumerate(xmls, start=1):
         raw = x.read_bytes()
-        h.update(f"{x.name}\0{len(raw)}\0".encode() + raw)
+        h.update(os.fsencode(x.name) + f"\0{len(raw)}\0".encode() + raw)
         try:
             doc = ET.fromstring(raw)
         except ET.ParseError as e:
