@@ -254,3 +254,15 @@ def test_file_names_that_are_not_utf8_are_data_like_any_other(tiny_weights, shap
     assert main(["predict", str(tmp_path / "run"), odd, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["label"] in ("circle", "square", "triangle")
     assert main(["evaluate", str(tmp_path / "run"), str(data), "--json"]) == 0
+
+
+def test_removing_a_zoo_entry_that_is_a_link_removes_the_link_only(tiny_weights, tmp_path, capsys):
+    from headstart.zoo.user import zoo_root
+    from headstart.zoo.manage import add_card
+
+    add_card("kept", tiny_weights, arch="timm:test_efficientnet")
+    real = tmp_path / "kept-elsewhere"
+    shutil.move(str(zoo_root() / "kept"), real)
+    (zoo_root() / "linked").symlink_to(real, target_is_directory=True)
+    assert main(["models", "remove", "linked"]) == 0
+    assert not (zoo_root() / "linked").exists() and (real / "card.json").is_file()

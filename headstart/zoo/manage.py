@@ -90,5 +90,8 @@ def remove_card(name: str) -> Path:
     if not NAME_PATTERN.match(name) or not (target / CARD_FILE).is_file():
         names = ", ".join(c.name for c in user_cards()) or "none yet"
         raise HeadstartError(f"the zoo at {zoo_root()} has no model '{name}' (yours: {names})")
-    shutil.rmtree(target)
+    if target.is_symlink():  # an entry linked in by hand: the link goes, what it points to stays
+        target.unlink()
+    else:
+        shutil.rmtree(target)
     return target
