@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pickle
+import re
 import warnings
 from pathlib import Path
 
@@ -192,14 +193,20 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         except pickle.UnpicklingError as e:
             if not _looks_like_pickle(path):
                 raise HeadstartError(f"{path} is not a readable weights file (neither safetensors nor a torch save)") from None
-            detail = str(e).split("WeightsUnpickler error:")[-1].strip().split("\n")[0][:120]
+            blocked = re.search(r"GLOBAL ([\w.]+)", str(e))
+            detail = f"it names {blocked.group(1)}" if blocked else "weights_only loading refused it"
             raise HeadstartError(
                 f"refusing to load {path}: it is a pickle that would run code or build objects other than "
                 f"tensors ({detail}); save the weights as safetensors or as a plain state_dict"
             ) from None
         except (RuntimeError, EOFError, OSError, ValueError) as e:
             raise HeadstartError(f"{path} is not a readable weights file ({str(e).splitlines()[0][:160]})") from None
-    return _unwrap(sd, path)
+    tensors = _unwrap(sd, path)
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(t.isfinite().all()):
+            raise HeadstartError(f"{path}: tensor '{name}' holds NaN or infinite values; the file is damaged "
+                                 "(or was saved after training diverged)")
+    return tensors
 
 
 def _looks_like_pickle(path: Path) -> bool:
