@@ -96,6 +96,42 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
+_HELD: set[Path] = set()
+
+
+def hold_lock(path: str | os.PathLike, flag: str = "--out") -> None:
+    """This process alone writes `path` until it exits: a lock file beside it (.NAME.lock, holding the pid),
+    taken before any work. Another live process holding it is one line; a lock left by a dead one is taken
+    over. Taking it again in the same process is fine (a notebook fitting the same --out twice)."""
+    import atexit
+
+    from .errors import HeadstartError
+
+    path = Path(path).expanduser()
+    lock = path.parent / f".{path.name}.lock"
+    if lock in _HELD:
+        return
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _pid_alive(pid):
+                raise HeadstartError(f"{flag} '{path}' is being written by another headstart process (pid {pid}); "
+                                     "wait for it to finish, or choose another folder") from None
+            lock.unlink(missing_ok=True)  # left by a process that died
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        _HELD.add(lock)
+        atexit.register(lock.unlink, missing_ok=True)
+        return
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

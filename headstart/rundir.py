@@ -22,7 +22,7 @@ import numpy as np
 
 from . import __version__
 from .errors import HeadstartError
-from .fileio import atomic_dir, atomic_write_json, check_writable, sha256_file
+from .fileio import atomic_dir, atomic_write_json, check_writable, default_mode, hold_lock, sha256_file
 from .runtime import is_main_rank
 
 RUN_FILE, METRICS_FILE, WEIGHTS_FILE = "headstart.json", "metrics.json", "model.safetensors"
@@ -63,6 +63,7 @@ def check_out_dir(out: str | Path, overwrite: bool) -> Path:
                 f"--out '{out}' holds an unfinished run; continue it with `headstart fit --resume {out}`, "
                 "or pass --overwrite to start over"
             )
+    hold_lock(out)  # two fits given the same --out at once: the second is refused here
     return out
 
 
@@ -84,6 +85,7 @@ def write_run_files(folder: Path, write_weights: Callable[[Path], None], metrics
     reader checks (verified_file)."""
     tmp = folder / f".{WEIGHTS_FILE}.tmp"
     write_weights(tmp)
+    default_mode(tmp)  # safetensors writes 0600; the run's JSON files have the umask's mode
     os.replace(tmp, folder / WEIGHTS_FILE)
     atomic_write_json(folder / METRICS_FILE, metrics)
     record[FILES_KEY] = {name: sha256_file(folder / name) for name in (WEIGHTS_FILE, METRICS_FILE)}

@@ -37,6 +37,8 @@ def test_a_run_records_the_sha256_of_its_files(tiny_run):
 
     files = json.loads((tiny_run / RUN_FILE).read_text())[FILES_KEY]
     assert files == {n: sha256_file(tiny_run / n) for n in (WEIGHTS_FILE, METRICS_FILE)}
+    modes = {(tiny_run / n).stat().st_mode & 0o777 for n in (WEIGHTS_FILE, METRICS_FILE, RUN_FILE)}
+    assert len(modes) == 1  # the weights too have the umask's mode (safetensors alone writes 0600)
 
 
 @pytest.mark.parametrize("name", [WEIGHTS_FILE, METRICS_FILE])
@@ -266,3 +268,23 @@ def test_removing_a_zoo_entry_that_is_a_link_removes_the_link_only(tiny_weights,
     (zoo_root() / "linked").symlink_to(real, target_is_directory=True)
     assert main(["models", "remove", "linked"]) == 0
     assert not (zoo_root() / "linked").exists() and (real / "card.json").is_file()
+
+
+def test_two_fits_into_the_same_out_the_second_is_refused(tiny_weights, shapes_dir, tmp_path, capsys):
+    import os
+    import subprocess
+
+    other = subprocess.Popen(["sleep", "60"])  # a live process that holds the lock
+    try:
+        (tmp_path / ".run.lock").write_text(str(other.pid))
+        args = ["fit", str(shapes_dir), "--model", f"file:{tiny_weights}", "--arch", "timm:test_efficientnet",
+                "--out", str(tmp_path / "run"), "--strategy", "linear-probe"]
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"another headstart process (pid {other.pid})" in err, err
+        assert not (tmp_path / "run").exists()
+    finally:
+        other.kill()
+        other.wait()
+    assert main(args + ["--quiet"]) == 0  # a lock left by a process that died is taken over
+    assert (tmp_path / ".run.lock").read_text() == str(os.getpid())

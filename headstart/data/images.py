@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -20,6 +21,11 @@ from PIL import Image, UnidentifiedImageError
 
 from .splits import class_counts
 from ..errors import HeadstartError, plural
+
+# A large image (over PIL's 89M-pixel guard) decodes slowly but is data like any other: PIL's warning lines
+# would otherwise land on stderr among headstart's own. Twice that size stays an error (a decompression bomb),
+# reported with the other unreadable files.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 PATH_COLUMN, LABEL_COLUMN = "path", "label"
@@ -155,7 +161,8 @@ def _read_csv(path: Path) -> tuple[list[Path], list[str]]:
         raise HeadstartError(f"CSV '{path}' has a header but no rows")
     if missing:
         raise HeadstartError(
-            f"CSV '{path}': {plural(len(missing), 'path')} do not exist (relative paths are read from "
+            f"CSV '{path}': {plural(len(missing), 'path')} {'does' if len(missing) == 1 else 'do'} not exist (relative "
+            "paths are read from "
             f"{base}): {_first(missing)}"
         )
     return paths, names
@@ -204,8 +211,9 @@ def readable(paths: Sequence[Path], skip_bad_files: bool, where: str = "", log=N
     one = len(bad) == 1
     if not skip_bad_files:
         raise HeadstartError(
-            f"{plural(len(bad), 'file')}{' in ' + where if where else ''} {'is' if one else 'are'} not readable "
-            f"{'an image' if one else 'images'}: {listing}; fix or remove {'it' if one else 'them'}, "
+            f"{plural(len(bad), 'file')}{' in ' + where if where else ''} "
+            f"{'is not a readable image' if one else 'are not readable images'}: {listing}; fix or remove "
+            f"{'it' if one else 'them'}, "
             "or pass --skip-bad-files to proceed without"
         )
     if log:

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..console import log
 from ..errors import HeadstartError
-from ..fileio import atomic_dir, atomic_write_json, sha256_file
+from ..fileio import atomic_dir, atomic_write_json, default_mode, sha256_file
 
 CHECKPOINT = "checkpoint"
 MANIFEST = "manifest.json"
@@ -60,6 +60,8 @@ class Checkpoint:
                 torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
                            tmp / "optimizer.pt")
             atomic_write_json(tmp / "state.json", state)
+            for p in tmp.iterdir():
+                default_mode(p)  # safetensors and torch.save write 0600; the JSON files have the umask's mode
             atomic_write_json(tmp / MANIFEST, {p.name: sha256_file(p) for p in sorted(tmp.iterdir())})
         if self.dir.is_dir() and last == self.previous:  # resumed past a damaged current one: it goes
             shutil.rmtree(self.dir)
