@@ -39,6 +39,8 @@ from .errors import HeadstartError
 from .fileio import atomic_write_bytes, check_writable
 from .onnxio import EXPORT_FORMAT, EXTRA_FILE, METADATA_KEY, OPSET, Exported, first_line, onnx_session
 from .data.images import expand_files
+from .rundir import check_record
+from .schemas import EXPORT, check
 from .run import METRICS_FILE, RUN_FILE, WEIGHTS_FILE, Run, check_top_k, load_classifier, run_info, top_k_results
 from .zoo.card import Preprocessing
 
@@ -72,6 +74,7 @@ def _finished_run(run: Run | str | Path) -> Run:
             f"run '{d}' has not finished (status '{status}'); finish it with `headstart fit --resume {d}`, "
             "then export it"
         )
+    check_record(d, info)
     card = info.get("card") or {}
     if info.get("task") == "detect":
         from .detection.run import load_detection
@@ -280,6 +283,7 @@ class OnnxRun:
         if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
             raise HeadstartError(f"'{self.path}' has no headstart metadata (metadata_props['{METADATA_KEY}']); "
                                  "predict takes ONNX files written by `headstart export`")
+        check(meta, EXPORT, f"'{self.path}': its headstart metadata", "export the run again with `headstart export`")
         self.metadata: dict[str, Any] = meta
         self.classes: tuple[str, ...] = tuple(meta["classes"])
         self.detector = None
@@ -290,6 +294,11 @@ class OnnxRun:
             return
         self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
         self.input_name, self.output_name = meta["input"]["name"], meta["output"]["name"]
+        width = next((o.shape[-1] for o in self.session.get_outputs() if o.name == self.output_name), None)
+        if not isinstance(width, int) or width != len(self.classes):
+            raise HeadstartError(f"'{self.path}': its headstart metadata names {len(self.classes)} classes but the model's "
+                                 f"output '{self.output_name}' has {width if isinstance(width, int) else 'no fixed'} "
+                                 "columns; export the run again with `headstart export`")
 
     @property
     def modality(self) -> str:

@@ -236,8 +236,12 @@ def load_classifier(d: Path, info: dict[str, Any], device: str | None = None) ->
 def load_network(d: Path, card: ModelCard, head: HeadSpec, classes: tuple[str, ...], info: dict[str, Any],
                  device: str | None = None) -> TransferModel:
     """The run's network with the weights of RUN_DIR/model.safetensors, in eval mode on `device`."""
-    model = assemble(card, head, len(classes), info.get("text"))
-    sd = read_run_weights(d, info)
-    mapped, _ = match_state_dict(model, sd, "name", "", f"run '{d}'")
+    sd = read_run_weights(d, info)  # checked against its recorded hash: the weights are the run's own
+    try:
+        model = assemble(card, head, len(classes), info.get("text"))
+        mapped, _ = match_state_dict(model, sd, "name", "", f"run '{d}'")
+    except HeadstartError as e:  # then headstart.json describes another network (edited?)
+        raise HeadstartError(f"{e}; run '{d}': its {RUN_FILE} describes another network than its weights (edited?): "
+                             "restore it, or run `headstart fit` again") from None
     model.load_state_dict(mapped, strict=True)
     return model.eval().to(pick_device(device))

@@ -24,6 +24,7 @@ from . import __version__
 from .errors import HeadstartError
 from .fileio import atomic_dir, atomic_write_json, check_writable, default_mode, hold_lock, sha256_file
 from .runtime import is_main_rank
+from .schemas import RUN, check
 
 RUN_FILE, METRICS_FILE, WEIGHTS_FILE = "headstart.json", "metrics.json", "model.safetensors"
 RUN_FORMAT = "headstart-run/1"
@@ -159,7 +160,13 @@ def finished_run(run_dir: str | Path) -> tuple[Path, dict[str, Any]]:
             f"run '{d}' has not finished (it was stopped or is still training); continue it with "
             f"`headstart fit --resume {d}`"
         )
+    check_record(d, info)
     return d, info
+
+
+def check_record(d: Path, info: dict[str, Any]) -> None:
+    """A finished run's headstart.json has every field loading it reads, of the right type (schemas.RUN)."""
+    check(info, RUN, f"run '{d}': {RUN_FILE}", "it was edited or damaged: restore it, or run `headstart fit` again")
 
 
 def stopped_run(run_dir: str | Path) -> tuple[Path, dict[str, Any]]:

@@ -288,3 +288,60 @@ def test_two_fits_into_the_same_out_the_second_is_refused(tiny_weights, shapes_d
         other.wait()
     assert main(args + ["--quiet"]) == 0  # a lock left by a process that died is taken over
     assert (tmp_path / ".run.lock").read_text() == str(os.getpid())
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda i: i.pop("classes"), "classes"), (lambda i: i.update(classes="circle"), "classes"),
+    (lambda i: i["card"].pop("architecture"), "card"), (lambda i: i["head"].update(kind="deep"), "head.kind"),
+    (lambda i: i["card"]["preprocessing"].update(crop=0), "card.preprocessing.crop"),
+])
+def test_an_edited_run_record_is_one_line_naming_the_field(edit, field, tiny_run, shapes_test_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    info = json.loads((run / RUN_FILE).read_text())
+    edit(info)
+    (run / RUN_FILE).write_text(json.dumps(info))
+    for args in (["evaluate", run, shapes_test_dir], ["export", run, "--out", tmp_path / "x.onnx"]):
+        assert main([str(a) for a in args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and RUN_FILE in err and f"'{field}" in err, err
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "tiny.onnx"
+    assert main(["export", str(tiny_run), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda m: m.pop("classes"), "'classes' is a required property"),
+    (lambda m: m["preprocessing"].update(crop=0), "'preprocessing.crop'"),
+    (lambda m: m.update(classes=m["classes"][:-1]), "names 2 classes but the model's output"),
+])
+def test_edited_export_metadata_is_one_line(edit, words, exported, shapes_test_dir, tmp_path, capsys):
+    import onnx
+
+    from headstart.onnxio import METADATA_KEY
+
+    model = onnx.load(str(exported))
+    entry = next(p for p in model.metadata_props if p.key == METADATA_KEY)
+    meta = json.loads(entry.value)
+    edit(meta)
+    entry.value = json.dumps(meta)
+    onnx.save(model, str(tmp_path / "edited.onnx"))
+    image = sorted(shapes_test_dir.rglob("*.png"))[0]
+    assert main(["predict", str(tmp_path / "edited.onnx"), str(image)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "edited.onnx" in err and words in err, err
+
+
+def test_a_run_whose_architecture_was_edited_names_the_run_and_the_fix(tiny_run, shapes_test_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    info = json.loads((run / RUN_FILE).read_text())
+    info["card"]["architecture"] = "timm:resnet18"
+    (run / RUN_FILE).write_text(json.dumps(info))
+    assert main(["evaluate", str(run), str(shapes_test_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(run) in err and "edited" in err and "headstart fit" in err, err

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1] / "headstart"
 # From the bottom up; a module may import its own layer and the layers below. A name matches a module
 # or a package (the longest match wins: zoo.card sits below zoo).
 LAYERS = [
-    ["errors", "console", "fileio", "runtime", "rundir", "onnxio", "launch"],  # core
+    ["errors", "console", "fileio", "runtime", "rundir", "onnxio", "launch", "schemas"],  # core
     ["zoo.card", "zoo.builtin", "data", "text.words", "text.vectors", "text.options", "cache", "options"],  # data
     ["zoo.build", "zoo.weights", "surgery", "heads", "fuse", "text"],  # networks
     ["zoo"],  # finding cards, the user's zoo

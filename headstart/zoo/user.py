@@ -39,7 +39,7 @@ def card_from_run(run_dir: str | Path, name: str | None = None) -> ModelCard:
     """The card of a finished image run used as a source model: the run's architecture and
     preprocessing, its weights file read with key_map "run" (body.* is the architecture
     without its classifier; a linear head.fc is the classifier, so LEEP and NCE can use it)."""
-    from ..rundir import RUN_FILE, WEIGHTS_FILE as RUN_WEIGHTS, read_run_metrics, run_info, verified_file
+    from ..rundir import RUN_FILE, WEIGHTS_FILE as RUN_WEIGHTS, check_record, read_run_metrics, run_info, verified_file
 
     d = Path(run_dir).expanduser()
     info = run_info(d)
@@ -47,6 +47,7 @@ def card_from_run(run_dir: str | Path, name: str | None = None) -> ModelCard:
         raise HeadstartError(f"'{d}' is neither a card folder ({CARD_FILE}) nor a headstart run ({RUN_FILE})")
     if info.get("status") != "finished":
         raise HeadstartError(f"run '{d}' has not finished; continue it with `headstart fit --resume {d}` first")
+    check_record(d, info)
     card = ModelCard.from_dict(info["card"])
     if card.modality != "image" or card.architecture in ("transformers", "word-vectors"):
         raise HeadstartError(f"run '{d}' is a text run; only image runs can be source models for now")

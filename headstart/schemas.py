@@ -1,0 +1,91 @@
+"""The shapes of the JSON files headstart reads back (a run's headstart.json, an export's metadata),
+checked with jsonschema before any field is used: a file that was edited or damaged is one line naming
+the file and the field, never a KeyError or a TypeError further on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import HeadstartError
+
+_POSITIVE_INT = {"type": "integer", "minimum": 1}
+_NAMES = {"type": "array", "items": {"type": "string"}, "minItems": 1}
+
+IMAGE_PREPROCESSING = {
+    "type": "object",
+    "required": ["crop", "resize", "mean", "std"],
+    "properties": {
+        "crop": _POSITIVE_INT, "resize": _POSITIVE_INT, "interpolation": {"type": "string"},
+        "mean": {"type": "array", "items": {"type": "number"}, "minItems": 1, "maxItems": 3},
+        "std": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 1, "maxItems": 3},
+    },
+}
+
+CARD = {
+    "type": "object",
+    "required": ["name", "modality", "architecture", "weights", "preprocessing", "num_features"],
+    "properties": {
+        "name": {"type": "string"}, "modality": {"enum": ["image", "text"]}, "architecture": {"type": "string"},
+        "weights": {"type": "object"}, "preprocessing": {"type": "object"}, "num_features": _POSITIVE_INT,
+    },
+    "if": {"properties": {"modality": {"const": "image"}}},
+    "then": {"properties": {"preprocessing": IMAGE_PREPROCESSING}},
+}
+
+HEAD = {
+    "type": "object",
+    "required": ["kind"],
+    "properties": {"kind": {"enum": ["linear", "mlp"]}, "hidden": _POSITIVE_INT,
+                   "dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}},
+}
+
+SPEC = {  # a detector's (headstart.detection.model.DetectorSpec)
+    "type": "object",
+    "required": ["base", "arch", "kind", "classes", "min_size", "max_size"],
+    "properties": {"base": {"enum": ["card", "torchvision"]}, "arch": {"type": "string"}, "kind": {"enum": ["faster", "mask"]},
+                   "classes": _NAMES, "min_size": {"type": "integer", "minimum": 64},
+                   "max_size": {"type": "integer", "minimum": 64}},
+}
+
+_NAMED = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+
+RUN = {
+    "type": "object",
+    "required": ["classes", "status"],
+    "properties": {
+        "status": {"enum": ["training", "finished"]}, "task": {"enum": ["classify", "detect"]}, "classes": _NAMES,
+        "files": {"type": "object", "additionalProperties": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+        "config": {"type": "object"},
+    },
+    "if": {"properties": {"task": {"const": "detect"}}, "required": ["task"]},
+    "then": {"required": ["spec"], "properties": {"spec": SPEC, "card": {"oneOf": [{"type": "null"}, CARD]}}},
+    "else": {"required": ["card", "head", "body_id"],
+             "properties": {"card": CARD, "head": HEAD, "body_id": {"type": "string"}}},
+}
+
+EXPORT = {
+    "type": "object",
+    "required": ["classes"],
+    "properties": {"classes": _NAMES, "task": {"enum": ["classify", "detect"]}},
+    "if": {"properties": {"task": {"const": "detect"}}, "required": ["task"]},
+    "then": {"required": ["inputs", "outputs", "detector"],
+             "properties": {"inputs": {"type": "array", "items": _NAMED, "minItems": 1},
+                            "outputs": {"type": "array", "items": _NAMED, "minItems": 1},
+                            "detector": {"type": "object", "required": ["min_score"],
+                                         "properties": {"min_score": {"type": "number", "minimum": 0}}}}},
+    "else": {"required": ["preprocessing", "input", "output"],
+             "properties": {"preprocessing": IMAGE_PREPROCESSING, "input": _NAMED, "output": _NAMED}},
+}
+
+
+def check(document: Any, schema: dict[str, Any], where: str, fix: str) -> None:
+    """`document` fits `schema`, or one line: `where`, the field, what is wrong with it, and `fix`."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    error = best_match(Draft202012Validator(schema).iter_errors(document))
+    if error is None:
+        return
+    field = ".".join(str(p) for p in error.absolute_path)
+    what = error.message if len(error.message) <= 120 else error.message[:117] + "..."
+    raise HeadstartError(f"{where}: {'field ' + repr(field) if field else 'its content'} is not valid ({what}); {fix}")
