@@ -7,6 +7,7 @@ the old complete thing or the new complete thing, never half of one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -75,20 +76,40 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT)  # a full disk, a full quota
+
+
+@contextmanager
+def disk_room(path: str | os.PathLike, need_bytes: int | None = None) -> Iterator[None]:
+    """Writes to `path` inside the block: a disk (or quota) that fills up is one line naming the path and
+    about how much it needs, not a traceback. What was half-written is the block's to remove (atomic writes do)."""
+    from .errors import HeadstartError
+
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in NO_ROOM:
+            raise
+        need = f"; it needs about {need_bytes / 2**20:.0f} MB free" if need_bytes else ""
+        raise HeadstartError(f"no space left to write {path} ({e.strerror}){need}: free some space, or write "
+                             "elsewhere") from None
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{_TMP_MARK}")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        default_mode(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with disk_room(path, len(data)):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{_TMP_MARK}")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            default_mode(Path(tmp))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     fsync_dir(path.parent)
 
 

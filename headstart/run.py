@@ -161,7 +161,7 @@ class Run:
         return run_record(self.info, self.card, self.head, self.classes, self.body_id)
 
     def _write(self, folder: Path) -> None:
-        write_run_files(folder, torch_weights(self.model), self.metrics, self._record())
+        write_run_files(folder, torch_weights(self.model), self.metrics, self._record(), run_dir=self.dir)
 
     def save(self) -> None:
         """Write the whole run folder at once: built beside RUN_DIR, then swapped in."""

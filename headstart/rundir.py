@@ -22,7 +22,7 @@ import numpy as np
 
 from . import __version__
 from .errors import HeadstartError
-from .fileio import atomic_dir, atomic_write_json, check_writable, default_mode, hold_lock, sha256_file
+from .fileio import atomic_dir, atomic_write_json, check_writable, default_mode, disk_room, hold_lock, sha256_file
 from .runtime import is_main_rank
 from .schemas import RUN, check
 
@@ -80,12 +80,17 @@ def run_record(info: dict[str, Any], card: Any, head: Any, classes: tuple[str, .
 
 
 def write_run_files(folder: Path, write_weights: Callable[[Path], None], metrics: dict[str, Any],
-                    record: dict[str, Any]) -> None:
+                    record: dict[str, Any], run_dir: Path | None = None) -> None:
     """The weights (`write_weights(path)` writes them), metrics.json, and last headstart.json, each atomic:
     a run is finished once headstart.json says so, and it records the sha256 of the other two, which every
-    reader checks (verified_file)."""
+    reader checks (verified_file). `run_dir`: the folder a user knows, where `folder` is its temporary copy."""
     tmp = folder / f".{WEIGHTS_FILE}.tmp"
-    write_weights(tmp)
+    try:
+        with disk_room((run_dir or folder) / WEIGHTS_FILE):
+            write_weights(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     default_mode(tmp)  # safetensors writes 0600; the run's JSON files have the umask's mode
     os.replace(tmp, folder / WEIGHTS_FILE)
     atomic_write_json(folder / METRICS_FILE, metrics)
@@ -114,7 +119,7 @@ def torch_weights(model: Any) -> Callable[[Path], None]:
 def save_run(out: Path, tensors: dict[str, np.ndarray], metrics: dict[str, Any], record: dict[str, Any]) -> None:
     """Write a whole run folder at once: built beside `out`, then swapped in."""
     with atomic_dir(out, replace=True) as tmp:
-        write_run_files(tmp, numpy_weights(tensors), metrics, record)
+        write_run_files(tmp, numpy_weights(tensors), metrics, record, run_dir=out)
 
 
 def verified_file(d: Path, info: dict[str, Any], name: str) -> Path:

@@ -345,3 +345,39 @@ def test_a_run_whose_architecture_was_edited_names_the_run_and_the_fix(tiny_run,
     assert main(["evaluate", str(run), str(shapes_test_dir)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(run) in err and "edited" in err and "headstart fit" in err, err
+
+
+@pytest.mark.parametrize("where", ["checkpoint", "run weights", "export"])
+def test_a_disk_that_fills_up_during_the_work_is_one_line(where, tiny_weights, tiny_run, shapes_dir, tmp_path,
+                                                          monkeypatch, capsys):
+    """Fault injection at each write: ENOSPC raised where the bytes go to disk."""
+    import errno
+    import importlib
+
+    import safetensors.numpy
+    import safetensors.torch
+
+    from headstart import fileio
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if where == "export":
+        monkeypatch.setattr(fileio.tempfile, "mkstemp", full)
+        args = ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx")]
+        named = "m.onnx"
+    else:
+        monkeypatch.setattr(safetensors.torch, "save_file", full)
+        monkeypatch.setattr(safetensors.numpy, "save_file", full)  # a linear probe's run is written from NumPy
+        args = ["fit", str(shapes_dir), "--model", f"file:{tiny_weights}", "--arch", "timm:test_efficientnet",
+                "--out", str(tmp_path / "run"), "--quiet",
+                *(["--strategy", "linear-probe"] if where == "run weights" else ["--strategy", "finetune", "--epochs", "1"])]
+        named = "checkpoint" if where == "checkpoint" else WEIGHTS_FILE
+    if where == "export":  # the check before the work passes; the disk fills up when the file is written
+        monkeypatch.setattr(importlib.import_module("headstart.export"), "check_writable", lambda *a, **k: None)
+    else:
+        monkeypatch.setattr(importlib.import_module("headstart.rundir"), "check_writable", lambda *a, **k: None)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("error:")]  # (a warning may come first: the body's cache)
+    assert errors == err[-1:] and "no space left" in err[-1] and named in err[-1] and ".tmp" not in err[-1], err

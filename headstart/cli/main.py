@@ -33,6 +33,14 @@ def main(argv: list[str] | None = None) -> int:
         cmd = e.ctx.command_path if e.ctx else "headstart"
         click.echo(f"error: {e.format_message()} (see `{cmd} --help`)", err=True)
         return 2
+    except OSError as e:  # a disk that filled up where no write said how much it needed
+        from ..fileio import NO_ROOM
+
+        if e.errno not in NO_ROOM:
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        click.echo(f"error: no space left on the device{where}; free some space, or write elsewhere", err=True)
+        return 2
     except click.Abort:
         click.echo("interrupted", err=True)
         return 130

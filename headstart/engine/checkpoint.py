@@ -24,7 +24,7 @@ from typing import Any
 
 from ..console import log
 from ..errors import HeadstartError
-from ..fileio import atomic_dir, atomic_write_json, default_mode, sha256_file
+from ..fileio import atomic_dir, atomic_write_json, default_mode, disk_room, sha256_file
 
 CHECKPOINT = "checkpoint"
 MANIFEST = "manifest.json"
@@ -50,7 +50,8 @@ class Checkpoint:
         from safetensors.torch import save_file
 
         last = self.read_from or self.dir  # the checkpoint this run last wrote or resumed from
-        with atomic_dir(self.next, replace=True) as tmp:
+        size = sum(t.numel() * t.element_size() for t in weights.values()) * (3 if optimizer is not None else 2)
+        with disk_room(self.next, size), atomic_dir(self.next, replace=True) as tmp:
             save_file(weights, str(tmp / "weights.safetensors"))
             if best:
                 save_file(weights, str(tmp / "best.safetensors"))
