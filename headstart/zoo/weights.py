@@ -194,7 +194,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             if not _looks_like_pickle(path):
                 raise HeadstartError(f"{path} is not a readable weights file (neither safetensors nor a torch save)") from None
             blocked = re.search(r"GLOBAL ([\w.]+)", str(e))
-            detail = f"it names {blocked.group(1)}" if blocked else "weights_only loading refused it"
+            name = blocked.group(1) if blocked else _first_global(path)
+            detail = f"it names {name}" if name else "weights_only loading refused it"
             raise HeadstartError(
                 f"refusing to load {path}: it is a pickle that would run code or build objects other than "
                 f"tensors ({detail}); save the weights as safetensors or as a plain state_dict"
@@ -207,6 +208,25 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             raise HeadstartError(f"{path}: tensor '{name}' holds NaN or infinite values; the file is damaged "
                                  "(or was saved after training diverged)")
     return tensors
+
+
+def _first_global(path: Path) -> str | None:
+    """The first module.name a bare pickle asks for, read from its opcodes (pickletools parses; nothing runs)."""
+    import pickletools
+
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as f:
+            for op, arg, _ in pickletools.genops(f):
+                if op.name == "GLOBAL":
+                    return str(arg).replace(" ", ".")
+                if op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    return f"{strings[-2]}.{strings[-1]}"
+                if isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:  # noqa: BLE001 - a damaged pickle: nothing to name
+        return None
+    return None
 
 
 def _looks_like_pickle(path: Path) -> bool:
