@@ -79,13 +79,18 @@ def fit(
     HeadTraining(c=o.head.head_c)  # --head-c's range, checked before any work
     kind = _task(task, data)
     refuse_other_task(kind, o)
-    if kind == "detect":
-        from .detection.train import fit_detector
+    from .fileio import release_lock
 
-        return fit_detector(data, model, out, options=o)  # type: ignore[return-value,arg-type]
-    from .classify.fit import fit_classifier
+    try:
+        if kind == "detect":
+            from .detection.train import fit_detector
 
-    return fit_classifier(data, model, out, o, measure_only=measure_only)
+            return fit_detector(data, model, out, options=o)  # type: ignore[return-value,arg-type]
+        from .classify.fit import fit_classifier
+
+        return fit_classifier(data, model, out, o, measure_only=measure_only)
+    finally:
+        release_lock(out)  # taken by the check of --out (rundir.check_out_dir), whichever way the fit ends
 
 
 def _task(task: str, data: str | Path | None) -> str:

@@ -117,19 +117,26 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
-_HELD: set[Path] = set()
+_HELD: set[Path] = set()  # the locks this process holds
+
+
+def _lock_file(path: Path) -> Path:
+    """Where the lock of `path` lives: the system's temporary folder, named by the absolute path (nothing is
+    added beside the user's folders)."""
+    key = hashlib.sha256(os.fsencode(os.path.abspath(path))).hexdigest()[:32]
+    return Path(tempfile.gettempdir()) / "headstart-locks" / f"{key}.lock"
 
 
 def hold_lock(path: str | os.PathLike, flag: str = "--out") -> None:
-    """This process alone writes `path` until it exits: a lock file beside it (.NAME.lock, holding the pid),
+    """This process alone writes `path` until it lets go (release_lock) or exits: a lock file holding its pid,
     taken before any work. Another live process holding it is one line; a lock left by a dead one is taken
-    over. Taking it again in the same process is fine (a notebook fitting the same --out twice)."""
+    over. Taking it again in the same process is fine."""
     import atexit
 
     from .errors import HeadstartError
 
     path = Path(path).expanduser()
-    lock = path.parent / f".{path.name}.lock"
+    lock = _lock_file(path)
     if lock in _HELD:
         return
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -138,8 +145,8 @@ def hold_lock(path: str | os.PathLike, flag: str = "--out") -> None:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             try:
-                pid = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
+                pid = int(lock.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
                 pid = 0
             if pid and pid != os.getpid() and _pid_alive(pid):
                 raise HeadstartError(f"{flag} '{path}' is being written by another headstart process (pid {pid}); "
@@ -147,10 +154,18 @@ def hold_lock(path: str | os.PathLike, flag: str = "--out") -> None:
             lock.unlink(missing_ok=True)  # left by a process that died
             continue
         with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
+            f.write(f"{os.getpid()} {os.path.abspath(path)}\n")
         _HELD.add(lock)
         atexit.register(lock.unlink, missing_ok=True)
         return
+
+
+def release_lock(path: str | os.PathLike) -> None:
+    """The run at `path` is written (or the fit ended): another process may write it now (hold_lock)."""
+    lock = _lock_file(Path(path).expanduser())
+    if lock in _HELD:
+        _HELD.discard(lock)
+        lock.unlink(missing_ok=True)
 
 
 def _pid_alive(pid: int) -> bool:

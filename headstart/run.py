@@ -20,7 +20,7 @@ import numpy as np
 from .console import log
 from .data.images import expand_files, readable
 from .errors import HeadstartError
-from .fileio import atomic_dir
+from .fileio import atomic_dir, release_lock
 from .heads import HeadSpec
 from .rundir import (METRICS_FILE, RUN_FILE, RUN_FORMAT, WEIGHTS_FILE, check_out_dir, is_run_dir,  # noqa: F401
                      read_run_metrics, read_run_weights, run_info, run_record, torch_weights, write_run_files)
@@ -167,10 +167,12 @@ class Run:
         """Write the whole run folder at once: built beside RUN_DIR, then swapped in."""
         with atomic_dir(self.dir, replace=True) as tmp:
             self._write(tmp)
+        release_lock(self.dir)
 
     def save_in_place(self) -> None:
         """Finish a run folder that training filled (logs stay): each file atomic, headstart.json last."""
         self._write(self.dir)
+        release_lock(self.dir)
 
     def predict(
         self,

@@ -22,7 +22,8 @@ import numpy as np
 
 from . import __version__
 from .errors import HeadstartError
-from .fileio import atomic_dir, atomic_write_json, check_writable, default_mode, disk_room, hold_lock, sha256_file
+from .fileio import (atomic_dir, atomic_write_json, check_writable, default_mode, disk_room, hold_lock, release_lock,
+                     sha256_file)
 from .runtime import is_main_rank
 from .schemas import RUN, check
 
@@ -120,6 +121,7 @@ def save_run(out: Path, tensors: dict[str, np.ndarray], metrics: dict[str, Any],
     """Write a whole run folder at once: built beside `out`, then swapped in."""
     with atomic_dir(out, replace=True) as tmp:
         write_run_files(tmp, numpy_weights(tensors), metrics, record, run_dir=out)
+    release_lock(out)
 
 
 def verified_file(d: Path, info: dict[str, Any], name: str) -> Path:

@@ -274,9 +274,13 @@ def test_two_fits_into_the_same_out_the_second_is_refused(tiny_weights, shapes_d
     import os
     import subprocess
 
+    from headstart.fileio import _lock_file
+
+    lock = _lock_file(tmp_path / "run")
+    lock.parent.mkdir(parents=True, exist_ok=True)
     other = subprocess.Popen(["sleep", "60"])  # a live process that holds the lock
     try:
-        (tmp_path / ".run.lock").write_text(str(other.pid))
+        lock.write_text(f"{other.pid} {tmp_path / 'run'}")
         args = ["fit", str(shapes_dir), "--model", f"file:{tiny_weights}", "--arch", "timm:test_efficientnet",
                 "--out", str(tmp_path / "run"), "--strategy", "linear-probe"]
         assert main(args) == 2
@@ -287,7 +291,7 @@ def test_two_fits_into_the_same_out_the_second_is_refused(tiny_weights, shapes_d
         other.kill()
         other.wait()
     assert main(args + ["--quiet"]) == 0  # a lock left by a process that died is taken over
-    assert (tmp_path / ".run.lock").read_text() == str(os.getpid())
+    assert not lock.exists() and os.listdir(tmp_path) == ["run"]  # let go when the run is written; nothing beside it
 
 
 @pytest.mark.parametrize("edit, field", [

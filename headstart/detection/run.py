@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import HeadstartError, plural
-from ..fileio import atomic_write_bytes, atomic_write_json, check_writable
+from ..fileio import atomic_write_bytes, atomic_write_json, check_writable, release_lock
 from ..rundir import WEIGHTS_FILE, read_run_metrics, read_run_weights, torch_weights, write_run_files
 from ..runtime import pick_device
 from .model import DetectorSpec, build_detector
@@ -44,6 +44,7 @@ class DetectionRun:
     def save_in_place(self) -> None:
         """Each file atomic, headstart.json last (a run is finished once it says so)."""
         write_run_files(self.dir, torch_weights(self.model), self.metrics, self.info)
+        release_lock(self.dir)
 
     @torch.no_grad()
     def detect(self, files: list[str | Path], device: str | None = None, batch_size: int = 1,
