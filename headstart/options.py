@@ -40,8 +40,8 @@ RANGES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "head_c": ("> 0", lambda v: v > 0), "seed": (f"in [0, {SEED_LIMIT - 1}]", lambda v: 0 <= v < SEED_LIMIT),
     "hidden": (">= 1", lambda v: v >= 1), "dropout": ("in [0, 1)", lambda v: 0 <= v < 1),
     "budget": (">= 0 seconds (0: the linear probe, no trials)", lambda v: v >= 0),
-    "input_size": (">= 64 pixels", lambda v: v >= 64),
-    "max_size": (">= 64 pixels", lambda v: v >= 64), "extract_batch_size": (">= 1", lambda v: v >= 1),
+    "input_size": (">= 16 pixels", lambda v: v >= 16),  # a detector needs >= 64 (detection.train.input_sizes)
+    "max_size": (">= 16 pixels", lambda v: v >= 16), "extract_batch_size": (">= 1", lambda v: v >= 1),
     "num_workers": (">= 0", lambda v: v >= 0),
     # the other commands' (rank, advise, predict, pretrain, lr-find, demo)
     "processes": (">= 1", lambda v: v >= 1), "seeds": (">= 1", lambda v: v >= 1), "top_k": (">= 1", lambda v: v >= 1),

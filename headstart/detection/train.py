@@ -209,6 +209,8 @@ def input_sizes(data: DetectionData, min_size: int | None, max_size: int | None)
     if min_size is None:
         median = float(np.median([min(im.width, im.height) for im in data.images]))
         min_size = int(min(800, max(256, round(median / 32) * 32)))
+    if min_size < 64:  # the pyramid's coarsest level is 1/32 of the image
+        raise HeadstartError(f"--input-size for detection must be >= 64 pixels; got {min_size}")
     max_size = max_size or int(round(min_size * 5 / 3))
     if max_size < min_size:
         raise HeadstartError(f"--max-size ({max_size}) must be >= --input-size ({min_size})")
