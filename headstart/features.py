@@ -8,6 +8,7 @@ sha256 of the features as they were computed, which every read checks.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import time
@@ -178,6 +179,8 @@ def extract(
     try:
         ips = _extract_into(dest, compute, h, key, len(paths), num_features, body_id, model_name, pre, paths)
     except OSError as e:  # no space, no permission: the run goes on without the cache, and says so
+        if e.errno not in CANNOT_WRITE:
+            raise
         need = len(paths) * num_features * 4 / 2**20
         warn(f"could not write the feature cache entry {dest} ({e.strerror or type(e).__name__}; it needs about "
              f"{need:.0f} MB): extracting without caching")
@@ -188,6 +191,9 @@ def extract(
     if loaded is None:  # the entry we just wrote must read back; anything else is a bug or a full disk
         raise HeadstartError(f"could not read back the feature cache entry just written to {dest}; is the disk full?")
     return Features(loaded, False, time.perf_counter() - t0, key, ips)
+
+
+CANNOT_WRITE = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def _extract_into(dest: Path, compute, h, key: str, n: int, num_features: int, body_id: str, model_name: str, pre,

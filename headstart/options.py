@@ -72,8 +72,15 @@ def check_ranges(options: Any) -> None:
         check_value(f.name, getattr(options, f.name))
 
 
+class Ranged:
+    """An option group whose numeric fields are checked against RANGES when it is made."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
 @dataclass(frozen=True)
-class TrainOptions:
+class TrainOptions(Ranged):
     strategy: str = "auto"
     epochs: int | None = None
     lr: float | None = None
@@ -93,12 +100,9 @@ class TrainOptions:
     val_split: float = 0.2
     clip_grad: float | None = None
 
-    def __post_init__(self) -> None:
-        check_ranges(self)
-
 
 @dataclass(frozen=True)
-class HeadOptions:
+class HeadOptions(Ranged):
     head: str = "linear"
     hidden: int = 512
     dropout: float = 0.0
@@ -106,24 +110,18 @@ class HeadOptions:
     class_balance: bool = True
     budget: float | None = None
 
-    def __post_init__(self) -> None:
-        check_ranges(self)
-
 
 @dataclass(frozen=True)
-class DetectOptions:
+class DetectOptions(Ranged):
     detector: str = "auto"
     input_size: int | None = None
     max_size: int | None = None
     eval_every: int | None = None
     head_epochs: int | None = None
 
-    def __post_init__(self) -> None:
-        check_ranges(self)
-
 
 @dataclass(frozen=True)
-class SetupOptions:
+class SetupOptions(Ranged):
     arch: str | None = None
     cache_dir: str | Path | None = None
     no_cache: bool = False
@@ -134,9 +132,6 @@ class SetupOptions:
     extract_batch_size: int | None = None
     num_workers: int | None = None
     tracker: str | None = None
-
-    def __post_init__(self) -> None:
-        check_ranges(self)
 
 
 GROUPS: dict[str, type] = {"train": TrainOptions, "head": HeadOptions, "detect": DetectOptions, "setup": SetupOptions}

@@ -50,6 +50,12 @@ detect_options = [
 ]
 
 
+extract_options = [  # reading DATA through a frozen body: fit, rank, evaluate
+    click.option("--extract-batch-size", default=None, type=int, help="Batch size of feature extraction."),
+    click.option("--workers", default=None, type=int, help="Image-decoding worker processes."),
+]
+
+
 def with_options(options):
     def wrap(f):
         for opt in reversed(options):

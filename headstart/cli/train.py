@@ -6,9 +6,9 @@ import click
 
 from ..auto import DEFAULT_BUDGET
 from ..pretrain import DEFAULT_ARCH as PRETRAIN_ARCH, DEFAULTS as PRETRAIN
-from .common import (STRATEGY_HELP, cache_options, cli, detect_options, emit_json, fmt, json_option, quiet_option,
-                     relaunch_for, set_quiet, text_options, text_options_of, training_options, with_options,
-                     word_options)
+from .common import (STRATEGY_HELP, cache_options, cli, detect_options, emit_json, extract_options, fmt, json_option,
+                     quiet_option, relaunch_for, set_quiet, text_options, text_options_of, training_options,
+                     with_options, word_options)
 
 
 @cli.command()
@@ -49,8 +49,7 @@ from .common import (STRATEGY_HELP, cache_options, cli, detect_options, emit_jso
 @click.option("--resume", "resume_dir", default=None, type=click.Path(),
               help="Continue the stopped run in this folder (DATA and --model may be left out).")
 @click.option("--overwrite", is_flag=True, help="Replace --out even if it is not a headstart run.")
-@click.option("--extract-batch-size", default=None, type=int, help="Batch size of feature extraction.")
-@click.option("--workers", default=None, type=int, help="Image-decoding worker processes.")
+@with_options(extract_options)
 @with_options(text_options)
 @with_options(word_options)
 @with_options(detect_options)

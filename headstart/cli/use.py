@@ -9,7 +9,7 @@ import click
 
 from ..auto import DEFAULT_BUDGET
 from ..errors import HeadstartError
-from .common import (cache_options, cli, emit_json, fmt, json_option, quiet_option,
+from .common import (cache_options, cli, emit_json, extract_options, fmt, json_option, quiet_option,
                      set_quiet, text_options, text_options_of, with_options)
 from ..rank import DEFAULT_SORT
 
@@ -109,8 +109,7 @@ def models_remove(name: str) -> None:
 @click.option("--metric", default=DEFAULT_SORT, show_default=True,
               help="Sort by: logme, leep, nce, hscore, knn, linear (a cross-validated linear probe), or all.")
 @click.option("--allow-download", is_flag=True, help="Allow fetching weights from the network.")
-@click.option("--extract-batch-size", default=None, type=int)
-@click.option("--workers", default=None, type=int)
+@with_options(extract_options)
 @with_options(text_options)
 @with_options(cache_options)
 @json_option
@@ -221,8 +220,7 @@ def advise(data: str, models: str | None, out: str, curve: str | None, seeds: in
 @cli.command()
 @click.argument("run_dir", type=click.Path())
 @click.argument("data", type=click.Path())
-@click.option("--extract-batch-size", default=None, type=int)
-@click.option("--workers", default=None, type=int)
+@with_options(extract_options)
 @with_options(text_options)
 @with_options(cache_options)
 @json_option
