@@ -121,20 +121,27 @@ def resume(
     `data` and `model` default to the run's own; when given they must match it, as must
     any training option in `given` (the settings a run was started with are its own)."""
     from .classify.body import refuse_other_inputs
+    from .engine import Checkpoint
+    from .fileio import release_lock
     from .rundir import stopped_run
 
     t_start = time.perf_counter()
-    d, info = stopped_run(run_dir)
-    if info.get("task") == "detect":
-        from .detection.train import resume_detector
+    d, info = stopped_run(run_dir)  # checked, and held by this process until it ends
+    try:
+        if Checkpoint(d).exists():
+            Checkpoint(d).choose(say=False)  # every checkpoint damaged: one line now, before any work
+        if info.get("task") == "detect":
+            from .detection.train import resume_detector
 
-        refuse_other_inputs(d, info, data, given)
-        return resume_detector(d, info, device=device, num_workers=num_workers or 0,  # type: ignore[return-value]
-                               tracker=tracker)
-    from .classify.body import resume_classifier
+            refuse_other_inputs(d, info, data, given)
+            return resume_detector(d, info, device=device, num_workers=num_workers or 0,  # type: ignore[return-value]
+                                   tracker=tracker)
+        from .classify.body import resume_classifier
 
-    return resume_classifier(d, info, data, model, cache_dir=cache_dir, no_cache=no_cache, device=device,
-                             num_workers=num_workers, tracker=tracker, given=given, t_start=t_start)
+        return resume_classifier(d, info, data, model, cache_dir=cache_dir, no_cache=no_cache, device=device,
+                                 num_workers=num_workers, tracker=tracker, given=given, t_start=t_start)
+    finally:
+        release_lock(d)
 
 
 def load(run_dir: str | Path, device: str | None = None) -> Run:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .console import warn
+from .errors import CannotWrite
 from .fileio import atomic_dir, atomic_write_json, sha256_file
 
 CACHE_FORMAT = 1
@@ -138,7 +139,7 @@ class FeatureCache:
                 atomic_write_json(tmp / META_FILE, {"format": CACHE_FORMAT, "body": body_id,
                                                     "sha256": sha256_file(tmp / BODY_FILE), "tensors": len(tensors),
                                                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        except (OSError, ValueError, TypeError) as e:
+        except (OSError, ValueError, TypeError, CannotWrite) as e:
             warn(f"could not keep the body's tensors in the cache ({str(e)[:80]}); a re-fit will build it again")
 
 

@@ -15,6 +15,15 @@ class HeadstartError(Exception):
     exit_code = 2
 
 
+class CannotWrite(HeadstartError):
+    """A write that failed for want of space or permission (headstart.fileio.disk_room): one line for a
+    user's output; a cache that meets it goes on without caching (its `errno` says why)."""
+
+    def __init__(self, message: str, errno: int | None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
 def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
 

@@ -22,7 +22,7 @@ from torch import nn
 from . import __version__
 from .cache import CACHE_FORMAT, FEATURES_FILE, META_FILE, FeatureCache, Features, feature_key
 from .console import progress, warn
-from .errors import HeadstartError, plural
+from .errors import CannotWrite, HeadstartError, plural
 from .fileio import atomic_dir, atomic_write_json
 from .fuse import fold_batchnorm
 from .data.transforms import ImageFiles, normalize
@@ -178,11 +178,12 @@ def extract(
     h = hashlib.sha256()
     try:
         ips = _extract_into(dest, compute, h, key, len(paths), num_features, body_id, model_name, pre, paths)
-    except OSError as e:  # no space, no permission: the run goes on without the cache, and says so
+    except (OSError, CannotWrite) as e:  # no space, no permission: the run goes on without the cache, and says so
         if e.errno not in CANNOT_WRITE:
             raise
         need = len(paths) * num_features * 4 / 2**20
-        warn(f"could not write the feature cache entry {dest} ({e.strerror or type(e).__name__}; it needs about "
+        why = e.strerror if isinstance(e, OSError) else str(e)
+        warn(f"could not write the feature cache entry {dest} ({why or type(e).__name__}; it needs about "
              f"{need:.0f} MB): extracting without caching")
         arr = np.empty((len(paths), num_features), dtype=np.float32)
         ips = compute(arr)

@@ -77,22 +77,27 @@ def fsync_dir(path: Path) -> None:
 
 
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT)  # a full disk, a full quota
+NO_ENTRY = (errno.EACCES, errno.EPERM, errno.EROFS)  # a folder (or disk) that does not let this user write
 
 
 @contextmanager
 def disk_room(path: str | os.PathLike, need_bytes: int | None = None) -> Iterator[None]:
-    """Writes to `path` inside the block: a disk (or quota) that fills up is one line naming the path and
-    about how much it needs, not a traceback. What was half-written is the block's to remove (atomic writes do)."""
-    from .errors import HeadstartError
+    """Writes to `path` inside the block: a disk (or quota) that fills up, or a folder that stopped letting this
+    user write while the work ran, is one line naming the path (and about how much it needs), not a traceback.
+    What was half-written is the block's to remove (atomic writes do)."""
+    from .errors import CannotWrite
 
     try:
         yield
     except OSError as e:
+        if e.errno in NO_ENTRY:
+            raise CannotWrite(f"cannot write {path} ({e.strerror}): check the permissions of its folder, or write "
+                              "elsewhere", e.errno) from None
         if e.errno not in NO_ROOM:
             raise
         need = f"; it needs about {need_bytes / 2**20:.0f} MB free" if need_bytes else ""
-        raise HeadstartError(f"no space left to write {path} ({e.strerror}){need}: free some space, or write "
-                             "elsewhere") from None
+        raise CannotWrite(f"no space left to write {path} ({e.strerror}){need}: free some space, or write "
+                          "elsewhere", e.errno) from None
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

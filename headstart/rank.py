@@ -359,12 +359,15 @@ def rank_models(
         if card.modality != kind:
             notes.append(f"{card.name} skipped: a{'n' if card.modality == 'image' else ''} {card.modality} model, "
                          f"and DATA holds {kind}s")
-            warn(notes[-1])
             continue
         cards.append(card)
     if not cards:
         others = ", ".join(c.name for c in list_cards() if c.modality == kind)
-        raise HeadstartError(f"none of the models given reads {kind}s; give {kind} models with --models ({others})")
+        given = ", ".join(f"{getattr(m, 'name', m)}" for m in wanted)
+        raise HeadstartError(f"none of the models given ({given}) reads {kind}s; give {kind} models with --models "
+                             f"({others})")
+    for note in notes:
+        warn(note)
     cache = FeatureCache.from_options(cache_dir, no_cache)
     rows = []
     for card in cards:
@@ -446,11 +449,16 @@ def _saved_scores(cache, feature_key, labels, metrics) -> dict[str, Any] | None:
 
 
 def _save_scores(cache, feature_key, labels, metrics, row: dict[str, Any]) -> None:
+    from .console import warn
+    from .errors import CannotWrite
     from .fileio import atomic_write_json
 
     path = _scores_file(cache, feature_key, labels, metrics)
     if path is not None:
-        atomic_write_json(path, {k: v for k, v in row.items() if k in metrics or k in ("note", "cv_note")})
+        try:
+            atomic_write_json(path, {k: v for k, v in row.items() if k in metrics or k in ("note", "cv_note")})
+        except (OSError, CannotWrite) as e:  # best effort: a cache that cannot be written costs speed, not the ranking
+            warn(f"could not keep the scores in the cache ({str(e)[:120]}); they will be computed again next time")
 
 
 def _source_head(card):

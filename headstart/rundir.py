@@ -25,7 +25,7 @@ from .errors import HeadstartError
 from .fileio import (atomic_dir, atomic_write_json, check_writable, default_mode, disk_room, hold_lock, release_lock,
                      sha256_file)
 from .runtime import is_main_rank
-from .schemas import RUN, check
+from .schemas import RUN, STOPPED, check
 
 RUN_FILE, METRICS_FILE, WEIGHTS_FILE = "headstart.json", "metrics.json", "model.safetensors"
 RUN_FORMAT = "headstart-run/1"
@@ -184,6 +184,10 @@ def stopped_run(run_dir: str | Path) -> tuple[Path, dict[str, Any]]:
         raise HeadstartError(f"--resume '{d}' is not a headstart run; give the --out folder of a fit that was stopped")
     if info.get("status") != "training":
         raise HeadstartError(f"--resume '{d}': the run already finished; evaluate it, or fit again with --out")
+    check(info, STOPPED, f"run '{d}': {RUN_FILE}", "it was edited or damaged: restore it, or start the run again "
+          "with --out")
+    if is_main_rank():  # two resumes of one run: the second is refused here (api.resume lets go)
+        hold_lock(d, "--resume")
     return d, info
 
 

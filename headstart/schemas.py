@@ -63,6 +63,22 @@ RUN = {
              "properties": {"card": CARD, "head": HEAD, "body_id": {"type": "string"}}},
 }
 
+_STARTED_DATA = {  # DATA as a run in progress recorded it, to check that --resume trains on the same files
+    "type": "object", "required": ["source", "fingerprint", "n"],
+    "properties": {"source": {"type": "string"}, "fingerprint": {"type": "string"}, "n": {"type": "integer"}},
+}
+
+STOPPED = {  # a run stopped before it finished (--resume reads it; its config is checked by TrainConfig)
+    "type": "object",
+    "required": ["status", "classes", "config", "data"],
+    "properties": {"status": {"const": "training"}, "task": {"enum": ["classify", "detect"]}, "classes": _NAMES,
+                   "config": {"type": "object", "required": ["strategy"], "properties": {"head": HEAD}},
+                   "data": _STARTED_DATA},
+    "if": {"properties": {"task": {"const": "detect"}}, "required": ["task"]},
+    "then": {"required": ["spec"], "properties": {"spec": SPEC, "card": {"oneOf": [{"type": "null"}, CARD]}}},
+    "else": {"required": ["card", "head"], "properties": {"card": CARD, "head": HEAD}},
+}
+
 EXPORT = {
     "type": "object",
     "required": ["classes"],

@@ -5,6 +5,7 @@ one line naming it, exit 2, and nothing written; never the old score or one labe
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -156,55 +157,7 @@ def test_a_checkpoint_without_a_manifest_is_still_checked_as_it_is_read(stopped,
     assert len(err.splitlines()) == 1 and "optimizer.pt" in err, err
 
 
-# ------------------------------------------------------------------------------------------ values
-@pytest.mark.parametrize("command, flag, value", [
-    ("fit", "--epochs", "0"), ("fit", "--batch-size", "0"), ("fit", "--extract-batch-size", "0"),
-    ("fit", "--seed", "-1"), ("fit", "--seed", str(10**23)), ("fit", "--workers", "-1"), ("fit", "--lr", "0"),
-    ("fit", "--head-epochs", "0"), ("pretrain", "--epochs", "0"), ("predict", "--top-k", "0"),
-    ("advise", "--seeds", "0"), ("rank", "--extract-batch-size", "0"), ("lr-find", "--steps", "0"),
-])
-def test_a_value_out_of_range_is_one_line_before_any_work(command, flag, value, shapes_dir, tmp_path, capsys):
-    """0 never stands for the default, and no value ends in a traceback: every numeric option has one
-    range (headstart.options.RANGES), checked before the command starts."""
-    import time
-
-    target = {"predict": [str(tmp_path / "no-run"), str(shapes_dir)]}.get(command, [str(shapes_dir)])
-    out = [] if command in ("predict", "rank", "advise", "lr-find") else ["--out", str(tmp_path / "out")]
-    t0 = time.perf_counter()
-    code = main([command, *target, *out, flag, value])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and f"{flag} must be" in err and value in err, err
-    assert time.perf_counter() - t0 < 5 and not (tmp_path / "out").exists()
-
-
 # ------------------------------------------------------------------------------------------ outputs
-@pytest.mark.parametrize("where", ["under a file", "read-only folder"])
-def test_an_output_that_cannot_be_written_is_found_before_any_work(where, tiny_run, shapes_dir, tmp_path, capsys):
-    import os
-    import time
-
-    if where == "under a file":
-        (tmp_path / "a-file").write_text("x")
-        base = tmp_path / "a-file"
-    else:
-        base = tmp_path / "locked"
-        base.mkdir()
-        base.chmod(0o500)
-        if os.access(base, os.W_OK):  # root ignores the mode
-            pytest.skip("this user can write to a read-only folder")
-    for args in (["fit", shapes_dir, "--out", base / "run"], ["export", tiny_run, "--out", base / "m.onnx"],
-                 ["advise", shapes_dir, "--out", base / "advice.html"],
-                 ["lr-find", shapes_dir, "--strategy", "finetune", "--plot", base / "lr.png"]):
-        t0 = time.perf_counter()
-        code = main([str(a) for a in args])
-        err = capsys.readouterr().err.strip()
-        assert code == 2 and len(err.splitlines()) == 1 and str(base) in err, (args, err)
-        assert time.perf_counter() - t0 < 5, args
-    if where == "read-only folder":
-        base.chmod(0o700)
-        assert not any(base.iterdir())
-
-
 def test_check_writable_names_a_full_disk(tmp_path, monkeypatch):
     import errno
     import tempfile
@@ -351,37 +304,63 @@ def test_a_run_whose_architecture_was_edited_names_the_run_and_the_fix(tiny_run,
     assert len(err.splitlines()) == 1 and str(run) in err and "edited" in err and "headstart fit" in err, err
 
 
-@pytest.mark.parametrize("where", ["checkpoint", "run weights", "export"])
-def test_a_disk_that_fills_up_during_the_work_is_one_line(where, tiny_weights, tiny_run, shapes_dir, tmp_path,
-                                                          monkeypatch, capsys):
-    """Fault injection at each write: ENOSPC raised where the bytes go to disk."""
+@pytest.mark.parametrize("code", ["ENOSPC", "EACCES"])
+@pytest.mark.parametrize("where", ["checkpoint", "run weights", "export", "report", "cache"])
+def test_a_write_that_fails_during_the_work_is_one_line(where, code, tiny_weights, tiny_run, shapes_dir, tmp_path,
+                                                        monkeypatch, capsys):
+    """Fault injection at each write: the disk fills up (ENOSPC), or the folder stops letting this user write
+    (EACCES), where the bytes go to disk, after the checks before the work passed. One line naming the file,
+    exit 2, nothing half-written; the feature cache is the exception: the run goes on without it."""
     import errno
     import importlib
+    import tempfile
 
     import safetensors.numpy
     import safetensors.torch
 
-    from headstart import fileio
+    from headstart import features, fileio
 
-    def full(*a, **k):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    out = tmp_path / "w"  # every output of the command is under it; the feature cache is not
+    number = getattr(errno, code)
 
-    if where == "export":
-        monkeypatch.setattr(fileio.tempfile, "mkstemp", full)
-        args = ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx")]
-        named = "m.onnx"
-    else:
-        monkeypatch.setattr(safetensors.torch, "save_file", full)
-        monkeypatch.setattr(safetensors.numpy, "save_file", full)  # a linear probe's run is written from NumPy
-        args = ["fit", str(shapes_dir), "--model", f"file:{tiny_weights}", "--arch", "timm:test_efficientnet",
-                "--out", str(tmp_path / "run"), "--quiet",
-                *(["--strategy", "linear-probe"] if where == "run weights" else ["--strategy", "finetune", "--epochs", "1"])]
-        named = "checkpoint" if where == "checkpoint" else WEIGHTS_FILE
-    if where == "export":  # the check before the work passes; the disk fills up when the file is written
-        monkeypatch.setattr(importlib.import_module("headstart.export"), "check_writable", lambda *a, **k: None)
-    else:
-        monkeypatch.setattr(importlib.import_module("headstart.rundir"), "check_writable", lambda *a, **k: None)
-    assert main(args) == 2
+    def refusing(real, argument):
+        def write(*args, **kw):
+            path = kw.get(argument, args[1] if argument == "filename" and len(args) > 1 else None)
+            if str(path).startswith(str(out)):
+                raise OSError(number, os.strerror(number), str(path))
+            return real(*args, **kw)
+        return write
+
+    if where in ("checkpoint", "run weights"):  # the weights (a linear probe's run is written from NumPy)
+        monkeypatch.setattr(safetensors.torch, "save_file", refusing(safetensors.torch.save_file, "filename"))
+        monkeypatch.setattr(safetensors.numpy, "save_file", refusing(safetensors.numpy.save_file, "filename"))
+    else:  # the file itself (export, report), or every file of the cache entry
+        monkeypatch.setattr(fileio.tempfile, "mkstemp", refusing(tempfile.mkstemp, "dir"))
+    for module in ("headstart.rundir", "headstart.export", "headstart.advise"):  # the checks before the work pass
+        monkeypatch.setattr(importlib.import_module(module), "check_writable", lambda *a, **k: None, raising=False)
+    model = ["--model", f"file:{tiny_weights}", "--arch", "timm:test_efficientnet"]
+    args, named = {
+        "checkpoint": (["fit", shapes_dir, *model, "--out", out / "run", "--strategy", "finetune", "--epochs", "1"],
+                       "checkpoint"),
+        "run weights": (["fit", shapes_dir, *model, "--out", out / "run", "--strategy", "linear-probe"], WEIGHTS_FILE),
+        "export": (["export", tiny_run, "--out", out / "m.onnx"], "m.onnx"),
+        "report": (["advise", shapes_dir, "--models", "tiny", "--curve", "1,2", "--seeds", "1", "--no-scratch",
+                    "--out", out / "advice.html"], "advice.html"),
+        "cache": (["fit", shapes_dir, *model, "--out", tmp_path / "run", "--strategy", "linear-probe", "--cache-dir",
+                   out / "cache"], "cache"),
+    }[where]
+    if where == "report":
+        assert main(["models", "add", "tiny", "--from", str(tiny_weights), "--arch", "timm:test_efficientnet"]) == 0
+    if where == "cache":
+        monkeypatch.setattr(features, "reserve", refusing(features.reserve, "path"))
+    code_ = main([str(a) for a in args + ["--quiet"]])
     err = capsys.readouterr().err.strip().splitlines()
+    if where == "cache":
+        assert code_ == 0 and (tmp_path / "run" / WEIGHTS_FILE).is_file(), err
+        assert any("could not write the feature cache entry" in line for line in err), err
+        return
     errors = [line for line in err if line.startswith("error:")]  # (a warning may come first: the body's cache)
-    assert errors == err[-1:] and "no space left" in err[-1] and named in err[-1] and ".tmp" not in err[-1], err
+    assert code_ == 2 and errors == err[-1:] and named in err[-1] and ".tmp" not in err[-1], err
+    assert ("no space left" if code == "ENOSPC" else "cannot write") in err[-1], err
+    left = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
+    assert not left, left  # nothing half-written

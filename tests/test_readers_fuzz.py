@@ -1,6 +1,7 @@
 """Property-based tests of the readers (hypothesis): whatever a file holds, reading it gives data or one
-HeadstartError, never another exception. Image CSVs, text CSV / JSONL, COCO and VOC annotations,
-word-vector files, a run's headstart.json and a card's card.json."""
+HeadstartError, never another exception. Image folders and CSVs, text CSV / JSONL, COCO and VOC
+annotations, word-vector files, a run's headstart.json (finished, or stopped and resumed) and a card's
+card.json."""
 
 from __future__ import annotations
 
@@ -59,6 +60,45 @@ def test_image_csvs(scratch, lines, header):
     path = scratch / "images.csv"
     path.write_text("\n".join([header, *lines]))
     only_one_line_errors(read_image_data, path)
+
+
+def _image_bytes(kind: str, cut: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGBA" if kind == "png" else "L", (9, 7), 120).save(buf, format="PNG" if kind == "png" else "JPEG")
+    data = buf.getvalue()
+    return data[: max(1, len(data) - cut)] if cut else data
+
+
+NAMES = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="/\x00"),
+                min_size=1, max_size=10).filter(lambda n: n not in (".", ".."))
+FILES = st.tuples(NAMES, st.sampled_from([".png", ".jpg", ".jpeg", ".txt", ""]),
+                  st.sampled_from(["png", "jpeg", "raw"]), st.integers(0, 40), st.binary(max_size=60))
+
+
+@FUZZ
+@given(classes=st.lists(st.tuples(NAMES, st.lists(FILES, max_size=4)), max_size=4), skip=st.booleans())
+def test_image_folders(scratch, classes, skip):
+    """Folders of any names (newlines and spaces included) holding images whole, cut short, or bytes of
+    anything: the image reader and the check of every file give samples or one line."""
+    from headstart.data.images import drop_bad_images, read_image_data
+
+    root = scratch / "folder-fuzz"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir()
+    for name, files in classes:
+        folder = root / name
+        folder.mkdir(exist_ok=True)
+        for stem, suffix, kind, cut, raw in files:
+            (folder / f"{stem}{suffix}").write_bytes(raw if kind == "raw" else _image_bytes(kind, cut))
+
+    def read() -> None:
+        drop_bad_images(read_image_data(root), skip_bad_files=skip)
+
+    only_one_line_errors(read)
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +176,56 @@ def test_run_records(a_run, scratch, value, key):
     info[key] = value
     (run / "headstart.json").write_text(json.dumps(info))
     only_one_line_errors(headstart.load, run)
+
+
+@pytest.fixture(scope="module")
+def stopped_run(scratch, tiny_weights, shapes_dir) -> Path:
+    """A finetune run of 2 epochs stopped after its first."""
+    import headstart
+    from headstart.engine import Engine
+
+    original = Engine.checkpoint
+
+    def stop(self, optimizer, scheduler):
+        original(self, optimizer, scheduler)
+        raise KeyboardInterrupt
+
+    Engine.checkpoint = stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            headstart.fit(shapes_dir, model=f"file:{tiny_weights}", arch="timm:test_efficientnet",
+                          out=scratch / "stopped", strategy="finetune", epochs=2, batch_size=8, augment="none",
+                          cache_dir=scratch / "cache")
+    finally:
+        Engine.checkpoint = original
+    return scratch / "stopped"
+
+
+class Started(HeadstartError):
+    """--resume got as far as training: the record was read whole."""
+
+
+@FUZZ
+@given(value=JSON, key=st.sampled_from(["config", "data", "card", "head", "classes", "task", "spec", "status"]),
+       inner=st.sampled_from(["", "epochs", "lr", "batch_size", "seed", "strategy", "source", "fingerprint", "n"]))
+def test_stopped_run_records(stopped_run, scratch, monkeypatch, value, key, inner):
+    import headstart
+    from headstart.engine import Engine
+
+    def started(self):
+        raise Started("started")
+
+    monkeypatch.setattr(Engine, "run", started)
+    run = scratch / "stopped-fuzz"
+    shutil.rmtree(run, ignore_errors=True)
+    shutil.copytree(stopped_run, run)
+    info = json.loads((run / "headstart.json").read_text())
+    if inner and isinstance(info.get(key), dict):
+        info[key][inner] = value
+    else:
+        info[key] = value
+    (run / "headstart.json").write_text(json.dumps(info))
+    only_one_line_errors(headstart.resume, run, cache_dir=scratch / "cache")
 
 
 @FUZZ

@@ -16,7 +16,7 @@ from ..console import log
 from ..data.images import ImageSamples
 from ..errors import HeadstartError
 from ..heads import HeadSpec
-from ..rundir import run_info
+from ..rundir import RUN_FILE, run_info
 from ..text.options import TextOptions
 from ..zoo import ModelCard
 
@@ -131,7 +131,7 @@ def resume_classifier(d: Path, info: dict[str, Any], data: str | Path | None, mo
     from ..engine import TrainConfig
     from .prepare import prepare
 
-    cfg = TrainConfig.from_dict(info["config"])
+    cfg = TrainConfig.from_dict(info["config"], where=f"run '{d}': {RUN_FILE}")
     card = ModelCard.from_dict(info["card"])
     refuse_other_inputs(d, info, data, given, model, card.name)
     source = data if data is not None else info["data"]["source"]

@@ -14,8 +14,8 @@ import numpy as np
 
 from ..cache import FeatureCache, Features, feature_key
 from ..console import log
-from ..data.images import ImageSamples, drop_bad_images, read_image_data
-from ..data.modality import DEFAULT_MODEL, data_modality
+from ..data.images import LABEL_COLUMN, PATH_COLUMN, ImageSamples, drop_bad_images, read_image_data
+from ..data.modality import DEFAULT_MODEL, csv_columns, data_modality
 from ..data.splits import stratified_split
 from ..data.texts import read_text_data
 from ..errors import HeadstartError
@@ -118,6 +118,11 @@ def prepare(
     card = model if isinstance(model, ModelCard) else get_card(model, arch=arch, allow_download=allow_download)
     if card.modality != kind:
         others = ", ".join(c.name for c in list_cards() if c.modality == kind)
+        if card.modality == "image" and Path(data).suffix.lower() in (".csv", ".tsv"):  # a CSV of images, misnamed
+            found = ", ".join(f"'{c}'" for c in csv_columns(Path(data).expanduser()))
+            raise HeadstartError(f"model '{card.name}' is an image model, and DATA '{data}' has no '{PATH_COLUMN}' "
+                                 f"column (found columns {found}), so it holds texts: choose a text model ({others}), "
+                                 f"or give a CSV of images the columns {PATH_COLUMN},{LABEL_COLUMN}")
         raise HeadstartError(f"model '{card.name}' is a{'n' if card.modality == 'image' else ''} {card.modality} "
                              f"model; DATA '{data}' holds {kind}s: choose a {kind} model ({others})")
     locate(card, allow_download=allow_download)  # a missing weight package is reported before any work

@@ -33,9 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         cmd = e.ctx.command_path if e.ctx else "headstart"
         click.echo(f"error: {e.format_message()} (see `{cmd} --help`)", err=True)
         return 2
-    except OSError as e:  # a disk that filled up where no write said how much it needed
-        from ..fileio import NO_ROOM
+    except OSError as e:  # a disk that filled up, or a file refused, where no write said which
+        from ..fileio import NO_ENTRY, NO_ROOM
 
+        if e.errno in NO_ENTRY:
+            click.echo(f"error: {e.strerror}: {e.filename or 'a file'}; check its permissions, or use another "
+                       "path", err=True)
+            return 2
         if e.errno not in NO_ROOM:
             raise
         where = f" writing {e.filename}" if e.filename else ""

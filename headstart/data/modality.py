@@ -43,13 +43,18 @@ def data_modality(data: str | os.PathLike) -> str:
     if suffix in TEXT_SUFFIXES:
         return "text"
     if suffix in (".csv", ".tsv"):
-        try:
-            with open(root, newline="", encoding="utf-8-sig", errors="replace") as f:
-                header = next(csv.reader(f, delimiter="\t" if suffix == ".tsv" else ","), [])
-        except OSError as e:
-            raise HeadstartError(f"DATA '{data}' cannot be read ({e.strerror})") from None
-        return "image" if PATH_COLUMN in [h.strip() for h in header] else "text"
+        return "image" if PATH_COLUMN in csv_columns(root) else "text"
     return "image"
+
+
+def csv_columns(path: Path) -> list[str]:
+    """The column names in the header of the CSV or TSV file `path`."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+            header = next(csv.reader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ","), [])
+    except OSError as e:
+        raise HeadstartError(f"DATA '{path}' cannot be read ({e.strerror})") from None
+    return [h.strip() for h in header]
 
 
 # ---------------------------------------------------------------------------------- detection layouts

@@ -34,7 +34,7 @@ from ..console import log
 from ..engine import Engine, PhaseData, Task, TrainConfig, Validation, epoch_seed, make_accelerator
 from ..engine.accelerator import check_tracker, open_run
 from ..errors import HeadstartError
-from ..rundir import RUN_FORMAT, check_out_dir
+from ..rundir import RUN_FILE, RUN_FORMAT, check_out_dir
 from ..runtime import pick_device
 from ..options import FitOptions
 from ..strategies import Phase, Strategy
@@ -382,7 +382,7 @@ def resume_detector(run_dir: Path, info: dict[str, Any], device: str | None = No
     from ..zoo.card import ModelCard
 
     t_start = time.perf_counter()
-    cfg = TrainConfig.from_dict(info["config"], **DETECT_DEFAULTS)
+    cfg = TrainConfig.from_dict(info["config"], where=f"run '{run_dir}': {RUN_FILE}", **DETECT_DEFAULTS)
     spec = DetectorSpec.from_dict(info["spec"])
     check_processes(cfg.batch_size)
     samples = read_detection_data(info["data"]["source"], skip_bad=info["data"].get("skip_bad", False), log=log)

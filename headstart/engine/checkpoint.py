@@ -92,13 +92,13 @@ class Checkpoint:
                 return f"{folder.name}/{name} is damaged (its sha256 differs from the manifest's)"
         return None
 
-    def choose(self) -> Path:
-        """The newest intact checkpoint, for --resume; a damaged newer one is skipped and said."""
+    def choose(self, say: bool = True) -> Path:
+        """The newest intact checkpoint, for --resume; a damaged newer one is skipped (and said, with `say`)."""
         problems: list[str] = []
         for folder in self._folders():
             wrong = self.damage(folder)
             if wrong is None:
-                if problems:
+                if problems and say:
                     log(f"checkpoint: {'; '.join(problems)}: resuming from {folder} instead")
                 self.read_from = folder
                 return folder

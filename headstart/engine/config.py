@@ -5,6 +5,7 @@ has no use for (headstart.engine.loop.Task.refuses)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from numbers import Integral, Real
 from typing import Any
 
 from ..errors import HeadstartError
@@ -15,6 +16,10 @@ TRACKERS = ("tensorboard", "mlflow")
 OPTIMIZERS = ("adamw", "sgd")
 AUGMENTATIONS = ("crop-flip", "crop", "flip", "none")  # what a task does with each: its own `augmentations`
 BN_POLICIES = ("frozen", "train")
+_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (Integral,), "float": (Real,), "bool": (bool,),
+                                       "dict[str,Any]": (dict,)}  # a field's annotation -> the values it takes
+_NAMES = {"str": "a text", "int": "a whole number", "float": "a number", "bool": "true or false",
+          "dict[str,Any]": "a mapping"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,14 @@ class TrainConfig:
     eval_every: int = 1
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # a value of the wrong type (an edited headstart.json) is refused, like one out of range
+            kinds = str(f.type).replace(" ", "").split("|")
+            value = getattr(self, f.name)
+            if value is None and "None" in kinds:
+                continue
+            types = tuple(t for k in kinds if k != "None" for t in _TYPES[k])
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                raise HeadstartError(f"--{f.name.replace('_', '-')} must be {_NAMES[kinds[0]]}; got {value!r}")
         check_ranges(self)
         for name, value, allowed in (("augment", self.augment, AUGMENTATIONS), ("bn", self.bn, BN_POLICIES),
                                      ("precision", self.precision, PRECISIONS),
@@ -65,7 +78,14 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], **defaults: Any) -> "TrainConfig":
-        """A saved configuration; `defaults` fill what a run written by an older headstart did not save."""
+    def from_dict(cls, d: dict[str, Any], where: str = "", **defaults: Any) -> "TrainConfig":
+        """A saved configuration; `defaults` fill what a run written by an older headstart did not save.
+        `where`: the file it was read from, named with the value that is out of range or of the wrong type."""
         names = {f.name for f in fields(cls)}
-        return cls(**(defaults | {k: v for k, v in d.items() if k in names}))
+        try:
+            return cls(**(defaults | {k: v for k, v in d.items() if k in names}))
+        except (HeadstartError, TypeError, ValueError) as e:
+            if not where:
+                raise
+            raise HeadstartError(f"{where}: its config is not valid ({e}); it was edited or damaged: restore it, or "
+                                 "start the run again with --out") from None

@@ -174,6 +174,13 @@ class Engine:
 
     # -- the run -------------------------------------------------------------------------------------
     def run(self) -> None:
+        try:
+            self._run()
+        except HeadstartError:  # diverged, out of memory, a disk that filled up: a run with nothing to resume goes
+            self._kept()
+            raise
+
+    def _run(self) -> None:
         for i, phase in enumerate(self.phases):
             if i < self.state.phase:
                 continue
@@ -342,16 +349,22 @@ class Engine:
             s.since_best += 1
 
     def _kept(self) -> str:
+        """What a run that failed keeps, and how to go again: its last good checkpoint; or, where no epoch had
+        finished, nothing (the run's folder holds only its start and goes, so that a new fit may have --out)."""
         if self.ckpt.exists():
-            return f"the last good checkpoint ({self.ckpt.dir}, after epoch {self.state.global_epoch}) is intact"
-        return "no epoch had finished, so there is no checkpoint"
+            return (f"the last good checkpoint ({self.ckpt.dir}, after epoch {self.state.global_epoch}) is intact; "
+                    "fit again with --overwrite to start over")
+        if self.checkpoints and self.acc.is_main_process:
+            import shutil
+
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        return "no epoch had finished, so nothing was kept"
 
     def _diverged(self, value: float, phase: Phase, epoch: int, step: int, optimizer) -> None:
         lr = max(g["lr"] for g in optimizer.param_groups)
         raise Diverged(
             f"the loss became {value} in phase '{phase.name}', epoch {epoch + 1}, step {step + 1} (learning rate "
-            f"{lr:.2g}); training stopped and {self._kept()}: lower --lr (try --lr {self.cfg.lr / 10:.2g}) and "
-            "run fit again"
+            f"{lr:.2g}); lower --lr (try --lr {self.cfg.lr / 10:.2g}); training stopped and {self._kept()}"
         )
 
     def _log_epoch(self, record: dict[str, Any], where: str) -> None:
