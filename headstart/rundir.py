@@ -87,7 +87,7 @@ def write_run_files(folder: Path, write_weights: Callable[[Path], None], metrics
     reader checks (verified_file). `run_dir`: the folder a user knows, where `folder` is its temporary copy."""
     tmp = folder / f".{WEIGHTS_FILE}.tmp"
     try:
-        with disk_room((run_dir or folder) / WEIGHTS_FILE):
+        with disk_room((run_dir or folder) / WEIGHTS_FILE, getattr(write_weights, "nbytes", None)):
             write_weights(tmp)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -101,10 +101,13 @@ def write_run_files(folder: Path, write_weights: Callable[[Path], None], metrics
 
 def numpy_weights(tensors: dict[str, np.ndarray]) -> Callable[[Path], None]:
     """write_run_files' weights from NumPy arrays (a head re-fitted on cached features, without torch)."""
-    from safetensors.numpy import save_file
+    def write(path: Path) -> None:
+        from safetensors.numpy import save_file
 
-    return lambda path: save_file({k: np.require(v, requirements="C") for k, v in tensors.items()}, str(path),
-                                  metadata={"format": RUN_FORMAT})
+        save_file({k: np.require(v, requirements="C") for k, v in tensors.items()}, str(path),
+                  metadata={"format": RUN_FORMAT})
+    write.nbytes = sum(v.nbytes for v in tensors.values())  # type: ignore[attr-defined]  # said if the disk is full
+    return write
 
 
 def torch_weights(model: Any) -> Callable[[Path], None]:
@@ -114,6 +117,7 @@ def torch_weights(model: Any) -> Callable[[Path], None]:
 
         save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(path),
                   metadata={"format": RUN_FORMAT})
+    write.nbytes = sum(v.numel() * v.element_size() for v in model.state_dict().values())  # type: ignore[attr-defined]
     return write
 
 

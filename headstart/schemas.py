@@ -72,11 +72,11 @@ STOPPED = {  # a run stopped before it finished (--resume reads it; its config i
     "type": "object",
     "required": ["status", "classes", "config", "data"],
     "properties": {"status": {"const": "training"}, "task": {"enum": ["classify", "detect"]}, "classes": _NAMES,
-                   "config": {"type": "object", "required": ["strategy"], "properties": {"head": HEAD}},
-                   "data": _STARTED_DATA},
+                   "config": {"type": "object", "required": ["strategy"]}, "data": _STARTED_DATA},
     "if": {"properties": {"task": {"const": "detect"}}, "required": ["task"]},
     "then": {"required": ["spec"], "properties": {"spec": SPEC, "card": {"oneOf": [{"type": "null"}, CARD]}}},
-    "else": {"required": ["card", "head"], "properties": {"card": CARD, "head": HEAD}},
+    "else": {"required": ["card", "head"],
+             "properties": {"card": CARD, "head": HEAD, "config": {"properties": {"head": HEAD}}}},
 }
 
 EXPORT = {
