@@ -95,3 +95,29 @@ def tiny_weights(tmp_path_factory) -> Path:
 def tiny_model(tiny_weights) -> dict[str, str]:
     """What to pass to fit for the tiny model: model=file:..., arch=..."""
     return {"model": f"file:{tiny_weights}", "arch": "timm:test_efficientnet"}
+
+
+@pytest.fixture(scope="session")
+def stopped_run(tmp_path_factory, tiny_weights, shapes_dir) -> Path:
+    """A finetune run of the tiny model (2 epochs) stopped after its first: headstart.json says "training",
+    checkpoint/ holds epoch 1. Read only: a test that edits it copies it first."""
+    import headstart
+    from headstart.engine import Engine
+    from headstart.fileio import release_lock
+
+    out = tmp_path_factory.mktemp("stopped") / "run"
+    original = Engine.checkpoint
+
+    def stop(self, optimizer, scheduler):
+        original(self, optimizer, scheduler)
+        raise KeyboardInterrupt
+
+    Engine.checkpoint = stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            headstart.fit(shapes_dir, model=f"file:{tiny_weights}", arch="timm:test_efficientnet", out=out,
+                          strategy="finetune", epochs=2, batch_size=8, augment="none")
+    finally:
+        Engine.checkpoint = original
+        release_lock(out)
+    return out

@@ -371,31 +371,6 @@ def finished(tmp_path_factory, tiny_weights, shapes_dir) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def stopped(tmp_path_factory, tiny_weights, shapes_dir) -> Path:
-    """A finetune run of 2 epochs stopped after its first."""
-    from headstart.engine import Engine
-
-    out = tmp_path_factory.mktemp("stopped") / "run"
-    original = Engine.checkpoint
-
-    def stop(self, optimizer, scheduler):
-        original(self, optimizer, scheduler)
-        raise KeyboardInterrupt
-
-    Engine.checkpoint = stop
-    try:
-        code = main(["fit", str(shapes_dir), "--model", f"file:{tiny_weights}", "--arch", ARCH, "--out", str(out),
-                     "--strategy", "finetune", "--epochs", "2", "--batch-size", "8", "--augment", "none", "--quiet"])
-        assert code != 0 and (out / "checkpoint").is_dir()  # the CLI says "interrupted"
-    finally:
-        Engine.checkpoint = original
-    from headstart.fileio import release_lock
-
-    release_lock(out)
-    return out
-
-
 def _snapshot(*folders: Path) -> dict[str, tuple[int, int] | None]:
     """Every file's size and time, every folder's name (a probe file made and removed changes a folder's time)."""
     return {str(p): None if p.is_dir() else (p.stat().st_size, p.stat().st_mtime_ns) for f in folders if f.exists()
@@ -413,17 +388,17 @@ def _no_work(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("case, build, words", CASES, ids=[c[0] for c in CASES])
-def test_a_bad_input_is_one_line_exit_2_and_nothing_written(case, build, words, finished, stopped, shapes_dir,
+def test_a_bad_input_is_one_line_exit_2_and_nothing_written(case, build, words, finished, stopped_run, shapes_dir,
                                                             tiny_weights, tmp_path, monkeypatch, capsys):
     import tempfile
 
-    ctx = Ctx(tmp_path, shapes_dir, tiny_weights, finished, stopped, monkeypatch, [])
+    ctx = Ctx(tmp_path, shapes_dir, tiny_weights, finished, stopped_run, monkeypatch, [])
     argv = build(ctx)
     assert argv, "the row built no command"
     if case not in AFTER_WORK:
         _no_work(monkeypatch)
     locks = Path(tempfile.gettempdir()) / "headstart-locks"
-    watched = (tmp_path, finished, stopped, shapes_dir, Path(os.environ["HEADSTART_ZOO"]))
+    watched = (tmp_path, finished, stopped_run, shapes_dir, Path(os.environ["HEADSTART_ZOO"]))
     before = _snapshot(*watched)
     held_before = set(locks.glob("*")) if locks.exists() else set()
     capsys.readouterr()

@@ -178,29 +178,6 @@ def test_run_records(a_run, scratch, value, key):
     only_one_line_errors(headstart.load, run)
 
 
-@pytest.fixture(scope="module")
-def stopped_run(scratch, tiny_weights, shapes_dir) -> Path:
-    """A finetune run of 2 epochs stopped after its first."""
-    import headstart
-    from headstart.engine import Engine
-
-    original = Engine.checkpoint
-
-    def stop(self, optimizer, scheduler):
-        original(self, optimizer, scheduler)
-        raise KeyboardInterrupt
-
-    Engine.checkpoint = stop
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            headstart.fit(shapes_dir, model=f"file:{tiny_weights}", arch="timm:test_efficientnet",
-                          out=scratch / "stopped", strategy="finetune", epochs=2, batch_size=8, augment="none",
-                          cache_dir=scratch / "cache")
-    finally:
-        Engine.checkpoint = original
-    return scratch / "stopped"
-
-
 class Started(HeadstartError):
     """--resume got as far as training: the record was read whole."""
 
@@ -225,7 +202,7 @@ def test_stopped_run_records(stopped_run, scratch, monkeypatch, value, key, inne
     else:
         info[key] = value
     (run / "headstart.json").write_text(json.dumps(info))
-    only_one_line_errors(headstart.resume, run, cache_dir=scratch / "cache")
+    only_one_line_errors(headstart.resume, run)
 
 
 @FUZZ
