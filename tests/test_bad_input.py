@@ -1,6 +1,6 @@
 """Every bad input the issues list, in one table, each held to the same promise: exit 2, one line on stderr
-that names the input, no traceback, nothing written, and found before any work starts (no features
-extracted, no training step, no body run) and within a few seconds.
+that names the input, no traceback, nothing written, and found before any work starts (no body run over
+DATA, no training loop) and within a few seconds.
 
 A row is (id, build, words): `build(ctx)` makes what the row needs in the test's own folder and returns the
 command line; `words` must all appear in the error. Rows marked AFTER_WORK are faults that only the work
