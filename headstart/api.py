@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import HeadstartError
-from .options import DetectOptions, FitOptions, HeadOptions, SetupOptions, TrainOptions, refuse_other_task
+from .options import AdaptOptions, DetectOptions, FitOptions, HeadOptions, SetupOptions, TrainOptions, refuse_other_task
 from .probe import HeadTraining
 from .text.options import TextOptions
 from .zoo import ModelCard
@@ -38,6 +38,7 @@ def fit(
     detect: DetectOptions | None = None,
     setup: SetupOptions | None = None,
     text: TextOptions | None = None,
+    adapt_options: AdaptOptions | None = None,
     task: str = "auto",
     measure_only: bool = False,
     **options: Any,
@@ -47,8 +48,9 @@ def fit(
     Options come in groups (headstart.options): `train` (TrainOptions: strategy, epochs, lr, ...),
     `head_options` (HeadOptions: head, hidden, dropout, head_c, class_balance, budget), `detect`
     (DetectOptions: detector, input_size, max_size, eval_every, head_epochs), `setup` (SetupOptions:
-    arch, cache_dir, device, ...) and `text` (headstart.text.options.TextOptions: columns,
-    --max-length, and for word-vector cards the encoder and --embeddings); or one by one by name,
+    arch, cache_dir, device, ...), `text` (headstart.text.options.TextOptions: columns,
+    --max-length, and for word-vector cards the encoder and --embeddings) and `adapt_options` (AdaptOptions:
+    unlabelled examples and how the head learns from them, headstart.adapt); or one by one by name,
     as the CLI's options (`headstart.fit(data, strategy="lp-ft", epochs=10)`), laid over the groups.
     An option of a group that does not apply to the task is refused in one line, before any work.
 
@@ -75,7 +77,8 @@ def fit(
     encoders; weight decay 1e-4, patience 5, 16 images per batch on a CPU); a linear probe has none
     of them, and refuses them. `augment` defaults to crop-flip (detection: flip).
     """
-    o = FitOptions.of(options, train=train, head=head_options, detect=detect, setup=setup, text=text)
+    o = FitOptions.of(options, train=train, head=head_options, detect=detect, setup=setup, text=text,
+                      adapt=adapt_options)
     HeadTraining(c=o.head.head_c)  # --head-c's range, checked before any work
     kind = _task(task, data)
     refuse_other_task(kind, o)

@@ -9,6 +9,7 @@ Python API takes them as objects or as keyword arguments (each name belongs to o
   SetupOptions    where and how it runs: architecture, cache, bad files, --out, downloads, device,
                   workers, tracker
   TextOptions     text DATA's columns and word-vector networks (headstart.text.options)
+  AdaptOptions    unlabelled examples (--unlabelled) and how the head learns from them (--adapt)
 
 None means "the task's default" (for example --lr: 1e-3 for a classifier, 0.01 for a detector). An
 option of a group that does not apply to the task at hand is refused in one line (refuse_other_task).
@@ -134,7 +135,16 @@ class SetupOptions(Ranged):
     tracker: str | None = None
 
 
-GROUPS: dict[str, type] = {"train": TrainOptions, "head": HeadOptions, "detect": DetectOptions, "setup": SetupOptions}
+@dataclass(frozen=True)
+class AdaptOptions(Ranged):
+    """Unlabelled examples (headstart.data.unlabelled) and how the head learns from them (headstart.adapt)."""
+
+    unlabelled: str | Path | None = None
+    adapt: str = "auto"
+
+
+GROUPS: dict[str, type] = {"train": TrainOptions, "head": HeadOptions, "detect": DetectOptions, "setup": SetupOptions,
+                           "adapt": AdaptOptions}
 NAMES: dict[str, str] = {f.name: group for group, cls in GROUPS.items() for f in fields(cls)}
 
 
@@ -147,6 +157,7 @@ class FitOptions:
     detect: DetectOptions = field(default_factory=DetectOptions)
     setup: SetupOptions = field(default_factory=SetupOptions)
     text: TextOptions = field(default_factory=TextOptions)
+    adapt: AdaptOptions = field(default_factory=AdaptOptions)
 
     @classmethod
     def of(cls, options: dict[str, Any], where: str = "fit()", **objects: Any) -> "FitOptions":
@@ -165,21 +176,22 @@ class FitOptions:
 
 # What does not apply to a task, and why (one line, before any work).
 NOT_FOR = {
-    "detect": ("head", "a detector has no classification head on features and its auto strategy is not measured"),
-    "classify": ("detect", "a classifier's head on cached features is one exact fit, and these are the detector's"),
+    "detect": (("head", "a detector has no classification head on features and its auto strategy is not measured"),
+               ("adapt", "a detector does not learn from unlabelled images yet")),
+    "classify": (("detect", "a classifier's head on cached features is one exact fit, and these are the detector's"),),
 }
 
 
 def refuse_other_task(task: str, opts: FitOptions) -> None:
     """Options of a group that does not apply to `task` (changed from their defaults) end in one line
     naming them and the task."""
-    group, why = NOT_FOR[task]
-    given, default = getattr(opts, group), GROUPS[group]()
-    named = ["--no-class-balance" if f.name == "class_balance" else f"--{f.name.replace('_', '-')}"
-             for f in fields(given) if getattr(given, f.name) != getattr(default, f.name)]
-    if task == "detect" and opts.text != TextOptions():
-        named.append("text options (--text-column, ...)")
-    if named:
-        words = "detection" if task == "detect" else "classification"
-        raise HeadstartError(f"{', '.join(named)} {'do' if len(named) > 1 else 'does'} not apply to {words} ({why}); "
-                             f"leave {'them' if len(named) > 1 else 'it'} out")
+    words = "detection" if task == "detect" else "classification"
+    for group, why in NOT_FOR[task]:
+        given, default = getattr(opts, group), GROUPS[group]()
+        named = ["--no-class-balance" if f.name == "class_balance" else f"--{f.name.replace('_', '-')}"
+                 for f in fields(given) if getattr(given, f.name) != getattr(default, f.name)]
+        if task == "detect" and group == "head" and opts.text != TextOptions():
+            named.append("text options (--text-column, ...)")
+        if named:
+            raise HeadstartError(f"{', '.join(named)} {'do' if len(named) > 1 else 'does'} not apply to {words} "
+                                 f"({why}); leave {'them' if len(named) > 1 else 'it'} out")

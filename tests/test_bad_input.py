@@ -211,6 +211,22 @@ def _nan_loss(c: Ctx) -> list[str]:
             "--batch-size", "8", "--quiet"]
 
 
+def _written(c: Ctx, name: str, content: bytes) -> Path:
+    (c.tmp / name).write_bytes(content)
+    return c.tmp / name
+
+
+def _unlabelled_broken(c: Ctx) -> list[str]:
+    u = c.images("u", per_class=2, seed=7)
+    (u / "broken.png").write_bytes(b"\x89PNG not really")
+    return ["fit", str(c.shapes), *c.model, *c.out, "--unlabelled", str(u)]
+
+
+def _unlabelled_two(c: Ctx) -> list[str]:
+    u = c.images("u", per_class=1, seed=7, classes=("circle", "square"))
+    return ["fit", str(c.shapes), *c.model, *c.out, "--unlabelled", str(u)]
+
+
 def _folder(c: Ctx, name: str) -> Path:
     (c.tmp / name).mkdir(parents=True)
     return c.tmp / name
@@ -341,6 +357,26 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], tuple[str, ...]]] = [
      ("f/lr.png",)),
     ("export --out under a file", lambda c: ["export", str(c.run), "--out", str(_file(c, "f") / "m.onnx")],
      ("f/m.onnx",)),
+    # issue 21: unlabelled examples
+    ("--unlabelled missing", lambda c: ["fit", str(c.shapes), *c.model, *c.out, "--unlabelled", str(c.tmp / "gone")],
+     ("gone", "does not exist")),
+    ("--unlabelled empty", lambda c: ["fit", str(c.shapes), *c.model, *c.out, "--unlabelled", str(_folder(c, "u"))],
+     ("holds no image files",)),
+    ("--unlabelled holds the labelled images",
+     lambda c: ["fit", str(c.shapes), *c.model, *c.out, "--unlabelled", shutil.copytree(c.shapes, c.tmp / "u")],
+     ("cannot help", "were the labelled ones")),
+    ("--unlabelled with an unreadable image", _unlabelled_broken, ("broken.png", "--skip-bad-files")),
+    ("--unlabelled smaller than one per class", _unlabelled_two, ("2 examples", "3 classes", "cannot help")),
+    ("--unlabelled texts not UTF-8",
+     lambda c: _text_csv(c, "text,label\n" + _GOOD_TEXTS, "--unlabelled", str(_written(c, "u.csv", b"text\nok\nd\xe9j\xe0\n"))),
+     ("u.csv", "line 3", "UTF-8")),
+    ("--adapt without --unlabelled", lambda c: ["fit", str(c.shapes), *c.model, *c.out, "--adapt", "coral"],
+     ("--adapt coral", "--unlabelled")),
+    ("--adapt unknown", lambda c: ["fit", str(c.shapes), *c.model, *c.out, "--adapt", "magic"], ("--adapt", "magic")),
+    ("--unlabelled with a strategy that trains the body",
+     lambda c: ["fit", str(c.shapes), *c.model, *c.out, "--unlabelled", str(c.shapes), "--strategy", "finetune"],
+     ("--unlabelled", "--strategy finetune")),
+    ("--unlabelled for detection", lambda c: [*_coco(c), "--unlabelled", str(c.shapes)], ("--unlabelled", "detection")),
     # values: one range each, zero never the default
     *[(f"{cmd} {flag} {value}", (lambda cmd, flag, value: lambda c: [
         cmd, *({"predict": [str(c.run), str(c.shapes)]}.get(cmd, [str(c.shapes)])),

@@ -18,7 +18,7 @@ LAYERS = [
     ["zoo.card", "zoo.builtin", "data", "text.words", "text.vectors", "text.options", "cache", "options"],  # data
     ["zoo.build", "zoo.weights", "surgery", "heads", "fuse", "text"],  # networks
     ["zoo"],  # finding cards, the user's zoo
-    ["strategies", "probe", "features", "engine", "auto"],  # the engine and what decides
+    ["strategies", "probe", "features", "engine", "auto", "adapt"],  # the engine and what decides
     ["classify", "run", "detection"],  # tasks
     ["rank", "advise", "baselines", "pretrain", "export", "lr_find", "report"],  # commands
     ["api", "cli", "demo"],  # dispatch

@@ -28,8 +28,10 @@ from ..runtime import default_batch_size, is_main_rank
 from ..strategies import BODY_EPOCHS, BODY_PATIENCE, BODY_PHASE_LR, WEIGHT_DECAY, Strategy
 from ..text.options import WORD_PRECISION, TextOptions
 from ..zoo import ModelCard
+from ..data.unlabelled import Unlabelled
 from .body import text_metrics, train_body_run
 from .prepare import Prepared, prepare
+from .unlabelled import AUTO_REASON, adapted_head, check_adapt_options, read_for
 
 if TYPE_CHECKING:
     import torch
@@ -60,10 +62,12 @@ def fit_classifier(data: str | Path, model: str | ModelCard | None, out: str | P
     if Path(data).is_dir() and out_dir.resolve().is_relative_to(Path(data).expanduser().resolve()):
         raise HeadstartError(f"--out '{out}' is inside DATA '{data}', where it would become a class; put the run elsewhere")
     text = o.text
+    method = check_adapt_options(o.adapt, t.strategy)
     p = prepare(data, model, arch=s.arch, allow_download=s.allow_download, val_split=t.val_split, seed=t.seed,
                 cache_dir=s.cache_dir, no_cache=s.no_cache, skip_bad_files=s.skip_bad_files, device=s.device,
                 extract_batch_size=s.extract_batch_size, num_workers=s.num_workers, text=text)
     card, samples, train_idx, val_idx = p.card, p.samples, p.train_idx, p.val_idx
+    unlabelled = read_for(p, o.adapt, s.skip_bad_files, text.text_column, text.label_column)  # checked before work
     body_factory, features = p.body, p.features
     words = card.architecture == "word-vectors"
     if p.text:  # a word-vector network: the options as resolved for this data (encoder auto -> cnn or mean)
@@ -79,6 +83,8 @@ def fit_classifier(data: str | Path, model: str | ModelCard | None, out: str | P
         chosen, reason = None, ""  # measured below (headstart.auto)
     else:
         chosen, reason = Strategy.parse(t.strategy), f"chosen with --strategy {t.strategy}"
+    if unlabelled is not None and auto:
+        chosen, reason = Strategy.parse("linear-probe"), AUTO_REASON
     body_lr_mult = t.body_lr_mult
     if body_lr_mult is None:  # a word-vector network's encoder is new: it trains at the head's rate
         body_lr_mult = 1.0 if words else TRANSFORMER_BODY_LR_MULT if card.architecture == "transformers" else 0.1
@@ -141,7 +147,8 @@ def fit_classifier(data: str | Path, model: str | ModelCard | None, out: str | P
     log(f"strategy {chosen.name}: {reason}")
     if chosen.trains_body:
         return train_body(chosen.name, reason, out_dir)
-    return fit_probe(p, out_dir, spec, training, chosen.name, reason, text_info, t_start, s.device)
+    return fit_probe(p, out_dir, spec, training, chosen.name, reason, text_info, t_start, s.device,
+                     unlabelled=unlabelled, method=method)
 
 
 @dataclass
@@ -273,10 +280,11 @@ def fit_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining,
 
 def fit_probe(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining, strategy: str, reason: str,
                text_info: dict[str, Any] | None, t_start: float, device: str | None,
-               extra: dict[str, Any] | None = None) -> Run:
+               extra: dict[str, Any] | None = None, unlabelled: Unlabelled | None = None, method: str = "auto") -> Run:
     """The linear-probe route: the head fitted on every example's cached features, written beside the
     body's tensors. With image features and the body's tensors both in the cache, nothing here
-    imports torch: a re-fit costs reading the cache and fitting the head."""
+    imports torch: a re-fit costs reading the cache and fitting the head. With `unlabelled`, the head
+    learns from them too (classify.unlabelled); the figures of validation stay those without them."""
     from ..run import Run
 
     samples = p.samples
@@ -284,12 +292,20 @@ def fit_probe(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining
     everything = np.sort(np.concatenate([p.train_idx, p.val_idx]))
     result = train_head(spec, feats.array[everything], samples.labels[everything], None, None,
                         len(samples.classes), training)
-    tensors = body_tensors(p) | {f"head.{k}": v for k, v in result.weights.items()}
+    weights, adapted = result.weights, None
+    if unlabelled is not None:
+        weights, adapted = adapted_head(p, unlabelled, method, spec, training, result, feats.array[everything],
+                                        samples.labels[everything])
+    tensors = body_tensors(p) | {f"head.{k}": v for k, v in weights.items()}
     info = probe_info(samples, strategy, reason, training, text_info)
+    if adapted is not None:
+        info["adapt"] = {"method": adapted["method"], "unlabelled": adapted["unlabelled"]}
     metrics = probe_metrics(p.card.name, strategy, reason, spec, result, samples, feats, training.seed,
                             fixed=training.c is not None)
     if p.tokens is not None:
         metrics["text"] = text_metrics(p.tokens, p.text)
+    if adapted is not None:
+        metrics["adapt"] = adapted
     metrics.update(extra or {})
     metrics["total_seconds"] = round(time.perf_counter() - t_start, 3)
     record = run_record(info, p.card, spec, samples.classes, p.body_id)

@@ -84,6 +84,7 @@ class Prepared:
     body_id: str = ""
     cache: FeatureCache = field(default_factory=lambda: FeatureCache(None))
     _device: Any = None
+    embed: Callable[[Any], Features] | None = None  # the same body's features of other inputs (unlabelled ones)
 
     @property
     def device(self) -> torch.device:
@@ -155,9 +156,15 @@ def prepare(
                                   extract_batch_size, num_workers)[1])
         return memo[0]
 
+    def embed(paths: list[Path]) -> Features:  # files checked by the caller (headstart.data.unlabelled)
+        from ..features import extract
+
+        return extract(body, card.fingerprint(), card.preprocessing, paths, card.num_features, cache, prepared.device,
+                       batch_size=extract_batch_size, num_workers=num_workers, model_name=card.name)
+
     train_idx, val_idx = stratified_split(samples.labels, val_split, seed)
     prepared = Prepared(card, samples, train_idx, val_idx, device, body, features, card.num_features,
-                        body_id=card.fingerprint(), cache=cache)
+                        body_id=card.fingerprint(), cache=cache, embed=embed)
     return prepared
 
 
@@ -232,5 +239,9 @@ def prepare_text(data: str | Path, card: ModelCard, val_split: float, seed: int,
                                 batch_size=extract_batch_size, model_name=card.name))
         return memo[0]
 
+    def embed(texts: list[str]) -> Features:
+        return extract(body, body_id, textpre, tokenizer(list(texts), max_length), num_features, cache, dev,
+                       batch_size=extract_batch_size, model_name=card.name)
+
     return Prepared(card, samples, train_idx, val_idx, device, body, features, num_features, tokens, record, body_id,
-                    cache=cache, _device=dev)
+                    cache=cache, _device=dev, embed=embed)

@@ -18,6 +18,12 @@ from .common import (STRATEGY_HELP, cache_options, cli, detect_options, emit_jso
 @click.option("--budget", default=None, type=float,
               help=f"--strategy auto: seconds its trials of the strategies that train the body may take "
                    f"(default {DEFAULT_BUDGET:.0f}; 0: the linear probe, no trials).")
+@click.option("--unlabelled", default=None, type=click.Path(),
+              help="Unlabelled examples the head learns from too: a folder of images (any depth), or texts in a "
+                   "CSV/JSONL/.txt file or a folder of .txt files.")
+@click.option("--adapt", default="auto", show_default=True,
+              help="How the head learns from --unlabelled: auto (measured), none, self-training, coral, "
+                   "coral+self-training.")
 @with_options(training_options)
 @click.option("--head-c", default=None, type=float,
               help="A head fitted on cached features (linear-probe; lp-ft's and gradual's first phase): the inverse "
@@ -58,7 +64,7 @@ from .common import (STRATEGY_HELP, cache_options, cli, detect_options, emit_jso
 @quiet_option
 @click.pass_context
 def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, budget: float | None,
-        model: str | None, arch: str | None,
+        unlabelled: str | None, adapt: str, model: str | None, arch: str | None,
         allow_download: bool, head: str, hidden: int, dropout: float, body_lr_mult: float, layer_decay: float,
         bn: str, augment: str, seed: int, val_split: float, no_class_balance: bool, head_c: float | None,
         epochs: int | None, head_epochs: int | None, lr: float | None, l2sp: float, unfreeze_every: int | None,
@@ -115,7 +121,7 @@ def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, bu
                       device=device, extract_batch_size=extract_batch_size, num_workers=workers, tracker=tracker,
                       text=text_options_of(text_column, label_column, max_length, skip_empty, encoder, embeddings, min_count),
                       task=task, detector=detector, input_size=input_size, max_size=max_size, eval_every=eval_every,
-                      budget=budget)
+                      budget=budget, unlabelled=unlabelled, adapt=adapt)
     if is_main_rank():
         _print_run(run, as_json)
 
@@ -164,6 +170,11 @@ def _print_run(run, as_json: bool) -> None:
     where = (f" (phase {best['phase']}, epoch {best['phase_epoch']})" if best.get("phase_epoch") else
              f" ({m['validation']})" if m.get("validation") else "")
     click.echo(f"val       accuracy {fmt(m['val_accuracy'])}, balanced {fmt(m['val_balanced_accuracy'])}{where}")
+    if m.get("adapt"):
+        a = m["adapt"]
+        used = f"{a['unlabelled']['used']:,} unlabelled {unit}" + (
+            f", {a['pseudo_labelled']:,} of them labelled by the head" if a.get("pseudo_labelled") else "")
+        click.echo(f"adapt     {a['method']} ({used}), {a['seconds']:.1f}s: {a['reason']}")
     click.echo(f"run       {run.dir}")
 
 

@@ -1,0 +1,70 @@
+"""A classifier's head learns from unlabelled examples too (`fit --unlabelled U --adapt METHOD`): U is read and
+checked before any work (headstart.data.unlabelled), its features come from the same body and cache as
+DATA's, and headstart.adapt decides what the head is fitted on. The head that is written takes raw body
+features like any other, so evaluate, predict and export work on the run unchanged; metrics["adapt"] and
+headstart.json's "adapt" say which method ran and how much of U it used."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..adapt import adapt, check_method
+from ..console import log
+from ..data.unlabelled import Unlabelled, read_unlabelled
+from ..errors import HeadstartError
+from ..heads import HeadSpec
+from ..options import AdaptOptions
+from ..probe import HeadResult, HeadTraining, train_head
+from ..strategies import Strategy
+
+AUTO_REASON = ("auto: --unlabelled adapts the head on cached features, so the linear probe (the body does not "
+               "learn from unlabelled examples yet)")
+
+
+def check_adapt_options(a: AdaptOptions, strategy: str) -> str:
+    """--adapt's method; --adapt without --unlabelled, or --unlabelled with a strategy that trains the body, is
+    one line before any work."""
+    method = check_method(a.adapt)
+    if a.unlabelled is None:
+        if method != "auto":
+            raise HeadstartError(f"--adapt {a.adapt} needs unlabelled examples: give them with --unlabelled U")
+        return method
+    if strategy.strip().lower() != "auto" and Strategy.parse(strategy).trains_body:
+        raise HeadstartError(f"--unlabelled adapts a head on cached features for now, and --strategy {strategy} "
+                             "trains the body: use --strategy linear-probe (or auto), or leave out --unlabelled")
+    return method
+
+
+def read_for(p: Any, a: AdaptOptions, skip_bad_files: bool, text_column: str, label_column: str) -> Unlabelled | None:
+    """U for the prepared DATA `p` (headstart.classify.prepare.Prepared), checked; None without --unlabelled."""
+    if a.unlabelled is None:
+        return None
+    if p.card.architecture == "word-vectors":
+        raise HeadstartError(f"--unlabelled works with image models and transformer encoders for now; "
+                             f"'{p.card.name}' is a word-vector model: choose minilm_l6, or leave out --unlabelled")
+    u = read_unlabelled(a.unlabelled, p.samples.modality, p.samples, len(p.samples.classes),
+                        skip_bad_files=skip_bad_files, text_column=text_column, label_column=label_column, log=log)
+    for note in u.notes:
+        log(note)
+    return u
+
+
+def adapted_head(p: Any, u: Unlabelled, method: str, spec: HeadSpec, training: HeadTraining, plain: HeadResult,
+                 x: np.ndarray, y: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The head's weights (taking raw body features) after learning from U, and metrics["adapt"]."""
+    feats = p.embed(u.items)
+    log(f"adapt: {len(u.items):,} unlabelled {'texts' if p.samples.modality == 'text' else 'images'}, features "
+        f"{'from the cache' if feats.cache_hit else f'in {feats.seconds:.1f}s'}")
+    k = len(p.samples.classes)
+    result = adapt(spec, x, y, np.asarray(feats.array), k, training, method, log=log, plain=plain)
+    weights = plain.weights
+    if result.method != "none":
+        final = train_head(spec, result.x, result.y, None, None, k,
+                           HeadTraining(class_balance=training.class_balance, seed=training.seed, c=result.c))
+        weights = result.feature_map.fold_into(final.weights) if result.feature_map else final.weights
+    log(f"adapt     {result.method}: {result.reason}")
+    record = result.record | {"unlabelled": u.record(), "extract_seconds": round(feats.seconds, 3),
+                              "cache_hit": feats.cache_hit}
+    return weights, record
