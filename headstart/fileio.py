@@ -95,7 +95,8 @@ def disk_room(path: str | os.PathLike, need_bytes: int | None = None) -> Iterato
                               "elsewhere", e.errno) from None
         if e.errno not in NO_ROOM:
             raise
-        size = f"{need_bytes / 2**20:.0f} MB" if (need_bytes or 0) >= 2**20 else f"{(need_bytes or 0) / 2**10:.0f} KB"
+        need_kb = (need_bytes or 0) / 2**10
+        size = f"{need_kb / 2**10:.0f} MB" if need_kb >= 2**10 else f"{need_kb:.0f} KB"
         need = f"; it needs about {size} free" if need_bytes else ""
         raise CannotWrite(f"no space left to write {path} ({e.strerror}){need}: free some space, or write "
                           "elsewhere", e.errno) from None
