@@ -103,7 +103,8 @@ def main() -> int:
             for seed in range(args.seeds):
                 data, u, test = text_task(seed, work) if task == "text" else image_task(task, seed)
                 scores = table.setdefault(task, {})
-                run = headstart.fit(data, model=model, out=work / "run", overwrite=True, seed=seed, cache_dir=cache)
+                run = headstart.fit(data, model=model, out=work / "run", overwrite=True, seed=seed, cache_dir=cache,
+                                    strategy="linear-probe")
                 scores.setdefault("probe", []).append(
                     headstart.evaluate(run, test, cache_dir=cache)["balanced_accuracy"])
                 for method in METHODS[task]:
