@@ -19,6 +19,7 @@ from .. import __version__
 from ..auto import check_budget
 from ..cache import Features
 from ..console import log
+from ..data.unlabelled import Unlabelled
 from ..errors import HeadstartError
 from ..heads import HeadSpec
 from ..options import FitOptions
@@ -28,7 +29,6 @@ from ..runtime import default_batch_size, is_main_rank
 from ..strategies import BODY_EPOCHS, BODY_PATIENCE, BODY_PHASE_LR, WEIGHT_DECAY, Strategy
 from ..text.options import WORD_PRECISION, TextOptions
 from ..zoo import ModelCard
-from ..data.unlabelled import Unlabelled
 from .body import text_metrics, train_body_run
 from .prepare import Prepared, prepare
 from .unlabelled import AUTO_REASON, adapted_head, check_adapt_options, read_for
