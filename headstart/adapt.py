@@ -21,8 +21,13 @@ is checked on the labelled examples (auto.folds: each fold scored by a head fitt
 with U, against one fitted without it): the first that is not more than HARM behind is kept; if none,
 the plain probe stays. Every figure goes into metrics["adapt"].
 
-Measured in benchmarks/bench_adapt.py (MNIST 10 per class + 2,000 unlabelled; MNIST 50 per class to
-scikit-learn's 8x8 digits; Rotten Tomatoes 64 per class + the other rows).
+Measured in benchmarks/bench_adapt.py (balanced accuracy on examples no run saw, 3 seeds, against the
+probe without U): MNIST 10 per class + 2,000 unlabelled, 0.818 -> 0.856 (self-training); MNIST 50 per
+class to scikit-learn's 8x8 digits, 0.143 -> 0.242 (coral; coral+self-training 0.261, which auto's check
+refused); Rotten Tomatoes 64 per class + the other training movies' rows, 0.681 -> 0.681 (auto refused
+self-training, which scored 0.676). The domain classifier scored 0.45 to 0.55 on the same-domain tasks
+and 1.0 on the shifted one; SHIFTED sits between. ROUNDS: 5 to 20 rounds, and selecting per class
+rather than over all of U, were within 0.005 of each other on the MNIST task.
 """
 
 from __future__ import annotations

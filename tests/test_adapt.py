@@ -127,8 +127,9 @@ def test_unlabelled_texts_with_a_label_column_say_it_is_ignored(tmp_path, capsys
     assert got.items == ["wonderful acting", "boring plot"] and got.duplicates == 1
     assert any("'label' column is ignored" in n for n in got.notes)
     lines = tmp_path / "u.txt"
-    lines.write_text("one review\n\nanother review\n")
-    assert read_unlabelled(lines, "text", read_text_data(data), 2).items == ["one review", "another review"]
+    lines.write_text("one review\n\nanother review\nun film « très » réussi\n")  # accents are Latin script too
+    got = read_unlabelled(lines, "text", read_text_data(data), 2)
+    assert got.items == ["one review", "another review", "un film « très » réussi"]
 
 
 def test_unreadable_unlabelled_images_are_left_out_with_skip_bad_files(shapes_dir, unlabelled_dir, tmp_path):

@@ -207,28 +207,33 @@ def read_predict_texts(items: Sequence[str], *, text_column: str = "text") -> li
     return texts
 
 
-def read_unlabelled_texts(path: Path, *, text_column: str = "text", label_column: str = "label") -> tuple[list[str], bool]:
-    """U's texts (headstart.data.unlabelled), empty ones left out, and whether a label column was there (it is
-    ignored): a CSV/TSV/JSONL file's text column, a .txt file's lines, or a folder's .txt files (any depth)."""
+def read_unlabelled_texts(path: Path, *, text_column: str = "text",
+                          label_column: str = "label") -> tuple[list[str], list[str], bool]:
+    """U's texts (headstart.data.unlabelled), empty ones left out; where each is ('file:line', or the file);
+    and whether a label column was there (it is ignored): a CSV/TSV/JSONL file's text column, a .txt file's
+    lines, or a folder's .txt files (any depth)."""
     suffix, where = path.suffix.lower(), f"--unlabelled '{path}'"
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if _is_text_file(p, path))
         if not files:
             raise HeadstartError(f"{where} holds no .txt files; give .txt files, or a CSV/JSONL file of texts")
-        return [t for t in (_decode(p) for p in files) if t.strip()], False
-    if suffix == TEXT_SUFFIX:
-        return [line for line in _decode(path).split("\n") if line.strip()], False
-    if suffix not in CSV_SUFFIXES and suffix not in JSONL_SUFFIXES:
+        found = [(t, str(p)) for p, t in ((p, _decode(p)) for p in files) if t.strip()]
+    elif suffix == TEXT_SUFFIX:
+        found = [(line, f"{path}:{i}") for i, line in enumerate(_decode(path).split("\n"), start=1) if line.strip()]
+    elif suffix not in CSV_SUFFIXES and suffix not in JSONL_SUFFIXES:
         raise HeadstartError(f"{where} is a {suffix or 'suffix-less'} file; give a CSV/TSV/JSONL file with a text "
                              "column, a .txt file (one text per line) or a folder of .txt files")
-    columns, records, problems = (_read_csv if suffix in CSV_SUFFIXES else _read_jsonl)(path)
-    if problems:
-        raise HeadstartError(f"{where}: " + "; ".join(problems))
-    if text_column not in columns:
-        raise HeadstartError(f"{where} has no '{text_column}' column; found {_columns(columns)}: pick the text "
-                             "column with --text-column")
-    texts = [v for v, _ in (_scalar(r.get(text_column)) for _, r in records) if v and v.strip()]
-    return texts, label_column in columns
+    else:
+        columns, records, problems = (_read_csv if suffix in CSV_SUFFIXES else _read_jsonl)(path)
+        if problems:
+            raise HeadstartError(f"{where}: " + "; ".join(problems))
+        if text_column not in columns:
+            raise HeadstartError(f"{where} has no '{text_column}' column; found {_columns(columns)}: pick the text "
+                                 "column with --text-column")
+        found = [(v, f"{path}:{line}") for line, v in ((line, _scalar(r.get(text_column))[0]) for line, r in records)
+                 if v and v.strip()]
+        return [t for t, _ in found], [w for _, w in found], label_column in columns
+    return [t for t, _ in found], [w for _, w in found], False
 
 
 # ---------------------------------------------------------------- reading files

@@ -6,7 +6,8 @@
 
 Files that hold the labelled examples themselves (the same bytes, or the same text) are left out and
 counted; so are repeats within U. Unreadable images are listed in one line (or left out with
---skip-bad-files); a text file that is not UTF-8 is named with its lines. U with fewer examples than
+--skip-bad-files); a text file that is not UTF-8 is named with its lines, and texts mostly in a writing
+system the labelled texts do not use (another language) with the first place. U with fewer examples than
 DATA has classes cannot help and is refused.
 """
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from ..errors import HeadstartError, plural
 from .images import is_image_file, readable
 from .texts import read_unlabelled_texts
 
+FOREIGN_SHARE = 0.2  # U's texts in a script the labelled texts do not use: more than this share is refused
 FIX = ("give a folder of images (any depth); or, for texts, a CSV/JSONL file with a text column, a .txt file or a "
        "folder of .txt files")
 
@@ -40,6 +44,31 @@ class Unlabelled:
     def record(self) -> dict[str, Any]:
         return {"source": str(self.source), "found": self.found, "used": len(self.items),
                 "duplicates_left_out": self.duplicates, "unreadable_left_out": self.unreadable}
+
+
+def script(text: str) -> str | None:
+    """The writing system most of `text`'s letters belong to (LATIN, CYRILLIC, CJK, ARABIC, ...), from their
+    Unicode names; None for a text without letters."""
+    counts: Counter[str] = Counter()
+    for ch in text[:2000]:
+        if ch.isalpha():
+            name = unicodedata.name(ch, "")
+            counts[name.split(" ")[0] if name else "OTHER"] += 1
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def check_scripts(texts: list[str], places: list[str], labelled: Any, path: str | os.PathLike) -> None:
+    """U's texts in a writing system the labelled texts do not use (another language, or text decoded from
+    another encoding) are one line naming where the first of them is. A few such texts among many (a quoted
+    title, a name) pass."""
+    known = {s for s in (script(t) for t in labelled) if s is not None}
+    foreign = [i for i, t in enumerate(texts) if (s := script(t)) is not None and s not in known]
+    if texts and len(foreign) > FOREIGN_SHARE * len(texts):
+        first = foreign[0]
+        raise HeadstartError(
+            f"--unlabelled '{path}': {len(foreign)} of its {len(texts)} texts {'is' if len(foreign) == 1 else 'are'} "
+            f"mostly in {str(script(texts[first])).title()} script, which no labelled text uses (the first at "
+            f"{places[first]}): give unlabelled texts in DATA's language, saved as UTF-8")
 
 
 def _digest(path: Path) -> str:
@@ -77,9 +106,10 @@ def read_unlabelled(path: str | os.PathLike, modality: str, labelled: Any, class
                 seen.add(d)
                 items.append(p)
     else:
-        texts, ignored = read_unlabelled_texts(root, text_column=text_column, label_column=label_column)
+        texts, places, ignored = read_unlabelled_texts(root, text_column=text_column, label_column=label_column)
         if ignored:
             notes.append(f"--unlabelled '{path}': its '{label_column}' column is ignored (U's labels are not used)")
+        check_scripts(texts, places, labelled.texts, path)
         found = len(texts)
         seen_texts = {t.strip() for t in labelled.texts}
         items = []
