@@ -241,3 +241,30 @@ def _check(method: str, spec: HeadSpec, x: np.ndarray, y: np.ndarray, xu: np.nda
         adapted_pred[score_on] = head.predict(x[score_on])
     return {"folds": CHECK_FOLDS, "plain": round(balanced_accuracy(plain_pred, y), 4),
             "adapted": round(balanced_accuracy(adapted_pred, y), 4)}
+
+
+def predict_with(method: str, spec: HeadSpec, x: np.ndarray, y: np.ndarray, xu: np.ndarray, x_test: np.ndarray, k: int,
+                 training: HeadTraining) -> np.ndarray:
+    """Classes of `x_test` (DATA's own domain) from a head fitted on (x, y) that learnt from `xu` by `method`, as
+    the check scores it (advise's learning curve with U): CORAL's map is for U's domain and is not applied."""
+    plain = train_head(spec, x, y, None, None, k, training)
+    if method == "none":
+        return plain.predict(x_test)
+    xs, ys, _ = _apply(method, spec, x, y, xu, k, training, plain.c)
+    fixed = HeadTraining(class_balance=training.class_balance, seed=training.seed, c=plain.c)
+    return train_head(spec, xs, ys, None, None, k, fixed).predict(x_test)
+
+
+def pays_off(record: dict[str, Any]) -> str:
+    """advise's one line on U: whether learning from it paid off on the labelled folds."""
+    method = record.get("method", "none")
+    check = (record.get("checks") or {}).get(method)
+    if method == "none":
+        return f"U does not pay off here: {record.get('reason', '')}"
+    if not check or not check.get("folds"):
+        return (f"{method}: the labelled examples cannot tell (CORAL changes how U's domain is read, not DATA's); "
+                "compare on a few labelled examples from U's domain")
+    gain = check["adapted"] - check["plain"]
+    verdict = "pays off" if gain > 0.02 else "neither helps nor hurts here"
+    return (f"U {verdict} with {method}: {check['adapted']:.3f} on the labelled folds against {check['plain']:.3f} "
+            f"without it ({gain:+.3f})")

@@ -41,7 +41,10 @@ from . import auto, baselines
 from .auto import check_budget
 from .console import log, progress
 from .data.modality import data_modality
-from .data.images import ImageSamples, appearance, look_notes
+from .data.unlabelled import read_unlabelled
+from .adapt import adapt, pays_off, predict_with
+from .conditions import image_conditions, inspect_texts, text_conditions
+from .data.images import appearance
 from .errors import HeadstartError, plural
 from .fileio import check_writable
 from .heads import HeadSpec
@@ -68,34 +71,21 @@ class Curve:
     scratch: dict[int, list[float]]
     simple: dict[int, list[float]]  # the simple baseline: logistic regression on pixels (images) or TF-IDF (text)
     simple_key: str = "pixels"
+    unlabelled: dict[int, list[float]] = dataclasses.field(default_factory=dict)  # transfer learning from U too
 
     def summary(self) -> list[dict[str, Any]]:
         out = []
         for n in self.points:
             row: dict[str, Any] = {"per_class": n}
-            for name, runs in (("transfer", self.transfer), ("scratch", self.scratch), (self.simple_key, self.simple)):
+            for name, runs in (("transfer", self.transfer), ("scratch", self.scratch), (self.simple_key, self.simple),
+                               ("unlabelled", self.unlabelled)):
+                if name == "unlabelled" and not runs:
+                    continue
                 vals = runs.get(n, [])
                 row[name] = {"mean": float(np.mean(vals)) if vals else None,
                              "std": float(np.std(vals)) if vals else None, "runs": [float(v) for v in vals]}
             out.append(row)
         return out
-
-
-def _conditions(samples: ImageSamples, cards: list[ModelCard], images: dict[str, Any],
-                per_class: int) -> list[dict[str, Any]]:
-    out = []
-    for card in cards:
-        notes = look_notes(images, card.input_size, bool(card.extra.get("greyscale")))
-        ratio = card.source_size / max(1, per_class * len(samples.classes)) if card.source_size else None
-        out.append({
-            "model": card.name,
-            "same_input": {"modality": card.modality == "image", "notes": notes,
-                           "verdict": "same kind of input" if not notes else "same modality, different look"},
-            "more_source_data": {"source_dataset": card.source_dataset, "source_size": card.source_size,
-                                 "target_per_class": per_class, "ratio": ratio,
-                                 "verdict": (f"{ratio:,.0f}x more labelled source images" if ratio else "unknown")},
-        })
-    return out
 
 
 def _split(labels: np.ndarray, seed: int, test_fraction: float, max_test: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,45 +111,6 @@ def _linear_probe(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndar
 
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
-
-
-def _inspect_texts(samples, tokens) -> dict[str, Any]:
-    """Length of DATA's texts in words and in the best card's tokens."""
-    words = np.array([len(t.split()) for t in samples.texts])
-    lengths = np.array([len(r) for r in tokens.ids]) if tokens is not None else words
-    return {"median_words": int(np.median(words)), "max_words": int(words.max()),
-            "median_tokens": int(np.median(lengths)), "truncated": int(tokens.truncated if tokens is not None else 0),
-            "max_length": int(tokens.max_length if tokens is not None else 0)}
-
-
-def _conditions_text(samples, cards: list[ModelCard], texts: dict[str, Any], per_class: int,
-                     text: TextOptions) -> list[dict[str, Any]]:
-    from .text.embedding import token_coverage
-
-    out = []
-    for card in cards:
-        notes = []
-        if card.architecture == "word-vectors":
-            from .text.network import word_vectors
-
-            cov = token_coverage(samples.texts[:2000], word_vectors(card))
-            notes.append(f"{100 * cov:.1f}% of DATA's words have a vector")
-            if cov < 0.8:
-                notes.append("low coverage: another language or domain than the vectors'?")
-        elif card.preprocessing.max_length < texts["median_tokens"] * 2:
-            notes.append(f"texts of ~{texts['median_tokens']} tokens against a limit of {card.preprocessing.max_length}:"
-                         " longer ones are truncated")
-        unit = card.extra.get("source_unit", "labelled examples")
-        ratio = card.source_size / max(1, per_class * len(samples.classes)) if card.source_size else None
-        out.append({
-            "model": card.name,
-            "same_input": {"modality": card.modality == "text", "notes": notes,
-                           "verdict": "same kind of input (text)" if card.modality == "text" else "other modality"},
-            "more_source_data": {"source_dataset": card.source_dataset, "source_size": card.source_size,
-                                 "target_per_class": per_class, "ratio": ratio,
-                                 "verdict": f"{ratio:,.0f}x more source {unit}" if ratio else "unknown"},
-        })
-    return out
 
 
 def _gain(pred: np.ndarray, without: dict[str, np.ndarray], y: np.ndarray,
@@ -205,10 +156,13 @@ def advise(
     num_workers: int | None = None,
     text: TextOptions | None = None,
     budget: float | None = None,
+    unlabelled: str | Path | None = None,
 ) -> dict[str, Any]:
     """The advisor's report as a dict (the JSON), and as a self-contained HTML file when `out` is given.
     DATA holds images or texts; for texts the simple baseline is TF-IDF + logistic regression and
-    training from scratch is fit's word-vector network with random embeddings (`--embeddings random`)."""
+    training from scratch is fit's word-vector network with random embeddings (`--embeddings random`).
+    With `unlabelled` (fit's --unlabelled): how far U is from DATA, the head's confidence on it, auto's
+    method and its check, and the learning curve with U (headstart.adapt)."""
     t0 = time.perf_counter()
     for name, value in (("seeds", seeds), ("test_fraction", test_fraction), ("scratch_size", scratch_size),
                         ("scratch_max_per_class", scratch_max_per_class)):
@@ -227,8 +181,11 @@ def advise(
         raise HeadstartError(f"advise holds out part of every class for testing; class{'es' if len(small) > 1 else ''} "
                              f"{', '.join(repr(s) for s in small)} {'have' if len(small) > 1 else 'has'} a single "
                              f"{'image' if kind == 'image' else 'text'}: add at least one more")
+    u = (read_unlabelled(unlabelled, kind, samples, len(samples.classes), skip_bad_files=skip_bad_files,
+                         text_column=text.text_column, label_column=text.label_column, log=log)
+         if unlabelled is not None else None)  # checked before any work
     dev = pick_device(device)
-    notes: list[str] = []
+    notes: list[str] = list(u.notes) if u is not None else []
     if kind == "image":
         n_cards, n_missing, extract_seconds = baselines.extraction_seconds(samples, models, cache_dir, no_cache, dev)
         if n_missing:
@@ -254,15 +211,19 @@ def advise(
     x = np.asarray(p.features().array)
     y = samples.labels
     k = len(samples.classes)
+    xu, adapted = None, None
+    if u is not None:  # what fit --unlabelled would do with all of DATA, then the curve with U
+        xu = np.asarray(p.embed(u.items).array)  # type: ignore[misc]
+        adapted = adapt(HeadSpec(), x, y, xu, k, HeadTraining(), "auto", log=log)
 
     # 1, 2. the kind of input, the amount of source data
     per_class_all = int(counts.min())
     if kind == "image":
         inputs = appearance(samples)
-        conditions = _conditions(samples, cards, inputs, per_class_all)
+        conditions = image_conditions(samples, cards, inputs, per_class_all)
     else:
-        inputs = _inspect_texts(samples, p.tokens)
-        conditions = _conditions_text(samples, cards, inputs, per_class_all, text)
+        inputs = inspect_texts(samples, p.tokens)
+        conditions = text_conditions(samples, cards, inputs, per_class_all, text)
 
     # 3b. the recommendation: what `fit --strategy auto` chooses, measured the way fit measures it (the
     # linear probe, then trials of the strategies that train the body, each example scored by a run
@@ -398,6 +359,10 @@ def advise(
                     pred = probe_pred[(s, n)] = _linear_probe(x, y, train, test, k, s)
                     result.transfer.setdefault(n, []).append(float((pred == y[test]).mean()))
                     result.simple.setdefault(n, []).append(float((simple(train, test) == y[test]).mean()))
+                    if adapted is not None and adapted.method != "none":
+                        with_u = predict_with(adapted.method, HeadSpec(), x[train], y[train], xu, x[test], k,
+                                              HeadTraining(seed=s))
+                        result.unlabelled.setdefault(n, []).append(float((with_u == y[test]).mean()))
                     advance(1)
             for tr, te in folds:
                 without[result.simple_key][te] = simple(tr, te)
@@ -453,7 +418,8 @@ def advise(
                          "scratch": ("same architecture from random weights" if kind == "image"
                                      else "word network from random embeddings"),
                          result.simple_key: ("logistic regression on pixels" if kind == "image"
-                                             else "TF-IDF + logistic regression")},
+                                             else "TF-IDF + logistic regression")}
+        | ({"unlabelled": f"transfer learning from U too ({adapted.method})"} if result.unlabelled and adapted else {}),
         "conditions": conditions,
         "ranking": ranking["models"],
         "ranking_metric": ranking["metric"],
@@ -480,6 +446,8 @@ def advise(
         "confusion": {"classes": list(samples.classes), "matrix": confusion.tolist(),
                       "accuracy": float(np.trace(confusion) / confusion.sum())},
         "notes": notes,
+        "unlabelled": None if u is None or adapted is None else
+        {"verdict": pays_off(adapted.record)} | adapted.record | {"unlabelled": u.record()},
         "seconds": None,
     }
     report["seconds"] = round(time.perf_counter() - t0, 1)
@@ -489,6 +457,8 @@ def advise(
         report["html"] = str(write_html(report, Path(out)))
     log(f"advise: {verdict}; {best.name} with {strategy}"
         + f", {gain:+.3f} +- {spread:.3f} over no transfer ({gain_note})")
+    if report["unlabelled"]:
+        log(f"advise: {report['unlabelled']['verdict']}")
     log(f"advise: took {_duration(report['seconds'])} (the learning curve {_duration(curve_seconds)}, "
         f"estimated {_duration(estimate)})")
     return report

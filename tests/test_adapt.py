@@ -145,3 +145,21 @@ def test_unreadable_unlabelled_images_are_left_out_with_skip_bad_files(shapes_di
         read_unlabelled(u, "image", labelled, 3)
     got = read_unlabelled(u, "image", labelled, 3, skip_bad_files=True)
     assert got.unreadable == 1 and len(got.items) == 15
+
+
+def test_advise_with_unlabelled_reports_the_gap_the_confidence_and_the_curve_with_them(tiny_model, shapes_dir,
+                                                                                       unlabelled_dir, tmp_path):
+    import headstart
+    from headstart.zoo import get_card
+
+    card = get_card(tiny_model["model"], arch=tiny_model["arch"])
+    r = headstart.advise(shapes_dir, [card], curve=[1, 2], seeds=1, scratch=False, budget=0,
+                         unlabelled=unlabelled_dir, out=tmp_path / "advice.html")
+    un = r["unlabelled"]
+    assert un["unlabelled"]["used"] == 15 and un["unlabelled"]["duplicates_left_out"] == 1
+    assert sum(un["confidence"]["histogram"]) == 15 and "classifier_balanced_accuracy" in un["domain"]
+    assert un["verdict"].startswith("U ")
+    if un["method"] != "none":
+        assert all(row["unlabelled"]["mean"] is not None for row in r["learning_curve"])
+        assert "unlabelled" in r["curve_labels"]
+    assert "Unlabelled examples" in (tmp_path / "advice.html").read_text()

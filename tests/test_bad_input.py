@@ -374,6 +374,8 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], tuple[str, ...]]] = [
      lambda c: _text_csv(c, "text,label\n" + _GOOD_TEXTS, "--unlabelled",
                          str(_written(c, "u.txt", "a fine film\nочень хороший фильм\nскучный фильм\n".encode()))),
      ("u.txt:2", "Cyrillic", "2 of its 3 texts")),
+    ("advise --unlabelled missing", lambda c: ["advise", str(c.shapes), "--unlabelled", str(c.tmp / "gone")],
+     ("gone", "does not exist")),
     ("--adapt without --unlabelled", lambda c: ["fit", str(c.shapes), *c.model, *c.out, "--adapt", "coral"],
      ("--adapt coral", "--unlabelled")),
     ("--adapt unknown", lambda c: ["fit", str(c.shapes), *c.model, *c.out, "--adapt", "magic"], ("--adapt", "magic")),

@@ -20,7 +20,7 @@ LAYERS = [
     ["zoo"],  # finding cards, the user's zoo
     ["strategies", "probe", "features", "engine", "auto", "adapt"],  # the engine and what decides
     ["classify", "run", "detection"],  # tasks
-    ["rank", "advise", "baselines", "pretrain", "export", "lr_find", "report"],  # commands
+    ["rank", "advise", "conditions", "baselines", "pretrain", "export", "lr_find", "report"],  # commands
     ["api", "cli", "demo"],  # dispatch
 ]
 TASKS = ("classify", "detection")

@@ -163,12 +163,16 @@ def rank(data: str, models: str | None, metric: str, allow_download: bool, extra
 @click.option("--budget", default=None, type=float,
               help=f"Seconds the trials of fit --strategy auto may take (default "
                    f"{DEFAULT_BUDGET:.0f}; 0: the linear probe is not challenged).")
+@click.option("--unlabelled", default=None, type=click.Path(),
+              help="Unlabelled examples (as fit takes them): the domain gap, the head's confidence on them, and "
+                   "the learning curve with them.")
 @with_options(text_options)
 @with_options(cache_options)
 @json_option
 @quiet_option
 def advise(data: str, models: str | None, out: str, curve: str | None, seeds: int, test_fraction: float,
            no_scratch: bool, scratch_size: int, scratch_max_per_class: int, workers: int | None, budget: float | None,
+           unlabelled: str | None,
            text_column: str, label_column: str, max_length: int | None, skip_empty: bool, cache_dir: str | None,
            no_cache: bool, skip_bad_files: bool, device: str | None, as_json: bool,
            quiet: bool) -> None:
@@ -188,7 +192,8 @@ def advise(data: str, models: str | None, out: str, curve: str | None, seeds: in
     r = api_advise(data, names, curve=points, seeds=seeds, test_fraction=test_fraction, scratch=not no_scratch,
                    scratch_size=scratch_size, scratch_max_per_class=scratch_max_per_class, out=out,
                    cache_dir=cache_dir, no_cache=no_cache, skip_bad_files=skip_bad_files, device=device,
-                   num_workers=workers, text=text_options_of(text_column, label_column, max_length, skip_empty), budget=budget)
+                   num_workers=workers, text=text_options_of(text_column, label_column, max_length, skip_empty), budget=budget,
+                   unlabelled=unlabelled)
     if as_json:
         emit_json(r)
         return
@@ -201,7 +206,14 @@ def advise(data: str, models: str | None, out: str, curve: str | None, seeds: in
         pg = r["probe_gain"]
         click.echo(f"  probe     {100 * pg['gain']:+.1f} +- {100 * pg['spread']:.1f} points over no transfer for the "
                    f"linear probe alone, on all {pg['examples']} {r['modality']}s")
-    heads = {"transfer": "transfer", "scratch": "from scratch", "pixels": "pixels", "tfidf": "tf-idf"}
+    if r.get("unlabelled"):
+        un = r["unlabelled"]
+        gap = un.get("domain") or {}
+        click.echo(f"  unlabelled {un['unlabelled']['used']:,} used; the head's mean confidence on them "
+                   f"{un['confidence']['mean']:.2f}" + (f", domain classifier {gap['classifier_balanced_accuracy']:.2f}"
+                                                        if gap else "") + f": {un['verdict']}")
+    heads = {"transfer": "transfer", "scratch": "from scratch", "pixels": "pixels", "tfidf": "tf-idf",
+             "unlabelled": "with unlabelled"}
     g = r["gain_measured"]
     click.echo(f"  measured  balanced accuracy at {g['per_class']} per class on {g['examples']} {r['modality']}s: "
                + ", ".join(f"{g['strategy'] if k == 'transfer' else heads[k]} {v:.3f}"

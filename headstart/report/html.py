@@ -186,6 +186,17 @@ def render(r: dict[str, Any]) -> str:
                  + f"</tr></table><p class='sub'>Balanced accuracy on {g['examples']} of your {r['modality']}s, each "
                  f"scored by runs trained on the other folds ({g['per_class']} per class): where the expected gain "
                  "comes from.</p>")
+    un = r.get("unlabelled")
+    if un:
+        gap, hist = un.get("domain") or {}, un["confidence"]["histogram"]
+        parts.append(
+            f"<h3>Unlabelled examples</h3><p>{e(un['verdict'])}</p><table><tr><th>used</th><th>left out (the "
+            f"labelled ones, repeats)</th><th>domain classifier</th><th>proxy A-distance</th><th>mean confidence"
+            f"</th></tr><tr><td>{un['unlabelled']['used']}</td><td>{un['unlabelled']['duplicates_left_out']}</td>"
+            f"<td>{_fmt(gap.get('classifier_balanced_accuracy'))}</td><td>{_fmt(gap.get('proxy_a_distance'))}</td>"
+            f"<td>{_pct(un['confidence']['mean'])}</td></tr></table><p class='sub'>The head's confidence on them "
+            "(its highest class probability), in tenths from 0 to 1: " + ", ".join(str(v) for v in hist) + ". A "
+            "domain classifier near 50% cannot tell them from your labelled examples (the same domain).</p>")
     conf = r["confusion"]
     parts.append(f"<h2>The recommended model's errors</h2><p>A linear probe on {e(r['recommended_model'])}'s "
                  f"features, trained on the first seed's training part: {_pct(conf['accuracy'])} held-out accuracy."
