@@ -19,6 +19,10 @@ predictions against those of the better way without transfer, trained on the sam
 spread of that paired difference. When the gain is within its spread, the verdict says the data
 cannot tell.
 
+With unlabelled examples (--unlabelled, as fit takes them) it also says whether they pay off: how far
+they are from DATA, the head's confidence on them, what fit's --adapt auto would do and its check on
+the labelled folds, and a learning curve with them (headstart.adapt).
+
 What costs time is training from scratch (a dozen networks on a small CPU). Those runs train in
 memory in this process (the images decoded once, no loader processes), one per core at a time,
 and advise says how long it expects before the learning curve starts and how long it took.
@@ -38,13 +42,13 @@ import numpy as np
 import torch
 
 from . import auto, baselines
+from .adapt import adapt, pays_off, predict_with
 from .auto import check_budget
+from .conditions import image_conditions, inspect_texts, text_conditions
 from .console import log, progress
+from .data.images import appearance
 from .data.modality import data_modality
 from .data.unlabelled import read_unlabelled
-from .adapt import adapt, pays_off, predict_with
-from .conditions import image_conditions, inspect_texts, text_conditions
-from .data.images import appearance
 from .errors import HeadstartError, plural
 from .fileio import check_writable
 from .heads import HeadSpec
