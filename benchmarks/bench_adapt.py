@@ -31,7 +31,7 @@ import headstart
 from common import ROOT
 
 MUST = {"same": 0.05, "shift": 0.10, "text": 0.03}  # the gains over the linear probe
-METHODS = {"same": ("auto", "self-training"), "shift": ("auto", "coral", "coral+self-training"),
+METHODS = {"same": ("auto", "self-training"), "shift": ("auto", "coral", "coral+self-training", "adabn", "adabn+self-training"),
            "text": ("auto", "self-training")}
 
 

@@ -13,6 +13,10 @@
                          onto U's, scored higher on the shifted benchmark's target, 0.41 against 0.24, but
                          took 0.14 off the labelled examples' own accuracy, which auto's check must refuse.)
   coral+self-training    both: the mapping first, then the rounds.
+  adabn                  the body's BatchNorm statistics re-estimated on U (AdaBN; every weight unchanged),
+                         DATA's and U's features extracted again with it, and the head fitted on those; the
+                         run keeps that body (headstart.features.restat_batchnorm, classify.unlabelled).
+  adabn+self-training    both. Neither is in auto's choice yet (they extract the features again).
 
 `auto` measures how far U is from DATA: a domain classifier (the probe, labelled features against U's)
 and its cross-validated balanced accuracy, the proxy A-distance being 2 (2 acc - 1). Where U is told
@@ -44,7 +48,8 @@ from .heads import HeadSpec
 from .probe import HeadResult, HeadTraining, balanced_accuracy, train_head
 
 METHODS = ("self-training", "coral", "coral+self-training")
-CHOICES = ("auto", "none", *METHODS)
+BODY_METHODS = ("adabn", "adabn+self-training")  # the body's BatchNorm statistics first (classify.unlabelled)
+CHOICES = ("auto", "none", *METHODS, *BODY_METHODS)
 ROUNDS = 10  # self-training's rounds: the share of U taken grows by 1/ROUNDS a round
 SHIFTED = 0.8  # a domain classifier this accurate (balanced) says U is another domain: CORAL first
 HARM = 0.01  # auto keeps a method unless it is this far behind the plain probe on the labelled folds

@@ -104,6 +104,28 @@ def run_body(
     return len(paths) / max(time.perf_counter() - t0, 1e-9)
 
 
+def restat_batchnorm(body: nn.Module, pre: Preprocessing, paths: Sequence[Path], device: torch.device,
+                     batch_size: int | None = None, num_workers: int | None = None) -> nn.Module:
+    """A copy of `body` whose BatchNorm statistics are those of the images `paths` (AdaBN: the running means
+    and variances re-estimated on another domain, every weight unchanged), or one line when it has none."""
+    import copy
+
+    body = copy.deepcopy(body).to(device).eval()
+    norms = [m for m in body.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        raise HeadstartError("--adapt adabn re-estimates BatchNorm statistics, and this model has no BatchNorm "
+                             "layer; choose another method (self-training, coral)")
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over every batch
+        m.train()
+    with progress("BatchNorm statistics", len(paths)) as advance, torch.no_grad():
+        for _row, x in image_batches(paths, pre, device, batch_size, num_workers):
+            body(x)
+            advance(len(x))
+    return body.eval().cpu()
+
+
 def run_text_body(
     body: nn.Module,
     tokens: Tokenized,

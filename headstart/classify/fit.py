@@ -292,11 +292,18 @@ def fit_probe(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining
     everything = np.sort(np.concatenate([p.train_idx, p.val_idx]))
     result = train_head(spec, feats.array[everything], samples.labels[everything], None, None,
                         len(samples.classes), training)
-    weights, adapted = result.weights, None
+    weights, adapted, body, body_id = result.weights, None, None, p.body_id
     if unlabelled is not None:
-        weights, adapted = adapted_head(p, unlabelled, method, spec, training, result, feats.array[everything],
-                                        samples.labels[everything])
-    tensors = body_tensors(p) | {f"head.{k}": v for k, v in weights.items()}
+        weights, adapted, body = adapted_head(p, unlabelled, method, spec, training, result, feats.array[everything],
+                                              samples.labels[everything])
+    if body is not None:  # AdaBN: the body with U's BatchNorm statistics is the run's
+        from ..run import body_fingerprint
+
+        body_id = body_fingerprint(body)
+        tensors = {f"body.{k}": v.detach().cpu().contiguous().numpy() for k, v in body.state_dict().items()}
+    else:
+        tensors = body_tensors(p)
+    tensors |= {f"head.{k}": v for k, v in weights.items()}
     info = probe_info(samples, strategy, reason, training, text_info)
     if adapted is not None:
         info["adapt"] = {"method": adapted["method"], "unlabelled": adapted["unlabelled"]}
@@ -308,9 +315,9 @@ def fit_probe(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining
         metrics["adapt"] = adapted
     metrics.update(extra or {})
     metrics["total_seconds"] = round(time.perf_counter() - t_start, 3)
-    record = run_record(info, p.card, spec, samples.classes, p.body_id)
+    record = run_record(info, p.card, spec, samples.classes, body_id)
     save_run(out_dir, tensors, metrics, record)
-    return Run(dir=out_dir, card=p.card, head=spec, classes=samples.classes, body_id=p.body_id, info=record,
+    return Run(dir=out_dir, card=p.card, head=spec, classes=samples.classes, body_id=body_id, info=record,
                metrics=metrics, device=device)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..adapt import adapt, check_method
+from ..adapt import BODY_METHODS, adapt, check_method
 from ..console import log
 from ..data.unlabelled import Unlabelled, read_unlabelled
 from ..errors import HeadstartError
@@ -41,6 +41,9 @@ def read_for(p: Any, a: AdaptOptions, skip_bad_files: bool, text_column: str, la
     """U for the prepared DATA `p` (headstart.classify.prepare.Prepared), checked; None without --unlabelled."""
     if a.unlabelled is None:
         return None
+    if check_method(a.adapt) in BODY_METHODS and p.samples.modality != "image":
+        raise HeadstartError(f"--adapt {a.adapt} re-estimates an image model's BatchNorm statistics; for texts use "
+                             "self-training (or auto)")
     if p.card.architecture == "word-vectors":
         raise HeadstartError(f"--unlabelled works with image models and transformer encoders for now; "
                              f"'{p.card.name}' is a word-vector model: choose minilm_l6, or leave out --unlabelled")
@@ -52,19 +55,42 @@ def read_for(p: Any, a: AdaptOptions, skip_bad_files: bool, text_column: str, la
 
 
 def adapted_head(p: Any, u: Unlabelled, method: str, spec: HeadSpec, training: HeadTraining, plain: HeadResult,
-                 x: np.ndarray, y: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The head's weights (taking raw body features) after learning from U, and metrics["adapt"]."""
-    feats = p.embed(u.items)
-    log(f"adapt: {len(u.items):,} unlabelled {'texts' if p.samples.modality == 'text' else 'images'}, features "
-        f"{'from the cache' if feats.cache_hit else f'in {feats.seconds:.1f}s'}")
+                 x: np.ndarray, y: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any], Any]:
+    """The head's weights (taking raw body features) after learning from U, metrics["adapt"], and for AdaBN the
+    body it was fitted on (torch module; None: the card's body as it is)."""
+    body = None
+    if method in BODY_METHODS:  # AdaBN: the body's statistics from U, then every feature again
+        from ..features import extract, restat_batchnorm
+        from ..run import body_fingerprint
+
+        pre, everything = p.card.preprocessing, list(p.samples.paths)
+        log(f"adapt: BatchNorm statistics of {len(u.items):,} unlabelled images (AdaBN), then the features again")
+        body = restat_batchnorm(p.body(), pre, u.items, p.device)
+        body_id = body_fingerprint(body)
+
+        def features_of(paths: list[Any]) -> Any:
+            return extract(lambda: body, body_id, pre, paths, p.card.num_features, p.cache, p.device,
+                           model_name=p.card.name)
+
+        x = np.asarray(features_of(everything).array)
+        feats = features_of(list(u.items))
+        plain = train_head(spec, x, y, None, None, len(p.samples.classes), training)
+    else:
+        feats = p.embed(u.items)
+        log(f"adapt: {len(u.items):,} unlabelled {'texts' if p.samples.modality == 'text' else 'images'}, features "
+            f"{'from the cache' if feats.cache_hit else f'in {feats.seconds:.1f}s'}")
     k = len(p.samples.classes)
-    result = adapt(spec, x, y, np.asarray(feats.array), k, training, method, log=log, plain=plain)
+    inner = method if body is None else ("self-training" if method.endswith("self-training") else "none")
+    result = adapt(spec, x, y, np.asarray(feats.array), k, training, inner, log=log, plain=plain)
     weights = plain.weights
     if result.method != "none":
         final = train_head(spec, result.x, result.y, None, None, k,
                            HeadTraining(class_balance=training.class_balance, seed=training.seed, c=result.c))
         weights = result.feature_map.fold_into(final.weights) if result.feature_map else final.weights
-    log(f"adapt     {result.method}: {result.reason}")
     record = result.record | {"unlabelled": u.record(), "extract_seconds": round(feats.seconds, 3),
                               "cache_hit": feats.cache_hit}
-    return weights, record
+    if body is not None:
+        record.update(method=method, reason=f"chosen with --adapt {method}: the body's BatchNorm statistics are U's"
+                      + (", then self-training" if inner == "self-training" else ""))
+    log(f"adapt     {record['method']}: {record['reason']}")
+    return weights, record, body
