@@ -163,3 +163,28 @@ def test_advise_with_unlabelled_reports_the_gap_the_confidence_and_the_curve_wit
         assert all(row["unlabelled"]["mean"] is not None for row in r["learning_curve"])
         assert "unlabelled" in r["curve_labels"]
     assert "Unlabelled examples" in (tmp_path / "advice.html").read_text()
+
+
+def test_adabn_keeps_a_body_with_the_batchnorm_statistics_of_the_unlabelled_images(tiny_model, tiny_weights, shapes_dir,
+                                                                                   shapes_test_dir, unlabelled_dir,
+                                                                                   tmp_path):
+    import torch
+    from safetensors.numpy import load_file
+
+    import headstart
+
+    out = tmp_path / "bn"
+    run = headstart.fit(shapes_dir, model=tiny_model["model"], arch=tiny_model["arch"], out=out,
+                        unlabelled=unlabelled_dir, adapt="adabn")
+    assert run.metrics["adapt"]["method"] == "adabn" and run.info["adapt"]["method"] == "adabn"
+    saved, card = load_file(str(out / "model.safetensors")), load_file(str(tiny_weights))
+    means = [k for k in card if k.endswith("running_mean")]
+    assert means and any(not np.allclose(saved[f"body.{k}"], card[k]) for k in means)  # U's statistics
+    weights = [k for k in card if k.endswith("conv_stem.weight")]
+    assert all(np.array_equal(saved[f"body.{k}"], card[k]) for k in weights)  # every weight unchanged
+    assert run.body_id != headstart.load(out).card.fingerprint()
+    assert headstart.evaluate(run, shapes_test_dir)["accuracy"] >= 0.0  # reads the run's own body
+    with pytest.raises(headstart.HeadstartError, match="no BatchNorm"):
+        from headstart.features import restat_batchnorm
+
+        restat_batchnorm(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), run.card.preprocessing, [], torch.device("cpu"))
