@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -97,27 +100,39 @@ def tiny_model(tiny_weights) -> dict[str, str]:
     return {"model": f"file:{tiny_weights}", "arch": "timm:test_efficientnet"}
 
 
+@contextmanager
+def stopped_after_checkpoint(when: Callable[[Any], bool]) -> Iterator[None]:
+    """Inside the block, a training run stops (KeyboardInterrupt, expected here) right after writing the
+    checkpoint whose run state (headstart.engine.RunState) `when` accepts: a run killed there."""
+    from headstart.engine import Engine
+
+    original = Engine.checkpoint
+
+    def stop(self, optimizer, scheduler):
+        original(self, optimizer, scheduler)
+        if when(self.state):
+            raise KeyboardInterrupt
+
+    Engine.checkpoint = stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        Engine.checkpoint = original
+
+
 @pytest.fixture(scope="session")
 def stopped_run(tmp_path_factory, tiny_weights, shapes_dir) -> Path:
     """A finetune run of the tiny model (2 epochs) stopped after its first: headstart.json says "training",
     checkpoint/ holds epoch 1. Read only: a test that edits it copies it first."""
     import headstart
-    from headstart.engine import Engine
     from headstart.fileio import release_lock
 
     out = tmp_path_factory.mktemp("stopped") / "run"
-    original = Engine.checkpoint
-
-    def stop(self, optimizer, scheduler):
-        original(self, optimizer, scheduler)
-        raise KeyboardInterrupt
-
-    Engine.checkpoint = stop
     try:
-        with pytest.raises(KeyboardInterrupt):
+        with stopped_after_checkpoint(lambda state: True):
             headstart.fit(shapes_dir, model=f"file:{tiny_weights}", arch="timm:test_efficientnet", out=out,
                           strategy="finetune", epochs=2, batch_size=8, augment="none")
     finally:
-        Engine.checkpoint = original
         release_lock(out)
     return out

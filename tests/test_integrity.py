@@ -71,26 +71,17 @@ def test_a_run_without_recorded_hashes_still_loads(tiny_run, tmp_path):
 
 # ------------------------------------------------------------------------------------------ checkpoints
 @pytest.fixture()
-def stopped(data_dir, tiny_weights, tmp_path, monkeypatch):
+def stopped(data_dir, tiny_weights, tmp_path):
     """A straight finetune run of 3 epochs and the same run stopped after its second epoch (checkpoint
     after epoch 2, checkpoint.previous after epoch 1)."""
     import headstart
-    from headstart.engine import Engine
+    from conftest import stopped_after_checkpoint
 
     kw = dict(model=f"file:{tiny_weights}", arch="timm:test_efficientnet", strategy="finetune", epochs=3,
               batch_size=8, augment="none", num_workers=0)
     headstart.fit(data_dir, out=tmp_path / "straight", **kw)
-    original = Engine.checkpoint
-
-    def stop_after_second_epoch(self, optimizer, scheduler):
-        original(self, optimizer, scheduler)
-        if self.state.global_epoch == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Engine, "checkpoint", stop_after_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with stopped_after_checkpoint(lambda state: state.global_epoch == 2):
         headstart.fit(data_dir, out=tmp_path / "stopped", **kw)
-    monkeypatch.setattr(Engine, "checkpoint", original)
     return tmp_path / "straight", tmp_path / "stopped"
 
 

@@ -312,26 +312,17 @@ def test_bad_text_input_gets_one_line(tmp_path, reviews, capsys, case):
     assert not (tmp_path / "run").exists()
 
 
-def test_text_run_stopped_after_an_epoch_resumes_to_the_same_weights(tmp_path, reviews, monkeypatch):
+def test_text_run_stopped_after_an_epoch_resumes_to_the_same_weights(tmp_path, reviews):
     """A word-vector run interrupted after its first epoch's checkpoint continues with --resume to
     exactly the weights of a run that was never stopped (the vocabulary is rebuilt identically)."""
     from safetensors.torch import load_file
 
-    from headstart.engine import Engine
+    from conftest import stopped_after_checkpoint
 
     kw = dict(model="glove_6b_50d", epochs=3, batch_size=8, text=TextOptions(embeddings="finetune", encoder="cnn"))
     headstart.fit(reviews, out=tmp_path / "ref", **kw)
-    original = Engine.checkpoint
-
-    def stop_after_first_epoch(self, optimizer, scheduler):
-        original(self, optimizer, scheduler)
-        if self.state.global_epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Engine, "checkpoint", stop_after_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with stopped_after_checkpoint(lambda state: state.global_epoch == 1):
         headstart.fit(reviews, out=tmp_path / "stopped", **kw)
-    monkeypatch.setattr(Engine, "checkpoint", original)
     assert json.loads((tmp_path / "stopped" / "headstart.json").read_text())["status"] == "training"
     headstart.resume(tmp_path / "stopped")
     a = load_file(str(tmp_path / "ref" / "model.safetensors"))

@@ -158,24 +158,15 @@ def test_resume_after_sigkill_mid_epoch_ends_with_the_same_weights(tiny_model, t
     assert [h["train_loss"] for h in ma["history"]] == [h["train_loss"] for h in mb["history"]]
 
 
-def test_a_run_stopped_inside_lp_ft_s_second_phase_resumes_to_the_same_weights(data, tiny, tmp_path, monkeypatch):
+def test_a_run_stopped_inside_lp_ft_s_second_phase_resumes_to_the_same_weights(data, tiny, tmp_path):
     """lp-ft: the head on cached features, then the whole network; stopped after the first epoch of the
     second phase (the SIGKILL test above kills a one-phase run), resumed, the same weights and losses."""
-    from headstart.engine import Engine
+    from conftest import stopped_after_checkpoint
 
     kw = dict(strategy="lp-ft", epochs=3, batch_size=8, augment="none", num_workers=0, **tiny)
     straight = headstart.fit(data, out=tmp_path / "straight", **kw)
-    original = Engine.checkpoint
-
-    def stop_inside_the_second_phase(self, optimizer, scheduler):
-        original(self, optimizer, scheduler)
-        if self.state.phase == 1 and self.state.epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Engine, "checkpoint", stop_inside_the_second_phase)
-    with pytest.raises(KeyboardInterrupt):
+    with stopped_after_checkpoint(lambda state: state.phase == 1 and state.epoch == 1):  # inside the second phase
         headstart.fit(data, out=tmp_path / "stopped", **kw)
-    monkeypatch.setattr(Engine, "checkpoint", original)
     saved = json.loads((tmp_path / "stopped" / "checkpoint" / "state.json").read_text())
     assert (saved["phase"], saved["epoch"]) == (1, 1)
     resumed = headstart.resume(tmp_path / "stopped")
