@@ -22,7 +22,7 @@ from .data.images import expand_files, readable
 from .errors import HeadstartError
 from .fileio import atomic_dir, release_lock
 from .heads import HeadSpec
-from .rundir import (METRICS_FILE, RUN_FILE, RUN_FORMAT, WEIGHTS_FILE, check_out_dir, is_run_dir,  # noqa: F401
+from .rundir import (FILES_KEY, METRICS_FILE, RUN_FILE, RUN_FORMAT, WEIGHTS_FILE, check_out_dir, is_run_dir,  # noqa: F401
                      read_run_metrics, read_run_weights, run_info, run_record, torch_weights, write_run_files)
 from .runtime import pick_device
 from .zoo.card import ModelCard, Preprocessing, TextPreprocessing
@@ -231,7 +231,10 @@ def load_classifier(d: Path, info: dict[str, Any], device: str | None = None) ->
     head = HeadSpec.from_dict(info["head"])
     classes = tuple(info["classes"])
     model = load_network(d, card, head, classes, info, device)
-    return Run(dir=d, card=card, head=head, classes=classes, body_id=info["body_id"], model=model, info=info,
+    # The body's identity keys its cached features: the recorded one where headstart.json's sha256 proved the
+    # weights read are those it was recorded for; else (a run of headstart 0.2) one from the tensors read.
+    body_id = info["body_id"] if (info.get(FILES_KEY) or {}).get(WEIGHTS_FILE) else body_fingerprint(model)
+    return Run(dir=d, card=card, head=head, classes=classes, body_id=body_id, model=model, info=info,
                metrics=metrics)
 
 

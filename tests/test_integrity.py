@@ -67,6 +67,16 @@ def test_a_run_without_recorded_hashes_still_loads(tiny_run, tmp_path):
     del info[FILES_KEY]
     (run / RUN_FILE).write_text(json.dumps(info))
     assert headstart.load(run).classes == headstart.load(tiny_run).classes
+    # nothing records what its weights were: its body's identity (the key of its cached features) comes from
+    # the tensors read, so a changed body never reuses the features of the one it replaced
+    from safetensors.numpy import load_file, save_file
+
+    before = headstart.load(run).body_id
+    tensors = load_file(str(run / WEIGHTS_FILE))
+    conv = next(k for k in tensors if k.startswith("body.") and k.endswith("weight") and tensors[k].ndim == 4)
+    tensors[conv] = tensors[conv] * 0.5
+    save_file(tensors, str(run / WEIGHTS_FILE))
+    assert headstart.load(run).body_id != before
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
