@@ -123,3 +123,20 @@ def test_sixteen_bit_greyscale_is_scaled_not_clipped(tmp_path):
     Image.fromarray(arr).save(tmp_path / "g16.png")
     r, g, b = open_rgb(tmp_path / "g16.png").getpixel((0, 0))
     assert r == g == b and 120 <= r <= 135
+
+
+def test_a_large_image_is_checked_without_pil_s_warning_on_stderr(tmp_path):
+    """PIL warns (DecompressionBombWarning) about images over MAX_IMAGE_PIXELS; headstart reads them quietly.
+    In a process of its own: pytest puts its own warning filters first."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    path = tmp_path / "big.png"
+    Image.new("RGB", (20, 20), (1, 2, 3)).save(path)
+    code = ("from PIL import Image; Image.MAX_IMAGE_PIXELS = 300\n"  # 400 pixels: over it, under twice it (an error)
+            "from headstart.data.images import check_image\n"
+            f"assert check_image(__import__('pathlib').Path({str(path)!r})) is None\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "DecompressionBomb" not in done.stderr, done.stderr
