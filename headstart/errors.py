@@ -10,9 +10,16 @@ from collections.abc import Sequence
 
 
 class HeadstartError(Exception):
-    """A mistake in the user's input or environment, with the fix in the message."""
+    """A mistake in the user's input or environment, with the fix in the message: always one line, so a
+    name it quotes (a file called "a\nb.png") shows its control characters escaped."""
 
     exit_code = 2
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        text = str(message)
+        if not text.isprintable():
+            text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+        super().__init__(text, *args)
 
 
 class CannotWrite(HeadstartError):

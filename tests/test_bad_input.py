@@ -66,6 +66,12 @@ def _bad_images(c: Ctx) -> list[str]:
     return ["fit", str(data), *c.model, *c.out]
 
 
+def _newline_name(c: Ctx) -> list[str]:
+    data = c.images("d", per_class=4, classes=("a", "b"))
+    (data / "a" / "two\nlines.png").write_text("nope")  # the one line shows it escaped
+    return ["fit", str(data), *c.model, *c.out]
+
+
 def _image_csv(c: Ctx, header: str, rows: list[str]) -> list[str]:
     csv = c.tmp / "labels.csv"
     csv.write_text("\n".join([header, *rows]) + "\n")
@@ -272,6 +278,7 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], tuple[str, ...]]] = [
      ("solo", "at least")),
     ("class folder without images", _hollow_class, ("hollow",)),
     ("unreadable images, all listed", _bad_images, ("bad1.png", "bad2.jpg", "--skip-bad-files")),
+    ("an unreadable image whose name holds a newline", _newline_name, ("two\\nlines.png", "--skip-bad-files")),
     ("CSV without the needed columns", lambda c: _image_csv(c, "picture,kind", ["a.png,x", "b.png,y"]),
      ("'path'", "'picture', 'kind'")),
     ("CSV of paths that do not exist",
