@@ -49,7 +49,8 @@ from .probe import HeadResult, HeadTraining, balanced_accuracy, train_head
 
 METHODS = ("self-training", "coral", "coral+self-training")
 BODY_METHODS = ("adabn", "adabn+self-training")  # the body's BatchNorm statistics first (classify.unlabelled)
-CHOICES = ("auto", "none", *METHODS, *BODY_METHODS)
+ENGINE_METHODS = ("fixmatch", "mcc")  # train the body with U through the engine (classify.adapt_task)
+CHOICES = ("auto", "none", *METHODS, *BODY_METHODS, *ENGINE_METHODS)
 ROUNDS = 10  # self-training's rounds: the share of U taken grows by 1/ROUNDS a round
 SHIFTED = 0.8  # a domain classifier this accurate (balanced) says U is another domain: CORAL first
 HARM = 0.01  # auto keeps a method unless it is this far behind the plain probe on the labelled folds
@@ -232,7 +233,8 @@ def adapt(spec: HeadSpec, x: np.ndarray, y: np.ndarray, xu: np.ndarray, k: int, 
             say(f"adapt: checking {candidate} on {CHECK_FOLDS} folds of the labelled examples")
             check = record["checks"][candidate] = _check(candidate, spec, x, y, xu, k, training, c)
             behind = check["adapted"] < check["plain"] - HARM
-            checks.append(f"{candidate} {check['adapted']:.3f} against {check['plain']:.3f} without U"
+            checks.append(f"{candidate} not measured ({check['note']})" if not check["folds"] else
+                          f"{candidate} {check['adapted']:.3f} against {check['plain']:.3f} without U"
                           + (f" (more than {HARM} behind)" if behind else ""))
             if not behind:
                 method = candidate

@@ -14,6 +14,7 @@ from .. import __version__
 from ..cache import Features
 from ..console import log
 from ..data.images import ImageSamples
+from ..data.unlabelled import Unlabelled
 from ..errors import HeadstartError
 from ..heads import HeadSpec
 from ..rundir import RUN_FILE, run_info
@@ -39,18 +40,28 @@ def train_body_run(out_dir: Path, card: ModelCard, samples: ImageSamples, train_
                 cfg, reason: str, get_features: Callable[[], Features], dev: torch.device,
                 body_factory: Callable[[], torch.nn.Module], num_workers: int | None, tracker: str | None,
                 fresh: bool, t_start: float, skip_bad_files: bool = False, tokens: Tokenized | None = None,
-                text_info: dict[str, Any] | None = None, num_features: int | None = None, watch: Any = None) -> Run:
+                text_info: dict[str, Any] | None = None, num_features: int | None = None, watch: Any = None,
+                unlabelled: tuple[Unlabelled, str] | None = None) -> Run:
     """Strategies that train the body: the engine (headstart.engine) with classify.task, checkpointed in out_dir. `watch`:
     an auto trial (headstart.auto.Trial), which sees every epoch's held-out predictions and may stop
-    the run (TrialStopped); a trial's run returns None."""
+    the run (TrialStopped); a trial's run returns None. `unlabelled`: U's images and the method (fixmatch,
+    mcc) by which the body phases learn from them too (classify.adapt_task)."""
     from ..engine import Callback, Engine, make_accelerator, seed_everything
     from ..engine.accelerator import open_run
     from ..surgery import TransferModel
     from .task import ClassificationTask, finish, start_record
 
     acc = make_accelerator(cfg, out_dir, tracker, cpu=dev.type == "cpu")
-    open_run(acc, out_dir, start_record(card, samples, cfg, reason, skip_bad_files, text_info) if fresh else None, cfg,
-             tracker)
+    adapt = None
+    if unlabelled is not None:
+        from .adapt_task import fingerprint
+
+        u, method = unlabelled
+        adapt = {"method": method, "unlabelled": u.record() | {"fingerprint": fingerprint(u.items)}}
+    record = start_record(card, samples, cfg, reason, skip_bad_files, text_info) if fresh else None
+    if record is not None and adapt is not None:
+        record["adapt"] = adapt
+    open_run(acc, out_dir, record, cfg, tracker)
     seed_everything(cfg.seed)  # the new head's initial weights
     model = TransferModel(body_factory(), HeadSpec.from_dict(cfg.head).build(num_features or card.num_features,
                                                                               len(samples.classes)))
@@ -73,7 +84,13 @@ def train_body_run(out_dir: Path, card: ModelCard, samples: ImageSamples, train_
 
                 raise TrialStopped()
 
-    task = ClassificationTask(card, samples, train_idx, val_idx, features, cfg, model, num_workers, tokens=tokens)
+    if unlabelled is not None:
+        from .adapt_task import AdaptingTask
+
+        task: ClassificationTask = AdaptingTask(card, samples, train_idx, val_idx, features, cfg, model, num_workers,
+                                                unlabelled=unlabelled[0].items, method=unlabelled[1])
+    else:
+        task = ClassificationTask(card, samples, train_idx, val_idx, features, cfg, model, num_workers, tokens=tokens)
     engine = Engine(out_dir, task, cfg, acc, callbacks=[Watched()] if watch is not None else ())
     if not fresh:
         engine.resume()
@@ -117,6 +134,15 @@ def train_body_run(out_dir: Path, card: ModelCard, samples: ImageSamples, train_
     }
     if tokens is not None:
         metrics["text"] = text_metrics(tokens, (text_info or {}).get("network"))
+    if adapt is not None:
+        from . import adapt_task
+
+        seen = sum(ph["epochs_run"] * ph.get("unlabelled_per_epoch", 0) for ph in s.phases)
+        metrics["adapt"] = adapt | {
+            "reason": f"chosen with --adapt {adapt['method']}: the body phases learn from U too", "unlabelled_seen": seen,
+            "seconds": round(sum(ph["seconds"] for ph in s.phases if "unlabelled_per_epoch" in ph), 2),
+            "settings": {"threshold": adapt_task.THRESHOLD, "weight": adapt_task.WEIGHT,
+                         "temperature": adapt_task.TEMPERATURE, "per_labelled": adapt_task.UNLABELLED_PER_LABELLED}}
     info = {k: v for k, v in (run_info(out_dir) or {}).items()}
     info.update(strategy=cfg.strategy, strategy_reason=reason, data=samples.source)
     if text_info:
@@ -142,10 +168,23 @@ def resume_classifier(d: Path, info: dict[str, Any], data: str | Path | None, mo
     if p.samples.fingerprint() != info["data"]["fingerprint"]:
         raise HeadstartError(f"--resume '{d}': the files in {source} changed since the run started "
                              f"({len(p.samples)} files now, {info['data']['n']} then); start a new run with --out")
+    unlabelled = None
+    if info.get("adapt"):  # U again, as the run read it (classify.adapt_task)
+        from ..data.unlabelled import read_unlabelled
+        from .adapt_task import fingerprint
+
+        a = info["adapt"]
+        was = a["unlabelled"]
+        u = read_unlabelled(was["source"], "image", p.samples, len(p.samples.classes),
+                            skip_bad_files=was.get("unreadable_left_out", 0) > 0)
+        if fingerprint(u.items) != was.get("fingerprint"):
+            raise HeadstartError(f"--resume '{d}': the unlabelled images in {was['source']} changed since the run "
+                                 f"started ({len(u.items)} now, {was['used']} then); start a new run with --out")
+        unlabelled = (u, a["method"])
     log(f"resuming {d} ({cfg.strategy})")
     return train_body_run(d, card, p.samples, p.train_idx, p.val_idx, cfg, info.get("strategy_reason", ""), p.features,
                        p.device, p.body, num_workers, tracker, fresh=False, t_start=t_start, tokens=p.tokens,
-                       text_info=text_info, num_features=p.num_features)
+                       text_info=text_info, num_features=p.num_features, unlabelled=unlabelled)
 
 
 def refuse_other_inputs(d: Path, info: dict[str, Any], data: str | Path | None, given: dict[str, Any] | None,

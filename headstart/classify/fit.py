@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import __version__
+from ..adapt import ENGINE_METHODS
 from ..auto import check_budget
 from ..cache import Features
 from ..console import log
@@ -31,7 +32,7 @@ from ..text.options import WORD_PRECISION, TextOptions
 from ..zoo import ModelCard
 from .body import text_metrics, train_body_run
 from .prepare import Prepared, prepare
-from .unlabelled import AUTO_REASON, adapted_head, check_adapt_options, read_for
+from .unlabelled import ENGINE_STRATEGY, adapted_head, auto_reason, check_adapt_options, read_for
 
 if TYPE_CHECKING:
     import torch
@@ -83,8 +84,10 @@ def fit_classifier(data: str | Path, model: str | ModelCard | None, out: str | P
         chosen, reason = None, ""  # measured below (headstart.auto)
     else:
         chosen, reason = Strategy.parse(t.strategy), f"chosen with --strategy {t.strategy}"
+    engine_u = (unlabelled, method) if unlabelled is not None and method in ENGINE_METHODS else None
     if unlabelled is not None and auto:
-        chosen, reason = Strategy.parse("linear-probe"), AUTO_REASON
+        chosen = Strategy.parse(ENGINE_STRATEGY if engine_u else "linear-probe")
+        reason = auto_reason(method)
     body_lr_mult = t.body_lr_mult
     if body_lr_mult is None:  # a word-vector network's encoder is new: it trains at the head's rate
         body_lr_mult = 1.0 if words else TRANSFORMER_BODY_LR_MULT if card.architecture == "transformers" else 0.1
@@ -127,7 +130,7 @@ def fit_classifier(data: str | Path, model: str | ModelCard | None, out: str | P
         return train_body_run(folder, card, samples, tr, va, config(name, epochs), why, features, p.device,
                               body, s.num_workers, s.tracker, fresh=True, t_start=t_start,
                               skip_bad_files=s.skip_bad_files, tokens=p.tokens, text_info=text_info,
-                              num_features=p.num_features, watch=watch)
+                              num_features=p.num_features, watch=watch, unlabelled=engine_u)
 
     if (chosen is None or not chosen.trains_body) and not is_main_rank() and not measure_only:
         return None  # type: ignore[return-value]  # --processes: a head on cached features is fitted once, by rank 0

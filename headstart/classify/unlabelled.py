@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..adapt import BODY_METHODS, adapt, check_method
+from ..adapt import BODY_METHODS, ENGINE_METHODS, adapt, check_method
 from ..console import log
 from ..data.unlabelled import Unlabelled, read_unlabelled
 from ..errors import HeadstartError
@@ -19,8 +19,17 @@ from ..options import AdaptOptions
 from ..probe import HeadResult, HeadTraining, train_head
 from ..strategies import Strategy
 
-AUTO_REASON = ("auto: --unlabelled adapts the head on cached features, so the linear probe (the body does not "
-               "learn from unlabelled examples yet)")
+AUTO_REASON = ("auto: --unlabelled adapts the head on cached features, so the linear probe (--adapt fixmatch or "
+               "mcc trains the body with U)")
+ENGINE_STRATEGY = "lp-ft"  # --strategy auto with --adapt fixmatch|mcc: the head first, then every layer with U
+
+
+def auto_reason(method: str) -> str:
+    """Why --strategy auto with --unlabelled gives the strategy it gives (fit, classify.fit)."""
+    if method in ENGINE_METHODS:
+        return (f"auto: --adapt {method} trains the body with U, so {ENGINE_STRATEGY} (the head on cached features "
+                "first, then every layer on DATA and U)")
+    return AUTO_REASON
 
 
 def check_adapt_options(a: AdaptOptions, strategy: str) -> str:
@@ -31,9 +40,16 @@ def check_adapt_options(a: AdaptOptions, strategy: str) -> str:
         if method != "auto":
             raise HeadstartError(f"--adapt {a.adapt} needs unlabelled examples: give them with --unlabelled U")
         return method
-    if strategy.strip().lower() != "auto" and Strategy.parse(strategy).trains_body:
-        raise HeadstartError(f"--unlabelled adapts a head on cached features for now, and --strategy {strategy} "
-                             "trains the body: use --strategy linear-probe (or auto), or leave out --unlabelled")
+    if strategy.strip().lower() == "auto":
+        return method
+    trains_body = Strategy.parse(strategy).trains_body
+    if method in ENGINE_METHODS and not trains_body:
+        raise HeadstartError(f"--adapt {method} trains the body with U, and --strategy {strategy} does not: use "
+                             f"--strategy {ENGINE_STRATEGY}, finetune or partial:N (or auto)")
+    if method not in ENGINE_METHODS and trains_body:
+        raise HeadstartError(f"--unlabelled with --adapt {method} adapts a head on cached features, and --strategy "
+                             f"{strategy} trains the body: use --adapt fixmatch or mcc to train the body with U, or "
+                             "--strategy linear-probe")
     return method
 
 
@@ -41,9 +57,13 @@ def read_for(p: Any, a: AdaptOptions, skip_bad_files: bool, text_column: str, la
     """U for the prepared DATA `p` (headstart.classify.prepare.Prepared), checked; None without --unlabelled."""
     if a.unlabelled is None:
         return None
-    if check_method(a.adapt) in BODY_METHODS and p.samples.modality != "image":
+    method = check_method(a.adapt)
+    if method in BODY_METHODS and p.samples.modality != "image":
         raise HeadstartError(f"--adapt {a.adapt} re-estimates an image model's BatchNorm statistics; for texts use "
                              "self-training (or auto)")
+    if method in ENGINE_METHODS and p.samples.modality != "image":
+        raise HeadstartError(f"--adapt {a.adapt} trains an image model's body with augmented views of U; for texts "
+                             "use self-training (or auto)")
     if p.card.architecture == "word-vectors":
         raise HeadstartError(f"--unlabelled works with image models and transformer encoders for now; "
                              f"'{p.card.name}' is a word-vector model: choose minilm_l6, or leave out --unlabelled")

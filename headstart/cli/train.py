@@ -22,8 +22,9 @@ from .common import (STRATEGY_HELP, cache_options, cli, detect_options, emit_jso
               help="Unlabelled examples the head learns from too: a folder of images (any depth), or texts in a "
                    "CSV/JSONL/.txt file or a folder of .txt files.")
 @click.option("--adapt", default="auto", show_default=True,
-              help="How the head learns from --unlabelled: auto (measured), none, self-training, coral, "
-                   "coral+self-training.")
+              help="How the run learns from --unlabelled: auto (measured), none, self-training, coral, "
+                   "coral+self-training, adabn, adabn+self-training (a head on cached features); fixmatch, mcc "
+                   "(the body trains with U: --strategy lp-ft, finetune or partial:N).")
 @with_options(training_options)
 @click.option("--head-c", default=None, type=float,
               help="A head fitted on cached features (linear-probe; lp-ft's and gradual's first phase): the inverse "

@@ -1,0 +1,98 @@
+"""The body learning from unlabelled images through the engine (fit --unlabelled U --adapt fixmatch|mcc,
+headstart.classify.adapt_task): the losses, a run that trains on U and is like any other run, and a killed run
+that resumes to the same weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import stopped_after_checkpoint
+
+
+def test_mcc_is_small_when_the_batch_keeps_its_classes_apart_and_large_when_it_confuses_them():
+    from headstart.classify.adapt_task import mcc_loss
+
+    apart = torch.eye(4).repeat(4, 1) * 12.0  # sure, and every class in the batch
+    confused = torch.tensor([[6.0, 6.0, 0.0, 0.0], [0.0, 0.0, 6.0, 6.0]]).repeat(8, 1)  # two classes read as one
+    assert float(mcc_loss(apart)) < 0.1 < float(mcc_loss(confused))
+    logits = confused.clone().requires_grad_()
+    mcc_loss(logits).backward()
+    assert logits.grad is not None and float(logits.grad.abs().sum()) > 0
+
+
+def test_strong_views_are_seeded_and_differ_from_the_weak_ones():
+    from headstart.classify.adapt_task import StrongView
+
+    image = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    view = StrongView()
+    assert torch.equal(view(image, 5), view(image, 5)) and view(image, 5).shape == image.shape
+    assert any(not torch.equal(view(image, s), image) for s in range(4))
+
+
+@pytest.fixture(scope="module")
+def unlabelled_images(tmp_path_factory):
+    from conftest import make_image_folder
+
+    return make_image_folder(tmp_path_factory.mktemp("u-body") / "u", per_class=4, seed=7)
+
+
+def _fit(out, tiny_model, shapes_dir, u, **kw):
+    import headstart
+
+    return headstart.fit(shapes_dir, model=tiny_model["model"], arch=tiny_model["arch"], out=out, unlabelled=u,
+                         epochs=2, batch_size=8, num_workers=0, **kw)
+
+
+@pytest.mark.parametrize("method", ["fixmatch", "mcc"])
+def test_the_body_learns_from_unlabelled_images_and_the_run_is_like_any_other(method, tiny_model, shapes_dir,
+                                                                              shapes_test_dir, unlabelled_images, tmp_path):
+    import headstart
+
+    run = _fit(tmp_path / "u", tiny_model, shapes_dir, unlabelled_images, adapt=method, strategy="finetune")
+    a = run.metrics["adapt"]
+    assert a["method"] == method and a["unlabelled"]["used"] == 12 and a["unlabelled_seen"] > 0
+    assert run.info["adapt"]["method"] == method
+    phases = [ph for ph in run.metrics["phases"] if "unlabelled_per_epoch" in ph]
+    assert phases and (method != "fixmatch" or phases[0]["pseudo_labelled_share"] is not None)
+    plain = headstart.fit(shapes_dir, model=tiny_model["model"], arch=tiny_model["arch"], out=tmp_path / "plain",
+                          epochs=2, batch_size=8, num_workers=0, strategy="finetune")
+    a_w, p_w = run.model.state_dict(), plain.model.state_dict()
+    assert any(not torch.equal(a_w[k], p_w[k]) for k in a_w if k.startswith("body."))  # U changed what the body learnt
+    assert 0.0 <= headstart.evaluate(run, shapes_test_dir)["accuracy"] <= 1.0
+    assert json.loads((tmp_path / "u" / "headstart.json").read_text())["adapt"]["unlabelled"]["fingerprint"]
+
+
+def test_auto_with_an_engine_method_trains_the_head_first_then_the_body(tiny_model, shapes_dir, unlabelled_images,
+                                                                         tmp_path):
+    run = _fit(tmp_path / "auto", tiny_model, shapes_dir, unlabelled_images, adapt="mcc")
+    assert run.metrics["strategy"] == "lp-ft" and "--adapt mcc trains the body with U" in run.metrics["strategy_reason"]
+
+
+def test_a_killed_run_with_unlabelled_images_resumes_to_the_same_weights(tiny_model, shapes_dir, unlabelled_images,
+                                                                         tmp_path):
+    import headstart
+
+    whole = _fit(tmp_path / "whole", tiny_model, shapes_dir, unlabelled_images, adapt="fixmatch", strategy="finetune")
+    with stopped_after_checkpoint(lambda state: state.global_epoch == 1):
+        _fit(tmp_path / "killed", tiny_model, shapes_dir, unlabelled_images, adapt="fixmatch", strategy="finetune")
+    resumed = headstart.resume(tmp_path / "killed")
+    w, r = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(w[k], r[k]) for k in w)
+    assert resumed.metrics["adapt"]["unlabelled_seen"] == whole.metrics["adapt"]["unlabelled_seen"] > 0
+
+
+def test_resume_refuses_unlabelled_images_that_changed(tiny_model, shapes_dir, unlabelled_images, tmp_path):
+    import shutil
+
+    import headstart
+
+    u = shutil.copytree(unlabelled_images, tmp_path / "u")
+    with stopped_after_checkpoint(lambda state: state.global_epoch == 1):
+        _fit(tmp_path / "killed", tiny_model, shapes_dir, u, adapt="mcc", strategy="finetune")
+    next(u.rglob("*.png")).unlink()
+    with pytest.raises(headstart.HeadstartError, match="unlabelled images .* changed"):
+        headstart.resume(tmp_path / "killed")
