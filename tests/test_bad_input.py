@@ -478,4 +478,6 @@ def test_a_bad_input_is_one_line_exit_2_and_nothing_written(case, build, words, 
     assert not missing, (missing, lines[0])
     assert _snapshot(*watched) == before, "something was written"
     assert (set(locks.glob("*")) if locks.exists() else set()) <= held_before, "a lock was left behind"
-    assert seconds < (60 if case in AFTER_WORK else 5), seconds
+    # "a few seconds" with room for a busy machine (two rows took 5-6 s beside a benchmark on 2 cores); that
+    # no work ran is checked above, by the patches
+    assert seconds < (60 if case in AFTER_WORK else 20), seconds

@@ -6,9 +6,9 @@ one forward pass, so that BatchNorm sees both, and adds the unlabelled loss to t
   fixmatch   consistency (Sohn et al., 2020): a weak view of each U image (the labelled images' crop and flip)
              labels it where the network is at least THRESHOLD sure; a strong view of it (RandAugment on the
              crop) is trained toward that label. For a U from DATA's own domain.
-  mcc        minimum class confusion (Jin et al., 2020): the confusion between classes over the U batch (from
-             predictions at TEMPERATURE, each example weighted by its certainty) is pushed off the diagonal's
-             complement. For a U from another domain (another camera, site or period).
+  mcc        minimum class confusion (Jin et al., 2020): the classes' confusion over the U batch (from
+             predictions at TEMPERATURE, each example weighted by its certainty), its share off the diagonal
+             made small. For a U from another domain (another camera, site or period).
 
 The paper's FixMatch draws 7 unlabelled images per labelled one; on a CPU each costs a forward and backward
 pass, so here it is one (UNLABELLED_PER_LABELLED). Every epoch's U batches and views are drawn from
@@ -134,7 +134,8 @@ class AdaptingTask(ClassificationTask):
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int]:
         (inputs, labels), views = batch
         n, m = len(labels), len(views[0])
-        logits = model(self._input(torch.cat([inputs, *views])))
+        # the labelled batch comes on the device (Accelerate's loader), U's views from their own loader
+        logits = model(self._input(torch.cat([inputs, *(v.to(inputs.device, non_blocking=True) for v in views)])))
         loss = self.loss_fn(logits[:n], labels)
         if self.method == "fixmatch":
             weak, strong = logits[n:n + m], logits[n + m:]

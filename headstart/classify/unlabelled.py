@@ -2,7 +2,8 @@
 checked before any work (headstart.data.unlabelled), its features come from the same body and cache as
 DATA's, and headstart.adapt decides what the head is fitted on. The head that is written takes raw body
 features like any other, so evaluate, predict and export work on the run unchanged; metrics["adapt"] and
-headstart.json's "adapt" say which method ran and how much of U it used."""
+headstart.json's "adapt" say which method ran and how much of U it used. (With --adapt fixmatch or mcc the body
+learns from U through the engine instead, classify.adapt_task; which options go together is checked here.)"""
 
 from __future__ import annotations
 
