@@ -1,5 +1,5 @@
 """Learning from unlabelled examples (`fit --unlabelled U --adapt ...`), on cached features: seconds on a CPU.
-(fixmatch and mcc train the body with U through the engine instead: headstart.classify.adapt_task.)
+(fixmatch, mcc and dann train the body with U through the engine instead: headstart.classify.adapt_task.)
 
   self-training          the head labels U, and is fitted again on the labelled examples plus the part of U
                          it is surest of, ROUNDS times, the part growing to the whole of U. The rounds fit the
@@ -59,7 +59,7 @@ from .probe import HeadResult, HeadTraining, balanced_accuracy, train_head
 
 METHODS = ("self-training", "coral", "coral+self-training")
 BODY_METHODS = ("adabn", "adabn+self-training")  # the body's BatchNorm statistics first (classify.unlabelled)
-ENGINE_METHODS = ("fixmatch", "mcc")  # train the body with U through the engine (classify.adapt_task)
+ENGINE_METHODS = ("fixmatch", "mcc", "dann")  # train the body with U through the engine (classify.adapt_task)
 CHOICES = ("auto", "none", *METHODS, *BODY_METHODS, *ENGINE_METHODS)
 ROUNDS = 10  # self-training's rounds: the share of U taken grows by 1/ROUNDS a round
 SHIFTED = 0.8  # a domain classifier this accurate (balanced) says U is another domain: CORAL first

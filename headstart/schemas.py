@@ -74,7 +74,7 @@ STOPPED = {  # a run stopped before it finished (--resume reads it; its config i
     "properties": {"status": {"const": "training"}, "task": {"enum": ["classify", "detect"]}, "classes": _NAMES,
                    "config": {"type": "object", "required": ["strategy"]}, "data": _STARTED_DATA,
                    "adapt": {"type": "object", "required": ["method", "unlabelled"],  # the body learning from U
-                             "properties": {"method": {"enum": ["fixmatch", "mcc"]},
+                             "properties": {"method": {"enum": ["fixmatch", "mcc", "dann"]},
                                             "unlabelled": {"type": "object", "required": ["source", "used", "fingerprint"],
                                                            "properties": {"source": {"type": "string"},
                                                                           "used": {"type": "integer"},

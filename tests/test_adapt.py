@@ -73,6 +73,11 @@ def test_self_training_helps_where_few_labels_mislead():
     before, after = balanced_accuracy(plain.predict(xt), yt), balanced_accuracy(adapted, yt)
     assert a.method == "self-training" and a.record["pseudo_labelled"] == len(xu)
     assert after > before + 0.1, (before, after)
+    mlp = HeadSpec("mlp", hidden=16)  # the whitening folds into an MLP head's first layer as well
+    a = adapt(mlp, x, y, xu, 4, HeadTraining(), "self-training")
+    head = train_head(mlp, a.x, a.y, None, None, 4, HeadTraining(c=a.c))
+    assert np.allclose(head_logits(mlp, a.feature_map.fold_into(head.weights), xt), head.logits(a.feature_map(xt)),
+                       atol=1e-3)
 
 
 def test_auto_tells_a_shifted_domain_and_coral_reads_it():

@@ -1,4 +1,4 @@
-"""The body learning from unlabelled images through the engine (fit --unlabelled U --adapt fixmatch|mcc,
+"""The body learning from unlabelled images through the engine (fit --unlabelled U --adapt fixmatch|mcc|dann,
 headstart.classify.adapt_task): the losses, a run that trains on U and is like any other run, and a killed run
 that resumes to the same weights."""
 
@@ -24,6 +24,23 @@ def test_mcc_is_small_when_the_batch_keeps_its_classes_apart_and_large_when_it_c
     assert logits.grad is not None and float(logits.grad.abs().sum()) > 0
 
 
+def test_the_gradient_reversal_passes_features_as_they_are_and_turns_their_gradient():
+    from headstart.classify.adapt_task import DomainAdversarial
+    from headstart.surgery import TransferModel
+
+    torch.manual_seed(0)
+    model = TransferModel(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    both = DomainAdversarial(model, torch.nn.Linear(4, 1))
+    x = torch.randn(5, 3)
+    logits, domain = both(x, 0.5)
+    assert torch.allclose(logits, both(x)) and domain.shape == (5,)
+    domain.sum().backward()
+    reversed_grad = model.body.weight.grad.clone()
+    model.zero_grad()
+    both.discriminator(model.forward_features(x)).sum().backward()
+    assert torch.allclose(reversed_grad, -0.5 * model.body.weight.grad)
+
+
 def test_strong_views_are_seeded_and_differ_from_the_weak_ones():
     from headstart.classify.adapt_task import StrongView
 
@@ -47,17 +64,21 @@ def _fit(out, tiny_model, shapes_dir, u, **kw):
                          epochs=2, batch_size=8, num_workers=0, **kw)
 
 
-@pytest.mark.parametrize("method", ["fixmatch", "mcc"])
+@pytest.mark.parametrize("method", ["fixmatch", "mcc", "dann"])
 def test_the_body_learns_from_unlabelled_images_and_the_run_is_like_any_other(method, tiny_model, shapes_dir,
-                                                                              shapes_test_dir, unlabelled_images, tmp_path):
+                                                                              shapes_test_dir, unlabelled_images, tmp_path,
+                                                                              monkeypatch):
     import headstart
+    from headstart.classify import adapt_task
 
+    # an untrained tiny network is never 0.95 sure: every weak view's label is trained on here
+    monkeypatch.setattr(adapt_task, "THRESHOLD", 0.0)
     run = _fit(tmp_path / "u", tiny_model, shapes_dir, unlabelled_images, adapt=method, strategy="finetune")
     a = run.metrics["adapt"]
     assert a["method"] == method and a["unlabelled"]["used"] == 12 and a["unlabelled_seen"] > 0
     assert run.info["adapt"]["method"] == method
     phases = [ph for ph in run.metrics["phases"] if "unlabelled_per_epoch" in ph]
-    assert phases and (method != "fixmatch" or phases[0]["pseudo_labelled_share"] is not None)
+    assert phases and (method != "fixmatch" or phases[0]["pseudo_labelled_share"] == 1.0)
     plain = headstart.fit(shapes_dir, model=tiny_model["model"], arch=tiny_model["arch"], out=tmp_path / "plain",
                           epochs=2, batch_size=8, num_workers=0, strategy="finetune")
     a_w, p_w = run.model.state_dict(), plain.model.state_dict()
@@ -72,13 +93,14 @@ def test_auto_with_an_engine_method_trains_the_head_first_then_the_body(tiny_mod
     assert run.metrics["strategy"] == "lp-ft" and "--adapt mcc trains the body with U" in run.metrics["strategy_reason"]
 
 
-def test_a_killed_run_with_unlabelled_images_resumes_to_the_same_weights(tiny_model, shapes_dir, unlabelled_images,
-                                                                         tmp_path):
+@pytest.mark.parametrize("method", ["fixmatch", "dann"])  # dann: its discriminator resumes too
+def test_a_killed_run_with_unlabelled_images_resumes_to_the_same_weights(method, tiny_model, shapes_dir,
+                                                                         unlabelled_images, tmp_path):
     import headstart
 
-    whole = _fit(tmp_path / "whole", tiny_model, shapes_dir, unlabelled_images, adapt="fixmatch", strategy="finetune")
+    whole = _fit(tmp_path / "whole", tiny_model, shapes_dir, unlabelled_images, adapt=method, strategy="finetune")
     with stopped_after_checkpoint(lambda state: state.global_epoch == 1):
-        _fit(tmp_path / "killed", tiny_model, shapes_dir, unlabelled_images, adapt="fixmatch", strategy="finetune")
+        _fit(tmp_path / "killed", tiny_model, shapes_dir, unlabelled_images, adapt=method, strategy="finetune")
     resumed = headstart.resume(tmp_path / "killed")
     w, r = whole.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(w[k], r[k]) for k in w)

@@ -88,7 +88,8 @@ def train_body_run(out_dir: Path, card: ModelCard, samples: ImageSamples, train_
         from .adapt_task import AdaptingTask
 
         task: ClassificationTask = AdaptingTask(card, samples, train_idx, val_idx, features, cfg, model, num_workers,
-                                                unlabelled=unlabelled[0].items, method=unlabelled[1])
+                                                unlabelled=unlabelled[0].items, method=unlabelled[1],
+                                                num_features=num_features or card.num_features)
     else:
         task = ClassificationTask(card, samples, train_idx, val_idx, features, cfg, model, num_workers, tokens=tokens)
     engine = Engine(out_dir, task, cfg, acc, callbacks=[Watched()] if watch is not None else ())

@@ -2,7 +2,7 @@
 checked before any work (headstart.data.unlabelled), its features come from the same body and cache as
 DATA's, and headstart.adapt decides what the head is fitted on. The head that is written takes raw body
 features like any other, so evaluate, predict and export work on the run unchanged; metrics["adapt"] and
-headstart.json's "adapt" say which method ran and how much of U it used. (With --adapt fixmatch or mcc the body
+headstart.json's "adapt" say which method ran and how much of U it used. (With --adapt fixmatch, mcc or dann the body
 learns from U through the engine instead, classify.adapt_task; which options go together is checked here.)"""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ..strategies import Strategy
 
 AUTO_REASON = ("auto: --unlabelled adapts the head on cached features, so the linear probe (--adapt fixmatch or "
                "mcc trains the body with U)")
-ENGINE_STRATEGY = "lp-ft"  # --strategy auto with --adapt fixmatch|mcc: the head first, then every layer with U
+ENGINE_STRATEGY = "lp-ft"  # --strategy auto with --adapt fixmatch|mcc|dann: the head first, then every layer with U
 
 
 def auto_reason(method: str) -> str:
@@ -49,7 +49,7 @@ def check_adapt_options(a: AdaptOptions, strategy: str) -> str:
                              f"--strategy {ENGINE_STRATEGY}, finetune or partial:N (or auto)")
     if method not in ENGINE_METHODS and trains_body:
         raise HeadstartError(f"--unlabelled with --adapt {method} adapts a head on cached features, and --strategy "
-                             f"{strategy} trains the body: use --adapt fixmatch or mcc to train the body with U, or "
+                             f"{strategy} trains the body: use --adapt fixmatch, mcc or dann to train the body with U, or "
                              "--strategy linear-probe")
     return method
 

@@ -23,7 +23,7 @@ from .common import (STRATEGY_HELP, cache_options, cli, detect_options, emit_jso
                    "CSV/JSONL/.txt file or a folder of .txt files.")
 @click.option("--adapt", default="auto", show_default=True,
               help="How the run learns from --unlabelled: auto (measured), none, self-training, coral, "
-                   "coral+self-training, adabn, adabn+self-training (a head on cached features); fixmatch, mcc "
+                   "coral+self-training, adabn, adabn+self-training (a head on cached features); fixmatch, mcc, dann "
                    "(the body trains with U: --strategy lp-ft, finetune or partial:N).")
 @with_options(training_options)
 @click.option("--head-c", default=None, type=float,

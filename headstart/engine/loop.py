@@ -58,6 +58,9 @@ def evaluating(model: nn.Module, acc):
             m.training = t
 
 
+EXTRA = "_extra."  # a checkpoint's names for the task's extra modules' tensors (Task.extra_modules)
+
+
 class Diverged(HeadstartError):
     """The loss became infinite or NaN."""
 
@@ -115,6 +118,11 @@ class Task:
     def batches(self, data: PhaseData, global_epoch: int) -> Iterable:
         """An epoch's batches; the engine has seeded every generator from (seed, epoch) before."""
         return data.train
+
+    def extra_modules(self) -> dict[str, nn.Module]:
+        """Modules the task trains beside the model (a domain discriminator): their parameters train at the
+        head's rate, and they are checkpointed and resumed with the run, but are not part of its weights."""
+        return {}
 
     def trained_module(self) -> nn.Module:
         """The module the engine wraps (DDP, precision) and hands to `loss`: the model, or a module holding it
@@ -233,6 +241,8 @@ class Engine:
         data = task.start_phase(index, phase, len(self.phases), acc)
         groups = param_groups(self.model, task.groups, phase.trainable, cfg.lr, cfg.body_lr_mult, cfg.layer_decay,
                               cfg.weight_decay, cfg.l2sp, task.body_prefix)
+        groups += [{"params": list(m.parameters()), "lr": cfg.lr, "weight_decay": cfg.weight_decay, "name": name}
+                   for name, m in task.extra_modules().items()]
         optimizer: torch.optim.Optimizer
         if cfg.optimizer == "sgd":
             optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **task.optimizer_options)
@@ -379,6 +389,8 @@ class Engine:
         if acc.is_main_process and self.checkpoints:
             model = acc.unwrap_model(self.model)
             weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+            weights |= {f"{EXTRA}{name}.{k}": v.detach().contiguous().cpu()
+                        for name, m in self.task.extra_modules().items() for k, v in m.state_dict().items()}
             self.ckpt.save(weights, s.best_epoch == s.global_epoch and s.best_epoch > 0, s.to_dict(), optimizer,
                            scheduler)
         acc.wait_for_everyone()
@@ -387,7 +399,16 @@ class Engine:
         """Continue from RUN_DIR/checkpoint: its state, and its weights loaded into the model."""
         if self.ckpt.exists():
             self.state = RunState.from_dict(self.ckpt.state())
-            self.model.load_state_dict(self.ckpt.weights())
+            weights = self.ckpt.weights()
+            self.model.load_state_dict(self._model_weights(weights))
+            for name, m in self.task.extra_modules().items():
+                m.load_state_dict({k[len(f"{EXTRA}{name}."):]: v for k, v in weights.items()
+                                   if k.startswith(f"{EXTRA}{name}.")})
+
+    @staticmethod
+    def _model_weights(weights: dict[str, Any]) -> dict[str, Any]:
+        """A checkpoint's weights without the task's extra modules'."""
+        return {k: v for k, v in weights.items() if not k.startswith(EXTRA)}
 
     def best_model(self) -> nn.Module:
         """The model with the best validation's weights (the last epoch's without validation), on the CPU in
@@ -397,7 +418,7 @@ class Engine:
         acc.wait_for_everyone()
         best = self.ckpt.best() if self.task.n_val else None
         if best is not None:
-            model.load_state_dict(best)
+            model.load_state_dict(self._model_weights(best))
         if acc.trackers:
             acc.end_training()
         return model
