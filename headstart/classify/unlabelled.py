@@ -2,8 +2,9 @@
 checked before any work (headstart.data.unlabelled), its features come from the same body and cache as
 DATA's, and headstart.adapt decides what the head is fitted on. The head that is written takes raw body
 features like any other, so evaluate, predict and export work on the run unchanged; metrics["adapt"] and
-headstart.json's "adapt" say which method ran and how much of U it used. (With --adapt fixmatch, mcc or dann the body
-learns from U through the engine instead, classify.adapt_task; which options go together is checked here.)"""
+headstart.json's "adapt" say which method ran and how much of U it used. (With --adapt fixmatch, mcc or dann
+the body learns from U through the engine instead, classify.adapt_task; which options go together is checked
+here.)"""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from ..options import AdaptOptions
 from ..probe import HeadResult, HeadTraining, train_head
 from ..strategies import Strategy
 
-AUTO_REASON = ("auto: --unlabelled adapts the head on cached features, so the linear probe (--adapt fixmatch or "
-               "mcc trains the body with U)")
+AUTO_REASON = ("auto: --unlabelled adapts the head on cached features, so the linear probe (--adapt fixmatch, mcc "
+               "or dann train the body with U)")
 ENGINE_STRATEGY = "lp-ft"  # --strategy auto with --adapt fixmatch|mcc|dann: the head first, then every layer with U
 
 
