@@ -84,6 +84,16 @@ def test_the_body_learns_from_unlabelled_images_and_the_run_is_like_any_other(me
     a_w, p_w = run.model.state_dict(), plain.model.state_dict()
     assert any(not torch.equal(a_w[k], p_w[k]) for k in a_w if k.startswith("body."))  # U changed what the body learnt
     assert 0.0 <= headstart.evaluate(run, shapes_test_dir)["accuracy"] <= 1.0
+    if method == "dann":  # the discriminator is not part of the run: it predicts and exports as any run
+        from headstart.cli import main
+
+        image = sorted(shapes_test_dir.rglob("*.png"))[0]
+        assert main(["predict", str(tmp_path / "u"), str(image)]) == 0
+        assert main(["export", str(tmp_path / "u"), "--out", str(tmp_path / "m.onnx")]) == 0
+        from safetensors.numpy import load_file
+
+        saved = load_file(str(tmp_path / "u" / "model.safetensors"))
+        assert not any("discriminator" in k or k.startswith("_extra") for k in saved)
     assert json.loads((tmp_path / "u" / "headstart.json").read_text())["adapt"]["unlabelled"]["fingerprint"]
 
 
