@@ -91,6 +91,7 @@ class Adapted:
     c: float | None  # the head's L2 strength, chosen on the labelled examples (None: by cross-validation)
     record: dict[str, Any] = field(default_factory=dict)
     feature_map: "FeatureMap | None" = None  # U's features into the space of x (CORAL, whitening): folded into the head
+    head: HeadResult | None = None  # the head self-training fitted on (x, y) at c (None: to be fitted)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -201,14 +202,16 @@ def domain_gap(x: np.ndarray, xu: np.ndarray, seed: int) -> dict[str, float]:
 
 
 def _apply(method: str, spec: HeadSpec, x: np.ndarray, y: np.ndarray, xu: np.ndarray, k: int, training: HeadTraining,
-           c: float, start: HeadResult | None = None) -> tuple[np.ndarray, np.ndarray, FeatureMap | None, FeatureMap | None]:
+           c: float, start: HeadResult | None = None
+           ) -> tuple[np.ndarray, np.ndarray, FeatureMap | None, FeatureMap | None, HeadResult | None]:
     """(features to fit the head on, their labels, the map of U's features into the head's space, the map of
-    DATA's features into it); a map None: features as they are."""
+    DATA's features into it, the head self-training fitted on them); a map None: features as they are; the
+    head None: none fitted yet."""
     fmap = coral(xu, x) if method.startswith("coral") else None
     if method.endswith("self-training"):
-        xs, ys, _, space = self_train(spec, x, y, fmap(xu) if fmap else xu, k, training, c, start)
-        return xs, ys, fmap.then(space) if fmap else space, space
-    return x, y, fmap, None
+        xs, ys, head, space = self_train(spec, x, y, fmap(xu) if fmap else xu, k, training, c, start)
+        return xs, ys, fmap.then(space) if fmap else space, space, head
+    return x, y, fmap, None, None
 
 
 def adapt(spec: HeadSpec, x: np.ndarray, y: np.ndarray, xu: np.ndarray, k: int, training: HeadTraining,
@@ -256,10 +259,10 @@ def adapt(spec: HeadSpec, x: np.ndarray, y: np.ndarray, xu: np.ndarray, k: int, 
             return Adapted("none", reason, x, y, training.c, record)
     else:
         reason = f"chosen with --adapt {method}"
-    xs, ys, fmap, _ = _apply(method, spec, x, y, xu, k, training, c, plain)
+    xs, ys, fmap, _, head = _apply(method, spec, x, y, xu, k, training, c, plain)
     record.update(method=method, reason=reason, pseudo_labelled=int(len(ys) - len(y)),
                   seconds=round(time.perf_counter() - t0, 2))
-    return Adapted(method, reason, xs, ys, c, record, fmap)
+    return Adapted(method, reason, xs, ys, c, record, fmap, head)
 
 
 def _check(method: str, spec: HeadSpec, x: np.ndarray, y: np.ndarray, xu: np.ndarray, k: int,
@@ -275,9 +278,10 @@ def _check(method: str, spec: HeadSpec, x: np.ndarray, y: np.ndarray, xu: np.nda
     fixed = HeadTraining(class_balance=training.class_balance, seed=training.seed, c=c)
     plain_pred, adapted_pred = np.empty(len(y), np.int64), np.empty(len(y), np.int64)
     for fit_on, score_on in stratified_folds(y, CHECK_FOLDS, training.seed):
-        plain_pred[score_on] = train_head(spec, x[fit_on], y[fit_on], None, None, k, fixed).predict(x[score_on])
+        plain = train_head(spec, x[fit_on], y[fit_on], None, None, k, fixed)
+        plain_pred[score_on] = plain.predict(x[score_on])
         unlabelled = coral(xu, x[fit_on])(xu) if method.startswith("coral") else xu
-        _, _, head, space = self_train(spec, x[fit_on], y[fit_on], unlabelled, k, training, c)
+        _, _, head, space = self_train(spec, x[fit_on], y[fit_on], unlabelled, k, training, c, plain)
         adapted_pred[score_on] = head.predict(space(x[score_on]))
     return {"folds": CHECK_FOLDS, "plain": round(balanced_accuracy(plain_pred, y), 4),
             "adapted": round(balanced_accuracy(adapted_pred, y), 4)}
@@ -290,9 +294,11 @@ def predict_with(method: str, spec: HeadSpec, x: np.ndarray, y: np.ndarray, xu: 
     plain = train_head(spec, x, y, None, None, k, training)
     if method == "none":
         return plain.predict(x_test)
-    xs, ys, _, space = _apply(method, spec, x, y, xu, k, training, plain.c, plain)
-    fixed = HeadTraining(class_balance=training.class_balance, seed=training.seed, c=plain.c)
-    return train_head(spec, xs, ys, None, None, k, fixed).predict(space(x_test) if space else x_test)
+    xs, ys, _, space, head = _apply(method, spec, x, y, xu, k, training, plain.c, plain)
+    if head is None:
+        fixed = HeadTraining(class_balance=training.class_balance, seed=training.seed, c=plain.c)
+        head = train_head(spec, xs, ys, None, None, k, fixed)
+    return head.predict(space(x_test) if space else x_test)
 
 
 def pays_off(record: dict[str, Any]) -> str:

@@ -22,7 +22,6 @@ pass, so here it is one (UNLABELLED_PER_LABELLED). Every epoch's U batches and v
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
@@ -38,11 +37,6 @@ THRESHOLD = 0.95  # FixMatch: the weak view's confidence from which its label is
 WEIGHT = 1.0  # the unlabelled loss's weight against the labelled one (both papers')
 TEMPERATURE = 2.5  # MCC's (the paper's, for domain adaptation)
 UNLABELLED_PER_LABELLED = 1
-
-
-def fingerprint(items: list[Any]) -> str:
-    """U's identity as a run records it: --resume refuses a U that has changed since."""
-    return hashlib.sha256("\n".join(str(i) for i in items).encode()).hexdigest()[:16]
 
 
 def mcc_loss(logits: torch.Tensor, temperature: float = TEMPERATURE) -> torch.Tensor:

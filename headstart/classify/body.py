@@ -13,8 +13,8 @@ import numpy as np
 from .. import __version__
 from ..cache import Features
 from ..console import log
-from ..data.images import ImageSamples
-from ..data.unlabelled import Unlabelled
+from ..data.images import ImageSamples, files_fingerprint
+from ..data.unlabelled import Unlabelled, read_unlabelled
 from ..errors import HeadstartError
 from ..heads import HeadSpec
 from ..rundir import RUN_FILE, run_info
@@ -54,10 +54,8 @@ def train_body_run(out_dir: Path, card: ModelCard, samples: ImageSamples, train_
     acc = make_accelerator(cfg, out_dir, tracker, cpu=dev.type == "cpu")
     adapt = None
     if unlabelled is not None:
-        from .adapt_task import fingerprint
-
         u, method = unlabelled
-        adapt = {"method": method, "unlabelled": u.record() | {"fingerprint": fingerprint(u.items)}}
+        adapt = {"method": method, "unlabelled": u.record() | {"fingerprint": files_fingerprint(u.items)}}
     record = start_record(card, samples, cfg, reason, skip_bad_files, text_info) if fresh else None
     if record is not None and adapt is not None:
         record["adapt"] = adapt
@@ -171,14 +169,11 @@ def resume_classifier(d: Path, info: dict[str, Any], data: str | Path | None, mo
                              f"({len(p.samples)} files now, {info['data']['n']} then); start a new run with --out")
     unlabelled = None
     if info.get("adapt"):  # U again, as the run read it (classify.adapt_task)
-        from ..data.unlabelled import read_unlabelled
-        from .adapt_task import fingerprint
-
         a = info["adapt"]
         was = a["unlabelled"]
         u = read_unlabelled(was["source"], "image", p.samples, len(p.samples.classes),
                             skip_bad_files=was.get("unreadable_left_out", 0) > 0)
-        if fingerprint(u.items) != was.get("fingerprint"):
+        if files_fingerprint(u.items) != was.get("fingerprint"):
             raise HeadstartError(f"--resume '{d}': the unlabelled images in {was['source']} changed since the run "
                                  f"started ({len(u.items)} now, {was['used']} then); start a new run with --out")
         unlabelled = (u, a["method"])

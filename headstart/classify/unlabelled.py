@@ -106,8 +106,9 @@ def adapted_head(p: Any, u: Unlabelled, method: str, spec: HeadSpec, training: H
     result = adapt(spec, x, y, np.asarray(feats.array), k, training, inner, log=log, plain=plain)
     weights = plain.weights
     if result.method != "none":
-        final = train_head(spec, result.x, result.y, None, None, k,
-                           HeadTraining(class_balance=training.class_balance, seed=training.seed, c=result.c))
+        final = result.head or train_head(spec, result.x, result.y, None, None, k,
+                                          HeadTraining(class_balance=training.class_balance, seed=training.seed,
+                                                       c=result.c))
         weights = result.feature_map.fold_into(final.weights) if result.feature_map else final.weights
     record = result.record | {"unlabelled": u.record(), "extract_seconds": round(feats.seconds, 3),
                               "cache_hit": feats.cache_hit}

@@ -13,7 +13,6 @@ DATA has classes cannot help and is refused.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import unicodedata
 from collections import Counter
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HeadstartError, plural
+from ..fileio import sha256_file
 from .images import is_image_file, readable
 from .texts import read_unlabelled_texts
 
@@ -71,14 +71,6 @@ def check_scripts(texts: list[str], places: list[str], labelled: Any, path: str 
             f"{places[first]}): give unlabelled texts in DATA's language, saved as UTF-8")
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_unlabelled(path: str | os.PathLike, modality: str, labelled: Any, classes: int, *, skip_bad_files: bool = False,
                     text_column: str = "text", label_column: str = "label", log=None) -> Unlabelled:
     """U checked against the labelled samples (`labelled`: ImageSamples or TextSamples) of `classes` classes."""
@@ -98,10 +90,10 @@ def read_unlabelled(path: str | os.PathLike, modality: str, labelled: Any, class
         keep = readable(files, skip_bad_files, where=f"--unlabelled '{path}'", log=log)
         unreadable = found - len(keep)
         files = [files[i] for i in keep]
-        seen = {_digest(p) for p in labelled.paths}
+        seen = {sha256_file(p) for p in labelled.paths}
         items: list[Any] = []
         for p in files:
-            d = _digest(p)
+            d = sha256_file(p)
             if d not in seen:
                 seen.add(d)
                 items.append(p)
