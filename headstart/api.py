@@ -63,7 +63,9 @@ def fit(
     probe and trials of finetune and lp-ft on folds of the labelled examples (each trained on the
     other folds, scored on one) within `budget` seconds (headstart.auto, default 60), trains the
     best in full, and writes every measurement into metrics["auto"] and the reason into
-    metrics["strategy_reason"]. Phases with a frozen body fit the head on cached features
+    metrics["strategy_reason"]; with a transformer text encoder and at most 64 texts per class it
+    trains `contrastive` (the encoder tuned on pairs of labelled texts, then the head on its
+    embeddings: headstart.classify.contrastive), which won there at every size measured. Phases with a frozen body fit the head on cached features
     (headstart.probe: L-BFGS to convergence, its L2 strength `head_c` chosen by cross-validation
     unless given); phases that train the body run the engine (headstart.engine).
     With `measure_only`, auto stops after its measurements and returns them (AutoMeasurement: the
@@ -71,7 +73,8 @@ def fit(
     nothing is written to `out`.
     A linear probe uses every labelled example: its folds pick C and measure the head
     (metrics["val_accuracy"] is the cross-validated accuracy, metrics["cv"] the grid), then it is
-    fitted on all of them; `val_split` applies to strategies that train the body.
+    fitted on all of them; `val_split` applies to strategies that train the body (default 0.2;
+    contrastive: 0, every labelled text tunes the encoder).
     `epochs`, `lr`, `weight_decay`, `patience` and `batch_size` are those of phases that train the
     body (15 epochs, head lr 1e-3 with the body at lr * body_lr_mult: 0.1, 0.05 for transformer
     encoders; weight decay 1e-4, patience 5, 16 images per batch on a CPU); a linear probe has none

@@ -78,6 +78,9 @@ def lr_find(
     if not chosen.trains_body:
         raise HeadstartError("lr-find tests the phases that train the body; linear-probe has none "
                              "(its head trains in seconds on cached features: just fit it)")
+    if chosen.kind == "contrastive":
+        raise HeadstartError("lr-find sweeps the labels' loss; contrastive's encoder learns from pairs at the transformer "
+                             "rate (fit --strategy contrastive sets it): test lp-ft or finetune instead")
     p = prepare(data, model, arch=arch, allow_download=allow_download, val_split=val_split, seed=seed,
                 cache_dir=cache_dir, no_cache=no_cache, skip_bad_files=skip_bad_files, device=device,
                 num_workers=num_workers)

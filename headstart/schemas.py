@@ -73,8 +73,10 @@ STOPPED = {  # a run stopped before it finished (--resume reads it; its config i
     "required": ["status", "classes", "config", "data"],
     "properties": {"status": {"const": "training"}, "task": {"enum": ["classify", "detect"]}, "classes": _NAMES,
                    "config": {"type": "object", "required": ["strategy"]}, "data": _STARTED_DATA,
-                   "adapt": {"type": "object", "required": ["method", "unlabelled"],  # the body learning from U
-                             "properties": {"method": {"enum": ["fixmatch", "mcc", "dann"]},
+                   # learning from U: the body (fixmatch, mcc, dann), or contrastive's last head (a head method)
+                   "adapt": {"type": "object", "required": ["method", "unlabelled"],
+                             "properties": {"method": {"enum": ["fixmatch", "mcc", "dann", "auto", "none",
+                                                                "self-training", "coral", "coral+self-training"]},
                                             "unlabelled": {"type": "object", "required": ["source", "used", "fingerprint"],
                                                            "properties": {"source": {"type": "string"},
                                                                           "used": {"type": "integer"},

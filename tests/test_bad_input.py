@@ -402,6 +402,19 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], tuple[str, ...]]] = [
      lambda c: ["fit", str(c.shapes), *c.model, *c.out, "--unlabelled", str(c.shapes), "--strategy", "finetune"],
      ("--unlabelled", "--strategy finetune")),
     ("--unlabelled for detection", lambda c: [*_coco(c), "--unlabelled", str(c.shapes)], ("--unlabelled", "detection")),
+    # issue 22: contrastive
+    ("--strategy contrastive with an image model",
+     lambda c: ["fit", str(c.shapes), *c.model, *c.out, "--strategy", "contrastive"],
+     ("--strategy contrastive", "transformer", "image model")),
+    ("--strategy contrastive with word vectors",
+     lambda c: _text_csv(c, "text,label\n" + _GOOD_TEXTS, "--model", "glove_6b_50d", "--strategy", "contrastive"),
+     ("--strategy contrastive", "word vectors")),
+    ("--strategy contrastive with a class of one text",
+     lambda c: _text_csv(c, "text,label\n" + _GOOD_TEXTS + "a film of its own,meh\n", "--strategy", "contrastive"),
+     ("--strategy contrastive", "'meh'", "1 labelled", "needs two")),
+    ("--strategy contrastive with a class whose second text validates",
+     lambda c: _text_csv(c, "text,label\n" + _GOOD_TEXTS + "one more,meh\nand another,meh\n", "--strategy",
+                         "contrastive"), ("'meh' has 1 training text", "2 labelled", "--val-split")),
     # values: one range each, zero never the default
     *[(f"{cmd} {flag} {value}", (lambda cmd, flag, value: lambda c: [
         cmd, *({"predict": [str(c.run), str(c.shapes)]}.get(cmd, [str(c.shapes)])),

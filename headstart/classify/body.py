@@ -13,11 +13,12 @@ import numpy as np
 from .. import __version__
 from ..cache import Features
 from ..console import log
-from ..data.images import ImageSamples, files_fingerprint
+from ..data.images import ImageSamples
 from ..data.unlabelled import Unlabelled, read_unlabelled
 from ..errors import HeadstartError
 from ..heads import HeadSpec
 from ..rundir import RUN_FILE, run_info
+from ..strategies import Strategy
 from ..text.options import TextOptions
 from ..zoo import ModelCard
 
@@ -55,7 +56,7 @@ def train_body_run(out_dir: Path, card: ModelCard, samples: ImageSamples, train_
     adapt = None
     if unlabelled is not None:
         u, method = unlabelled
-        adapt = {"method": method, "unlabelled": u.record() | {"fingerprint": files_fingerprint(u.items)}}
+        adapt = {"method": method, "unlabelled": u.record() | {"fingerprint": u.fingerprint()}}
     record = start_record(card, samples, cfg, reason, skip_bad_files, text_info) if fresh else None
     if record is not None and adapt is not None:
         record["adapt"] = adapt
@@ -82,12 +83,18 @@ def train_body_run(out_dir: Path, card: ModelCard, samples: ImageSamples, train_
 
                 raise TrialStopped()
 
-    if unlabelled is not None:
+    contrastive = Strategy.parse(cfg.strategy).kind == "contrastive"
+    if contrastive:
+        from .contrastive import ContrastiveTask
+
+        task: ClassificationTask = ContrastiveTask(card, samples, train_idx, val_idx, features, cfg, model, num_workers,
+                                                   tokens=tokens, unlabelled=unlabelled)
+    elif unlabelled is not None:
         from .adapt_task import AdaptingTask
 
-        task: ClassificationTask = AdaptingTask(card, samples, train_idx, val_idx, features, cfg, model, num_workers,
-                                                unlabelled=unlabelled[0].items, method=unlabelled[1],
-                                                num_features=num_features or card.num_features)
+        task = AdaptingTask(card, samples, train_idx, val_idx, features, cfg, model, num_workers,
+                            unlabelled=unlabelled[0].items, method=unlabelled[1],
+                            num_features=num_features or card.num_features)
     else:
         task = ClassificationTask(card, samples, train_idx, val_idx, features, cfg, model, num_workers, tokens=tokens)
     engine = Engine(out_dir, task, cfg, acc, callbacks=[Watched()] if watch is not None else ())
@@ -133,7 +140,11 @@ def train_body_run(out_dir: Path, card: ModelCard, samples: ImageSamples, train_
     }
     if tokens is not None:
         metrics["text"] = text_metrics(tokens, (text_info or {}).get("network"))
-    if adapt is not None:
+    if not len(val_idx):
+        metrics["validation"] = "none held out (--val-split 0), the last epoch is the run: score it with headstart evaluate"
+    if adapt is not None and contrastive:  # the head learned from U on the tuned embeddings
+        metrics["adapt"] = adapt | task.adapted  # type: ignore[attr-defined]
+    elif adapt is not None:
         from . import adapt_task
 
         seen = sum(ph["epochs_run"] * ph.get("unlabelled_per_epoch", 0) for ph in s.phases)
@@ -168,14 +179,16 @@ def resume_classifier(d: Path, info: dict[str, Any], data: str | Path | None, mo
         raise HeadstartError(f"--resume '{d}': the files in {source} changed since the run started "
                              f"({len(p.samples)} files now, {info['data']['n']} then); start a new run with --out")
     unlabelled = None
-    if info.get("adapt"):  # U again, as the run read it (classify.adapt_task)
+    if info.get("adapt"):  # U again, as the run read it (classify.adapt_task, classify.contrastive)
         a = info["adapt"]
         was = a["unlabelled"]
-        u = read_unlabelled(was["source"], "image", p.samples, len(p.samples.classes),
-                            skip_bad_files=was.get("unreadable_left_out", 0) > 0)
-        if files_fingerprint(u.items) != was.get("fingerprint"):
-            raise HeadstartError(f"--resume '{d}': the unlabelled images in {was['source']} changed since the run "
-                                 f"started ({len(u.items)} now, {was['used']} then); start a new run with --out")
+        columns = {k: text_info["options"][k] for k in ("text_column", "label_column")} if text_info else {}
+        u = read_unlabelled(was["source"], p.samples.modality, p.samples, len(p.samples.classes),
+                            skip_bad_files=was.get("unreadable_left_out", 0) > 0, **columns)
+        if u.fingerprint() != was.get("fingerprint"):
+            raise HeadstartError(f"--resume '{d}': the unlabelled {p.samples.modality}s in {was['source']} changed "
+                                 f"since the run started ({len(u.items)} now, {was['used']} then); start a new run "
+                                 "with --out")
         unlabelled = (u, a["method"])
     log(f"resuming {d} ({cfg.strategy})")
     return train_body_run(d, card, p.samples, p.train_idx, p.val_idx, cfg, info.get("strategy_reason", ""), p.features,

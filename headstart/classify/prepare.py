@@ -108,7 +108,10 @@ def prepare(
     extract_batch_size: int | None = None,
     num_workers: int | None = None,
     text: TextOptions | None = None,
+    check_card: Callable[[ModelCard, str], None] | None = None,
 ) -> Prepared:
+    """DATA read and checked, its train / validation split, and the card's body and cached features, built
+    when first asked for. `check_card(card, modality)`: a refusal that needs only the card, before any work."""
     if not 0.0 <= val_split < 1.0:
         raise HeadstartError(f"--val-split must be in [0, 1); got {val_split}")
     text = text or TextOptions()
@@ -127,6 +130,8 @@ def prepare(
         raise HeadstartError(f"model '{card.name}' is a{'n' if card.modality == 'image' else ''} {card.modality} "
                              f"model; DATA '{data}' holds {kind}s: choose a {kind} model ({others})")
     locate(card, allow_download=allow_download)  # a missing weight package is reported before any work
+    if check_card is not None:
+        check_card(card, kind)
     if kind == "text":
         return prepare_text(data, card, val_split, seed, cache_dir, no_cache, device, extract_batch_size, text)
     samples = read_image_data(data)

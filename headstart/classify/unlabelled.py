@@ -44,14 +44,15 @@ def check_adapt_options(a: AdaptOptions, strategy: str) -> str:
         return method
     if strategy.strip().lower() == "auto":
         return method
-    trains_body = Strategy.parse(strategy).trains_body
+    chosen = Strategy.parse(strategy)
+    trains_body = chosen.trains_body and chosen.kind != "contrastive"  # contrastive's head is fitted on embeddings
     if method in ENGINE_METHODS and not trains_body:
         raise HeadstartError(f"--adapt {method} trains the body with U, and --strategy {strategy} does not: use "
                              f"--strategy {ENGINE_STRATEGY}, finetune or partial:N (or auto)")
     if method not in ENGINE_METHODS and trains_body:
         raise HeadstartError(f"--unlabelled with --adapt {method} adapts a head on cached features, and --strategy "
                              f"{strategy} trains the body: use --adapt fixmatch, mcc or dann to train the body with U, or "
-                             "--strategy linear-probe")
+                             "--strategy linear-probe (texts: or contrastive)")
     return method
 
 
@@ -74,6 +75,20 @@ def read_for(p: Any, a: AdaptOptions, skip_bad_files: bool, text_column: str, la
     for note in u.notes:
         log(note)
     return u
+
+
+def head_from(spec: HeadSpec, x: np.ndarray, y: np.ndarray, xu: np.ndarray, k: int, training: HeadTraining,
+              method: str, plain: HeadResult) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The head's weights (taking raw features) after `method` learned from U's features `xu` (headstart.adapt;
+    `plain`: the head fitted on (x, y) alone, kept where the method is none or falls back), and its record."""
+    result = adapt(spec, x, y, xu, k, training, method, log=log, plain=plain)
+    weights = plain.weights
+    if result.method != "none":
+        final = result.head or train_head(spec, result.x, result.y, None, None, k,
+                                          HeadTraining(class_balance=training.class_balance, seed=training.seed,
+                                                       c=result.c))
+        weights = result.feature_map.fold_into(final.weights) if result.feature_map else final.weights
+    return weights, result.record
 
 
 def adapted_head(p: Any, u: Unlabelled, method: str, spec: HeadSpec, training: HeadTraining, plain: HeadResult,
@@ -101,17 +116,9 @@ def adapted_head(p: Any, u: Unlabelled, method: str, spec: HeadSpec, training: H
         feats = p.embed(u.items)
         log(f"adapt: {len(u.items):,} unlabelled {'texts' if p.samples.modality == 'text' else 'images'}, features "
             f"{'from the cache' if feats.cache_hit else f'in {feats.seconds:.1f}s'}")
-    k = len(p.samples.classes)
     inner = method if body is None else ("self-training" if method.endswith("self-training") else "none")
-    result = adapt(spec, x, y, np.asarray(feats.array), k, training, inner, log=log, plain=plain)
-    weights = plain.weights
-    if result.method != "none":
-        final = result.head or train_head(spec, result.x, result.y, None, None, k,
-                                          HeadTraining(class_balance=training.class_balance, seed=training.seed,
-                                                       c=result.c))
-        weights = result.feature_map.fold_into(final.weights) if result.feature_map else final.weights
-    record = result.record | {"unlabelled": u.record(), "extract_seconds": round(feats.seconds, 3),
-                              "cache_hit": feats.cache_hit}
+    weights, record = head_from(spec, x, y, np.asarray(feats.array), len(p.samples.classes), training, inner, plain)
+    record |= {"unlabelled": u.record(), "extract_seconds": round(feats.seconds, 3), "cache_hit": feats.cache_hit}
     if body is not None:
         record.update(method=method, reason=f"chosen with --adapt {method}: the body's BatchNorm statistics are U's"
                       + (", then self-training" if inner == "self-training" else ""))

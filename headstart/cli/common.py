@@ -127,7 +127,9 @@ training_options = [
                  help="Augmentation in phases that train the body: random resized crop, horizontal flip (default "
                       "crop-flip; detection: flip, and no crops)."),
     click.option("--seed", default=0, show_default=True, type=int),
-    click.option("--val-split", default=0.2, show_default=True, type=float, help="Stratified validation fraction."),
+    click.option("--val-split", default=None, type=float,
+                 help="Stratified validation fraction of runs that train the body (default 0.2; --strategy contrastive: "
+                      "0, every labelled text trains the encoder)."),
     click.option("--no-class-balance", is_flag=True, help="Weigh examples equally instead of classes."),
 ]
 
@@ -172,5 +174,7 @@ def relaunch_for(ctx: click.Context, processes: int) -> None:
 
 
 STRATEGY_HELP = ("auto (measures the linear probe, then trials of finetune and lp-ft, each trained on two of three "
-                 "folds of DATA and scored on the third, within --budget), linear-probe, finetune, partial:N (top N depth "
-                 "groups), gradual (unfreeze one group at a time), lp-ft (linear probe, then fine-tune all).")
+                 "folds of DATA and scored on the third, within --budget; a transformer text encoder with at most 64 "
+                 "texts per class: contrastive), linear-probe, finetune, partial:N (top N depth groups), gradual "
+                 "(unfreeze one group at a time), lp-ft (linear probe, then fine-tune all), contrastive (a transformer "
+                 "text encoder tuned on pairs of labelled texts, then the head on its embeddings).")

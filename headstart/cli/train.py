@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..auto import DEFAULT_BUDGET
+from ..options import VAL_SPLIT
 from ..pretrain import DEFAULT_ARCH as PRETRAIN_ARCH, DEFAULTS as PRETRAIN
 from .common import (STRATEGY_HELP, cache_options, cli, detect_options, emit_json, extract_options, fmt, json_option,
                      quiet_option, relaunch_for, set_quiet, text_options, text_options_of, training_options,
@@ -156,6 +157,15 @@ def _print_run(run, as_json: bool) -> None:
             click.echo(f"phase     head: fitted on cached features of all {m['n_train']} {unit}, C {m['head_c']:.3g} "
                        f"({m['validation']}), {p['seconds']:.2f}s")
             continue
+        if p["from_cache"] and m["strategy"] == "contrastive":
+            click.echo(f"phase     {p['name']}: fitted on the tuned encoder's embeddings of the {m['n_train']} training "
+                       f"{unit}, {p['seconds']:.1f}s")
+            continue
+        if p.get("pairs_per_step"):
+            click.echo(f"phase     {p['name']}: the encoder's top {p['trainable_groups']} of {p['groups']} groups on the "
+                       f"pairs of {p['epochs_run']} x {p['steps_per_epoch']} class-balanced batches "
+                       f"({p['pairs_per_step']} pairs each), {p['seconds']:.1f}s")
+            continue
         if p["from_cache"]:  # lp-ft's (gradual's) head, fitted on the training split before the body trains
             c = next((h.get("head_c") for h in m.get("history", []) if h.get("phase") == p["phase"]), None)
             click.echo(f"phase     {p['name']}: fitted on cached features of the {m['n_train']} training {unit}"
@@ -285,7 +295,8 @@ def lr_find(data: str, strategy: str, model: str, arch: str | None, allow_downlo
 
     r = api_lr_find(data, model=model, strategy=strategy, arch=arch, allow_download=allow_download, head=head,
                     hidden=hidden, dropout=dropout, body_lr_mult=body_lr_mult, layer_decay=layer_decay, bn=bn,
-                    augment=augment, seed=seed, val_split=val_split, class_balance=not no_class_balance,
+                    augment=augment, seed=seed, val_split=VAL_SPLIT if val_split is None else val_split,
+                    class_balance=not no_class_balance,
                     start_lr=start_lr, end_lr=end_lr, steps=steps, batch_size=batch_size, plot=plot,
                     num_workers=workers, cache_dir=cache_dir, no_cache=no_cache, skip_bad_files=skip_bad_files,
                     device=device)

@@ -13,6 +13,7 @@ DATA has classes cannot help and is refused.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import unicodedata
 from collections import Counter
@@ -22,7 +23,7 @@ from typing import Any
 
 from ..errors import HeadstartError, plural
 from ..fileio import sha256_file
-from .images import is_image_file, readable
+from .images import files_fingerprint, is_image_file, readable
 from .texts import read_unlabelled_texts
 
 FOREIGN_SHARE = 0.2  # U's texts in a script the labelled texts do not use: more than this share is refused
@@ -44,6 +45,15 @@ class Unlabelled:
     def record(self) -> dict[str, Any]:
         return {"source": str(self.source), "found": self.found, "used": len(self.items),
                 "duplicates_left_out": self.duplicates, "unreadable_left_out": self.unreadable}
+
+    def fingerprint(self) -> str:
+        """What --resume compares: image files' names, sizes and times, or the texts themselves."""
+        if self.items and isinstance(self.items[0], str):
+            h = hashlib.sha256()
+            for t in self.items:
+                h.update(t.encode("utf-8", "surrogatepass") + b"\0")
+            return h.hexdigest()
+        return files_fingerprint(self.items)
 
 
 def script(text: str) -> str | None:

@@ -249,7 +249,7 @@ def fit_detector(data: str | Path, model: str | None = None, out: str | Path = "
     o = options or FitOptions.of(given, "fit_detector()")
     t, d, s = o.train, o.detect, o.setup
     t_start = time.perf_counter()
-    strategy, detector, seed, val_split = t.strategy, d.detector, t.seed, t.val_split
+    strategy, detector, seed, val_split = t.strategy, d.detector, t.seed, t.val_split_for(t.strategy)
     if strategy.strip().lower() != "auto":
         _S.parse(strategy)  # a typo fails before any work
     defaults = DETECT_DEFAULTS
