@@ -17,7 +17,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def main() -> int:
-    job = json.loads(open(sys.argv[1]).read())
+    job = json.loads(Path(sys.argv[1]).read_text())
     t0 = time.perf_counter()
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
@@ -33,8 +33,7 @@ def main() -> int:
     pred = model.predict([t for t, _ in job["test"]])
     seconds = time.perf_counter() - t0
     acc = balanced_accuracy_score([y for _, y in job["test"]], [int(p) for p in pred])
-    with open(sys.argv[2], "w") as f:
-        json.dump({"balanced_accuracy": float(acc), "seconds": seconds}, f)
+    Path(sys.argv[2]).write_text(json.dumps({"balanced_accuracy": float(acc), "seconds": seconds}))
     return 0
 
 

@@ -65,9 +65,10 @@ def fit(
     best in full, and writes every measurement into metrics["auto"] and the reason into
     metrics["strategy_reason"]; with a transformer text encoder and at most 64 texts per class it
     trains `contrastive` (the encoder tuned on pairs of labelled texts, then the head on its
-    embeddings: headstart.classify.contrastive), which won there at every size measured. Phases with a frozen body fit the head on cached features
-    (headstart.probe: L-BFGS to convergence, its L2 strength `head_c` chosen by cross-validation
-    unless given); phases that train the body run the engine (headstart.engine).
+    embeddings: headstart.classify.contrastive), which won there at every size measured.
+    Phases with a frozen body fit the head on cached features (headstart.probe: L-BFGS to
+    convergence, its L2 strength `head_c` chosen by cross-validation unless given); phases that
+    train the body run the engine (headstart.engine).
     With `measure_only`, auto stops after its measurements and returns them (AutoMeasurement: the
     choice, the reason, metrics["auto"], the folds and every strategy's out-of-fold predictions);
     nothing is written to `out`.

@@ -12,7 +12,7 @@ from test_text_fit import write_reviews
 
 import headstart
 from headstart.cli import main
-from headstart.classify.contrastive import class_balanced_batches, pair_loss
+from headstart.classify.contrastive_task import class_balanced_batches, pair_loss
 from headstart.rundir import WEIGHTS_FILE
 
 FAST = dict(strategy="contrastive", epochs=2, batch_size=8)
@@ -70,7 +70,7 @@ def test_auto_tunes_a_transformer_on_few_texts_and_fits_the_head_on_it(tmp_path,
     assert [p["name"] for p in m["phases"]] == ["pairs", "head"] and m["phases"][0]["body_forward_images"] > 0
     # every pairs epoch was scored with a head fitted on the encoder as it was then
     assert all(h.get("val_balanced_accuracy") is not None for h in m["history"])
-    pretrained = headstart.fit(train, out=tmp_path / "probe", strategy="linear-probe")
+    headstart.fit(train, out=tmp_path / "probe", strategy="linear-probe")  # the pretrained encoder's weights
     tuned, before = load_file(str(tmp_path / "run" / WEIGHTS_FILE)), load_file(str(tmp_path / "probe" / WEIGHTS_FILE))
     moved = [k for k in before if k.startswith("body.") and not torch.equal(tuned[k], before[k])]
     assert moved, "the encoder did not change"

@@ -85,7 +85,7 @@ def train_body_run(out_dir: Path, card: ModelCard, samples: ImageSamples, train_
 
     contrastive = Strategy.parse(cfg.strategy).kind == "contrastive"
     if contrastive:
-        from .contrastive import ContrastiveTask
+        from .contrastive_task import ContrastiveTask
 
         task: ClassificationTask = ContrastiveTask(card, samples, train_idx, val_idx, features, cfg, model, num_workers,
                                                    tokens=tokens, unlabelled=unlabelled)
@@ -179,7 +179,7 @@ def resume_classifier(d: Path, info: dict[str, Any], data: str | Path | None, mo
         raise HeadstartError(f"--resume '{d}': the files in {source} changed since the run started "
                              f"({len(p.samples)} files now, {info['data']['n']} then); start a new run with --out")
     unlabelled = None
-    if info.get("adapt"):  # U again, as the run read it (classify.adapt_task, classify.contrastive)
+    if info.get("adapt"):  # U again, as the run read it (classify.adapt_task, classify.contrastive_task)
         a = info["adapt"]
         was = a["unlabelled"]
         columns = {k: text_info["options"][k] for k in ("text_column", "label_column")} if text_info else {}

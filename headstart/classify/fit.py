@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import __version__
 from ..adapt import ENGINE_METHODS
-from ..auto import check_budget
+from ..auto import balanced_accuracy, check_budget
 from ..cache import Features
 from ..console import log
 from ..data.unlabelled import Unlabelled
@@ -30,6 +30,7 @@ from ..runtime import default_batch_size, is_main_rank
 from ..strategies import BODY_EPOCHS, BODY_PATIENCE, BODY_PHASE_LR, WEIGHT_DECAY, Strategy
 from ..text.options import WORD_PRECISION, TextOptions
 from ..zoo import ModelCard
+from . import contrastive
 from .body import text_metrics, train_body_run
 from .prepare import Prepared, prepare
 from .unlabelled import ENGINE_STRATEGY, adapted_head, auto_reason, check_adapt_options, read_for
@@ -68,7 +69,7 @@ def fit_classifier(data: str | Path, model: str | ModelCard | None, out: str | P
     p = prepare(data, model, arch=s.arch, allow_download=s.allow_download, val_split=val_split, seed=t.seed,
                 cache_dir=s.cache_dir, no_cache=s.no_cache, skip_bad_files=s.skip_bad_files, device=s.device,
                 extract_batch_size=s.extract_batch_size, num_workers=s.num_workers, text=text,
-                check_card=contrastive_card if t.strategy.strip().lower() == "contrastive" else None)
+                check_card=contrastive.check_card if t.strategy.strip().lower() == "contrastive" else None)
     card, samples, train_idx, val_idx = p.card, p.samples, p.train_idx, p.val_idx
     unlabelled = read_for(p, o.adapt, s.skip_bad_files, text.text_column, text.label_column)  # checked before work
     body_factory, features = p.body, p.features
@@ -82,16 +83,18 @@ def fit_classifier(data: str | Path, model: str | ModelCard | None, out: str | P
                 ": the new encoder and the words without a vector train, the pretrained vectors stay fixed"
                 if text.strategy() == "partial:1" else
                 ": random embeddings, everything trains (no transfer)" if text.embeddings == "random" else ""))
-    elif auto and not measure_only and method not in ENGINE_METHODS and contrastive_by_default(card, samples):
-        chosen, reason = Strategy.parse("contrastive"), CONTRASTIVE_REASON
+    elif auto and not measure_only and method not in ENGINE_METHODS and contrastive.by_default(card, samples):
+        chosen, reason = Strategy.parse("contrastive"), contrastive.AUTO_REASON
+        if h.budget is not None:
+            log("--budget unused: auto takes contrastive here without trials")
     elif auto:
         chosen, reason = None, ""  # measured below (headstart.auto)
     else:
         chosen, reason = Strategy.parse(t.strategy), f"chosen with --strategy {t.strategy}"
-    contrastive = chosen is not None and chosen.kind == "contrastive"
+    pairs = chosen is not None and chosen.kind == "contrastive"
     # U through the engine: the body learns from it (classify.adapt_task), or contrastive's last head does
-    engine_u = (unlabelled, method) if unlabelled is not None and (method in ENGINE_METHODS or contrastive) else None
-    if unlabelled is not None and auto and not contrastive:
+    engine_u = (unlabelled, method) if unlabelled is not None and (method in ENGINE_METHODS or pairs) else None
+    if unlabelled is not None and auto and not pairs:
         chosen = Strategy.parse(ENGINE_STRATEGY if engine_u else "linear-probe")
         reason = auto_reason(method)
     body_lr_mult = t.body_lr_mult
@@ -115,8 +118,6 @@ def fit_classifier(data: str | Path, model: str | ModelCard | None, out: str | P
 
         batch = t.batch_size or (32 if words else default_batch_size(p.device))
         if name == "contrastive":  # its batch is the pairs it learns from, and its budget is in batches of each text
-            from . import contrastive
-
             batch = t.batch_size or contrastive.BATCH
             phase_epochs = phase_epochs or epochs or contrastive.default_epochs(len(train_idx), batch)
         return TrainConfig(
@@ -147,7 +148,10 @@ def fit_classifier(data: str | Path, model: str | ModelCard | None, out: str | P
     if (chosen is None or not chosen.trains_body) and not is_main_rank() and not measure_only:
         return None  # type: ignore[return-value]  # --processes: a head on cached features is fitted once, by rank 0
     if chosen is None:
-        measured = measure_auto(p, out_dir, spec, training, budget_s, train_body, epochs or BODY_EPOCHS)
+        measured = None
+        if measure_only and method not in ENGINE_METHODS and contrastive.by_default(card, samples):  # advise
+            measured = measure_contrastive(p, out_dir, spec, training, train_body)
+        measured = measured or measure_auto(p, out_dir, spec, training, budget_s, train_body, epochs or BODY_EPOCHS)
         if measure_only:
             return measured  # type: ignore[return-value]
         return fit_auto(p, out_dir, spec, training, measured, train_body, text_info, t_start, s.device,
@@ -161,7 +165,7 @@ def fit_classifier(data: str | Path, model: str | ModelCard | None, out: str | P
         val_split = t.val_split_for(chosen.name)  # as an explicit contrastive run's, and --resume's
         train_idx, val_idx = stratified_split(samples.labels, val_split, t.seed)
     if chosen.kind == "contrastive":
-        check_contrastive(samples, train_idx)
+        contrastive.check_texts(samples, train_idx)
     if chosen.trains_body:
         from ..surgery import depth_groups
 
@@ -193,7 +197,7 @@ def measure_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTrain
     fold after fold, within `budget` seconds. Trials write only into a folder beside `out_dir`, which
     is removed whatever happens."""
     from .. import auto
-    from ..auto import TRIALS, Trial, TrialStopped, balanced_accuracy, describe, trial_line
+    from ..auto import TRIALS, Trial, TrialStopped, describe, trial_line
 
     samples = p.samples
     x = p.features().array  # extracted first where the cache has none: the budget starts once they are there
@@ -210,13 +214,7 @@ def measure_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTrain
                    "can both train on and score")
     else:
         folds = auto.folds(y, auto.FOLDS, training.seed)
-        t = time.perf_counter()
-        ref = np.empty(len(y), dtype=np.int64)
-        for fit_on, score_on in folds:
-            head = train_head(spec, x[everything[fit_on]], y[fit_on], None, None, len(samples.classes), training)
-            ref[score_on] = head.predict(x[everything[score_on]])
-        record["probe"] = {"strategy": "linear-probe", "val_balanced_accuracy": round(balanced_accuracy(ref, y), 4),
-                           "seconds": round(time.perf_counter() - t, 2)}
+        ref, record["probe"] = probe_folds(x[everything], y, folds, spec, training, len(samples.classes))
         log(f"auto: linear probe {record['probe']['val_balanced_accuracy']:.3f} balanced accuracy on {len(y)} "
             f"examples, each scored by a probe fitted on the other folds ({record['probe']['seconds']:.1f} s); "
             f"then trials of {', '.join(TRIALS)} within {budget:.0f} s")
@@ -279,6 +277,53 @@ def measure_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTrain
     reason = ("auto: " + describe(record["probe"], trials, best["name"], len(y), skipped) if "probe" in record
               else f"auto: {skipped}: the linear probe")
     return AutoMeasurement(best["name"], reason, record, y, folds, predictions)
+
+
+def probe_folds(x: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], spec: HeadSpec,
+                training: HeadTraining, k: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """The linear probe's out-of-fold predictions (a head fitted on the other folds' features), and its record."""
+    t = time.perf_counter()
+    ref = np.empty(len(y), dtype=np.int64)
+    for fit_on, score_on in folds:
+        ref[score_on] = train_head(spec, x[fit_on], y[fit_on], None, None, k, training).predict(x[score_on])
+    return ref, {"strategy": "linear-probe", "val_balanced_accuracy": round(balanced_accuracy(ref, y), 4),
+                 "seconds": round(time.perf_counter() - t, 2)}
+
+
+def measure_contrastive(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining,
+                        train_body: Callable[..., Run]) -> AutoMeasurement | None:
+    """What advise measures where fit's auto takes contrastive without measuring (classify.contrastive.by_default):
+    its out-of-fold predictions, each fold scored by a run trained on the others, beside the probe's, on auto's
+    folds. None where a fold's training part has a class of one text (auto measures then)."""
+    from .. import auto
+
+    everything = np.sort(np.concatenate([p.train_idx, p.val_idx]))
+    y, k = p.samples.labels[everything], len(p.samples.classes)
+    folds = auto.folds(y, auto.FOLDS, training.seed)
+    if any(contrastive.check_pairs(y, fit_on, p.samples.classes) for fit_on, _ in folds):
+        return None
+    ref, probe = probe_folds(p.features().array[everything], y, folds, spec, training, k)
+    oof, last = np.full(len(y), -1, dtype=np.int64), {}
+
+    def watch(epoch: int, pred: np.ndarray, trains_body: bool) -> bool:  # the fold run's last epoch is scored
+        last["pred"] = pred
+        return True
+
+    t, folder = time.perf_counter(), out_dir.with_name(f".{out_dir.name}.auto-trial")
+    log(f"auto: contrastive on {auto.FOLDS} folds, each scored by a run trained on the others")
+    try:
+        for fit_on, score_on in folds:
+            train_body("contrastive", "measured on folds", folder, watch=watch,
+                       split=(everything[fit_on], everything[score_on]))
+            shutil.rmtree(folder, ignore_errors=True)
+            oof[score_on] = last["pred"]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    trial = {"strategy": "contrastive", "val_balanced_accuracy": round(balanced_accuracy(oof, y), 4),
+             "seconds": round(time.perf_counter() - t, 2)}
+    record = {"examples": int(len(y)), "folds": auto.FOLDS, "probe": probe, "trials": [trial], "chosen": "contrastive"}
+    return AutoMeasurement("contrastive", contrastive.AUTO_REASON, record, y, folds, {"linear-probe": ref,
+                                                                                    "contrastive": oof})
 
 
 def fit_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining, m: AutoMeasurement,
@@ -354,41 +399,6 @@ def body_tensors(p: Prepared) -> dict[str, np.ndarray]:
         if image:
             p.cache.store_body(p.body_id, kept)
     return {f"body.{k}": v for k, v in kept.items()}
-
-
-# --strategy auto with a transformer text encoder and at most this many labelled texts in the smallest class:
-# contrastive, the route that won at every size measured (Rotten Tomatoes, 8, 16 and 64 per class, against the
-# linear probe and lp-ft, and SetFit: benchmarks/bench_fewshot.py); above it, auto measures as for images.
-CONTRASTIVE_AUTO_PER_CLASS = 64
-CONTRASTIVE_REASON = (f"auto: a transformer encoder and at most {CONTRASTIVE_AUTO_PER_CLASS} labelled texts per class: "
-                      "contrastive (it beat the linear probe and lp-ft at 8, 16 and 64 per class, "
-                      "benchmarks/bench_fewshot.py)")
-
-
-def contrastive_by_default(card: ModelCard, samples: Any) -> bool:
-    """Whether --strategy auto trains contrastive without measuring (CONTRASTIVE_AUTO_PER_CLASS); a class of one text
-    cannot form a pair, and auto measures instead."""
-    if card.architecture != "transformers" or samples.modality != "text":
-        return False
-    counts = np.bincount(samples.labels, minlength=len(samples.classes))
-    return 2 <= int(counts.min()) <= CONTRASTIVE_AUTO_PER_CLASS
-
-
-def contrastive_card(card: ModelCard, modality: str) -> None:
-    """--strategy contrastive tunes a transformer encoder on texts (checked as soon as the card is known)."""
-    if card.architecture != "transformers":
-        what = "word vectors" if card.architecture == "word-vectors" else f"an {modality} model"
-        raise HeadstartError(f"--strategy contrastive tunes a transformer text encoder (minilm_l6, hf:FOLDER) on pairs "
-                             f"of labelled texts; '{card.name}' is {what}: choose another --model or --strategy")
-
-
-def check_contrastive(samples: Any, train_idx: np.ndarray) -> None:
-    """--strategy contrastive needs two training texts of every class."""
-    from .contrastive import check_pairs
-
-    why = check_pairs(samples.labels, train_idx, samples.classes)
-    if why:
-        raise HeadstartError(f"--strategy contrastive: {why}; add texts to that class, or use --strategy linear-probe")
 
 
 def check_probe_options(chosen: Strategy, auto: bool, head_c: float | None = None, **given: Any) -> None:

@@ -138,7 +138,8 @@ def _print_run(run, as_json: bool) -> None:
         _print_detect_run(run)
         return
     unit = "texts" if run.modality == "text" else "images"
-    split = (f"{m['n_train']} {unit} (all train the head)" if "validation" in m else
+    split = (f"{m['n_train']} {unit} (all train the {'encoder and the ' if m['strategy'] == 'contrastive' else ''}head)"
+             if "validation" in m else
              f"{m['n_train']} train / {m['n_val']} val {unit}")
     click.echo(f"{m['model']}, {m['strategy']}: {split}, {m['n_classes']} classes")
     if m.get("text"):
@@ -178,8 +179,8 @@ def _print_run(run, as_json: bool) -> None:
     if m.get("images_per_second"):
         click.echo(f"speed     {m['images_per_second']} {unit}/s while training the body")
     best = m.get("best") or {}
-    where = (f" (phase {best['phase']}, epoch {best['phase_epoch']})" if best.get("phase_epoch") else
-             f" ({m['validation']})" if m.get("validation") else "")
+    where = (f" ({m['validation']})" if m.get("validation") else
+             f" (phase {best['phase']}, epoch {best['phase_epoch']})" if best.get("phase_epoch") else "")
     click.echo(f"val       accuracy {fmt(m['val_accuracy'])}, balanced {fmt(m['val_balanced_accuracy'])}{where}")
     if m.get("adapt"):
         a = m["adapt"]
