@@ -68,8 +68,9 @@ def batch_shape(n_classes: int, batch: int) -> tuple[int, int]:
 # --strategy auto with a transformer text encoder and at most this many labelled texts in the smallest class:
 # contrastive. Movie reviews, MiniLM, 5 seeds (benchmarks/bench_fewshot.py): 8 per class 0.617 against the
 # linear probe's 0.592 and lp-ft's 0.561; 16 per class 0.660 against 0.627 and 0.615; 64 per class 0.731 against
-# the probe's 0.674 (lp-ft 0.682 on the same splits, benchmarks/bench_text.py). Above it contrastive was not
-# measured, and auto measures as for images.
+# the probe's 0.674 (lp-ft 0.682 on the same splits, benchmarks/bench_text.py). Checked on convention speeches
+# (bench_fewshot.py --task political, 3 seeds): 16 per class 0.661 against the probe's 0.623, but 8 per class
+# 0.669 against 0.685. Above 64 contrastive was not measured, and auto measures as for images.
 AUTO_PER_CLASS = 64
 AUTO_REASON = (f"auto: a transformer encoder and at most {AUTO_PER_CLASS} labelled texts per class: contrastive "
                "(above the linear probe and lp-ft at 8, 16 and 64 reviews per class, benchmarks/bench_fewshot.py)")
