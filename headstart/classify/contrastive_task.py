@@ -31,7 +31,7 @@ from ..engine import PhaseData, Validation
 from ..errors import HeadstartError
 from ..features import run_text_body
 from ..heads import HeadSpec
-from ..probe import HeadTraining, train_head
+from ..probe import HeadTraining, balanced_accuracy, train_head
 from ..strategies import Phase
 from ..text.inputs import Tokenized, collate
 from .contrastive import batch_shape, steps_per_epoch
@@ -211,8 +211,7 @@ class ContrastiveTask(ClassificationTask):
             logits = self.model.head(torch.from_numpy(x).to(next(self.model.head.parameters()).device)).float().cpu()
         loss = float(F.cross_entropy(logits, torch.as_tensor(y)))
         pred = logits.argmax(1).numpy()
-        recalls = [float((pred[y == c_] == c_).mean()) for c_ in np.unique(y)]
         record = {"val_loss": loss, "head_c": c, "val_accuracy": float((pred == y).mean()),
-                  "val_balanced_accuracy": float(np.mean(recalls))}
+                  "val_balanced_accuracy": balanced_accuracy(pred, y)}
         score = record["val_balanced_accuracy" if self.cfg.class_balance else "val_accuracy"]
         return Validation(record, self._key(score, loss), pred)
