@@ -76,14 +76,15 @@ class Curve:
     simple: dict[int, list[float]]  # the simple baseline: logistic regression on pixels (images) or TF-IDF (text)
     simple_key: str = "pixels"
     unlabelled: dict[int, list[float]] = dataclasses.field(default_factory=dict)  # transfer learning from U too
+    contrastive: dict[int, list[float]] = dataclasses.field(default_factory=dict)  # the encoder tuned on pairs
 
     def summary(self) -> list[dict[str, Any]]:
         out = []
         for n in self.points:
             row: dict[str, Any] = {"per_class": n}
             for name, runs in (("transfer", self.transfer), ("scratch", self.scratch), (self.simple_key, self.simple),
-                               ("unlabelled", self.unlabelled)):
-                if name == "unlabelled" and not runs:
+                               ("unlabelled", self.unlabelled), ("contrastive", self.contrastive)):
+                if name in ("unlabelled", "contrastive") and not runs:
                     continue
                 vals = runs.get(n, [])
                 row[name] = {"mean": float(np.mean(vals)) if vals else None,
@@ -161,12 +162,14 @@ def advise(
     text: TextOptions | None = None,
     budget: float | None = None,
     unlabelled: str | Path | None = None,
+    curve_contrastive: bool = False,
 ) -> dict[str, Any]:
     """The advisor's report as a dict (the JSON), and as a self-contained HTML file when `out` is given.
     DATA holds images or texts; for texts the simple baseline is TF-IDF + logistic regression and
     training from scratch is fit's word-vector network with random embeddings (`--embeddings random`).
     With `unlabelled` (fit's --unlabelled): how far U is from DATA, the head's confidence on it, auto's
-    method and its check, and the learning curve with U (headstart.adapt)."""
+    method and its check, and the learning curve with U (headstart.adapt). With `curve_contrastive`, where fit's
+    auto tunes a transformer encoder on pairs (classify.contrastive), a curve of that too: a run at each point."""
     t0 = time.perf_counter()
     for name, value in (("seeds", seeds), ("test_fraction", test_fraction), ("scratch_size", scratch_size),
                         ("scratch_max_per_class", scratch_max_per_class)):
@@ -178,6 +181,8 @@ def advise(
 
     text = text or TextOptions()
     kind = data_modality(data)
+    if curve_contrastive and kind != "text":
+        raise HeadstartError(f"--curve-contrastive tunes a text encoder; '{data}' holds images: leave it out")
     samples = read_samples(data, kind, text)
     counts = np.bincount(samples.labels, minlength=len(samples.classes))
     small = [samples.classes[i] for i, c in enumerate(counts) if c < 2]
@@ -229,10 +234,26 @@ def advise(
         inputs = inspect_texts(samples, p.tokens)
         conditions = text_conditions(samples, cards, inputs, per_class_all, text)
 
+    # the learning curve's points (3c), drawn first: contrastive's curve runs beside auto's measurements (3b)
+    splits = [_split(y, s, test_fraction, MAX_TEST_PER_CLASS) for s in range(seeds)]
+    pool_min = min(int(np.bincount(y[pool], minlength=k).min()) for pool, _ in splits)
+    wanted = sorted(set(curve or DEFAULT_CURVE))
+    points = [n for n in wanted if n <= pool_min]
+    if not curve and pool_min not in points and pool_min < max(wanted):
+        points.append(pool_min)  # the most DATA allows: the user's own size, less the test part
+    if not points:
+        points = [pool_min]
+    dropped = [n for n in wanted if n > pool_min]
+    if dropped:
+        notes.append(f"curve points {', '.join(map(str, dropped))} per class need more {kind}s than DATA holds "
+                     f"outside the test part ({pool_min} per class); the curve stops at {max(points)}")
+    if int(counts.max() * test_fraction) > MAX_TEST_PER_CLASS:
+        notes.append(f"the held-out part is subsampled to {MAX_TEST_PER_CLASS} {kind}s per class")
+    chosen = {(s, n): _take(y, pool, n, s) for s, (pool, _) in enumerate(splits) for n in points}
     # 3b. the recommendation: what `fit --strategy auto` chooses, measured the way fit measures it (the
     # linear probe, then trials of the strategies that train the body, each example scored by a run
     # trained on the other folds). The gain at the user's size is measured on the same folds.
-    folds, measured = auto.folds(y, auto.FOLDS, 0), None
+    folds, measured, contrastive_curve = auto.folds(y, auto.FOLDS, 0), None, {}
     if words:  # what fit does with word vectors follows from --embeddings (and the auto encoder)
         m = int(np.bincount(y[p.train_idx], minlength=k).min())
         embeddings = "frozen" if m < 100 else "frozen-then-finetune"
@@ -255,32 +276,24 @@ def advise(
         try:
             am = fit_classifier(data, best, where / "run", FitOptions.of(
                 dict(strategy="auto", budget=budget, cache_dir=cache_dir, no_cache=no_cache, skip_bad_files=skip_bad_files,
-                     device=device, num_workers=num_workers), text=text), measure_only=True)
+                     device=device, num_workers=num_workers), text=text), measure_only=True,
+                curve={(s, n): (chosen[(s, n)], splits[s][1]) for s in range(seeds) for n in points if n >= 2}
+                if curve_contrastive else None)
         finally:
             shutil.rmtree(where, ignore_errors=True)
         assert np.array_equal(am.labels, y) and am.folds is not None  # the same examples, each class twice at least
         strategy, reason, measured, folds = am.chosen, am.reason, am.record, am.folds
         rec_pred, probe_oof = am.predictions[strategy], am.predictions["linear-probe"]
         command_options = f"--strategy {strategy}"
+        for (s, n), pred in am.curve.items():
+            contrastive_curve.setdefault(n, []).append(float((pred == y[splits[s][1]]).mean()))
+    if curve_contrastive and not contrastive_curve:
+        notes.append(f"no contrastive curve (--curve-contrastive): fit --strategy auto does not take contrastive "
+                     f"with {best.name} here" + ("" if max(points) >= 2 else "; the curve has no point of 2 per class"))
     decided = np.flatnonzero(rec_pred >= 0)  # a trial that stopped early decided on the folds that ran
 
     # 3c. the learning curve
-    splits = [_split(y, s, test_fraction, MAX_TEST_PER_CLASS) for s in range(seeds)]
-    pool_min = min(int(np.bincount(y[pool], minlength=k).min()) for pool, _ in splits)
-    wanted = sorted(set(curve or DEFAULT_CURVE))
-    points = [n for n in wanted if n <= pool_min]
-    if not curve and pool_min not in points and pool_min < max(wanted):
-        points.append(pool_min)  # the most DATA allows: the user's own size, less the test part
-    if not points:
-        points = [pool_min]
-    dropped = [n for n in wanted if n > pool_min]
-    if dropped:
-        notes.append(f"curve points {', '.join(map(str, dropped))} per class need more {kind}s than DATA holds "
-                     f"outside the test part ({pool_min} per class); the curve stops at {max(points)}")
-    if int(counts.max() * test_fraction) > MAX_TEST_PER_CLASS:
-        notes.append(f"the held-out part is subsampled to {MAX_TEST_PER_CLASS} {kind}s per class")
-    chosen = {(s, n): _take(y, pool, n, s) for s, (pool, _) in enumerate(splits) for n in points}
-    result = Curve(points, {}, {}, {}, "pixels" if kind == "image" else "tfidf")
+    result = Curve(points, {}, {}, {}, "pixels" if kind == "image" else "tfidf", contrastive=contrastive_curve)
     scratch_points = [n for n in points if n <= scratch_max_per_class] if scratch else []
     scratch_runs = [(s, n) for s in range(seeds) for n in scratch_points]
     # the ways without transfer on the folds the recommended strategy was scored on
@@ -423,7 +436,8 @@ def advise(
                                      else "word network from random embeddings"),
                          result.simple_key: ("logistic regression on pixels" if kind == "image"
                                              else "TF-IDF + logistic regression")}
-        | ({"unlabelled": f"transfer learning from U too ({adapted.method})"} if result.unlabelled and adapted else {}),
+        | ({"unlabelled": f"transfer learning from U too ({adapted.method})"} if result.unlabelled and adapted else {})
+        | ({"contrastive": f"{best.name} tuned on pairs, then the head (contrastive)"} if contrastive_curve else {}),
         "conditions": conditions,
         "ranking": ranking["models"],
         "ranking_metric": ranking["metric"],

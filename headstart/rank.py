@@ -340,6 +340,7 @@ def rank_models(
     Word-vector cards are scored on averaged word vectors (their frozen features: the
     encoder that fit puts over them starts random). `text`: TextOptions (columns, max length)."""
     from .console import log, warn
+    from .classify import contrastive
     from .classify.prepare import read_samples
     from .cache import FeatureCache
     from .data.modality import data_modality
@@ -411,6 +412,9 @@ def rank_models(
         row["score_seconds"] = round(time.perf_counter() - t0, 3)
         if not card.has_source_head and ("leep" in compute or "nce" in compute):
             row["note"] = "no source-task head: LEEP and NCE need one"
+        if contrastive.by_default(card, p.samples):  # what fit does with it here changes the features scored
+            row["note"] = "; ".join(filter(None, [row.get("note"), "these scores read its pretrained embeddings; fit "
+                                                  "--strategy auto tunes it on pairs of DATA's texts first (contrastive)"]))
         row.pop("cv_note", None)
         rows.append(row)
         value = row.get(key)
@@ -418,7 +422,8 @@ def rank_models(
     ranked = sorted(rows, key=lambda r: (r.get(key) is None, -(r.get(key) or 0.0)))
     for i, r in enumerate(ranked, start=1):
         r["rank"] = i if r.get(key) is not None else None
-    return {"metric": key, "n": len(samples), "classes": len(samples.classes), "models": ranked, "notes": notes}
+    return {"metric": key, "n": len(samples), "classes": len(samples.classes), "modality": kind, "models": ranked,
+            "notes": notes}
 
 
 SCORES_FORMAT = 2  # 2: LogME maximises the evidence exactly (1 stopped short when N < D)

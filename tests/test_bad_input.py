@@ -415,6 +415,8 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], tuple[str, ...]]] = [
     ("--strategy contrastive with a class whose second text validates",
      lambda c: _text_csv(c, "text,label\n" + _GOOD_TEXTS + "one more,meh\nand another,meh\n", "--strategy",
                          "contrastive", "--val-split", "0.5"), ("'meh' has 1 training text", "2 labelled", "--val-split 0")),
+    ("advise --curve-contrastive on images", lambda c: ["advise", str(c.shapes), "--curve-contrastive"],
+     ("--curve-contrastive", "images", "leave it out")),
     # values: one range each, zero never the default
     *[(f"{cmd} {flag} {value}", (lambda cmd, flag, value: lambda c: [
         cmd, *({"predict": [str(c.run), str(c.shapes)]}.get(cmd, [str(c.shapes)])),

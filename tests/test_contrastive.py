@@ -105,3 +105,42 @@ def test_contrastive_with_unlabelled_texts_self_trains_the_last_head_and_resumes
     u.write_text(u.read_text() + "one more unlabelled review,\n")
     with pytest.raises(headstart.HeadstartError, match="unlabelled texts in .* changed"):
         headstart.resume(tmp_path / "stopped")
+
+
+def test_a_sentence_transformer_folder_tunes_contrastively(tmp_path, texts):
+    import shutil
+
+    from headstart.text.inputs import card_model_dir
+    from headstart.zoo import get_card
+
+    train, test = texts
+    local = tmp_path / "my-encoder"
+    shutil.copytree(card_model_dir(get_card("minilm_l6")), local)
+    run = headstart.fit(train, model=f"hf:{local}", out=tmp_path / "run", **FAST)
+    assert run.card.name == f"hf:{local}" and [p["name"] for p in run.metrics["phases"]] == ["pairs", "head"]
+    assert headstart.evaluate(run, test)["balanced_accuracy"] >= 0.9
+
+
+def test_auto_does_not_take_contrastive_for_a_class_of_one_text(tmp_path, texts):
+    train, _ = texts
+    one = tmp_path / "one.csv"
+    one.write_text(train.read_text() + "a film of its own kind,meh\n")
+    run = headstart.fit(one, out=tmp_path / "run", epochs=2, batch_size=8)  # auto: measured, no trials (conftest)
+    assert run.metrics["strategy"] == "linear-probe" and "'meh' has a single example" in run.metrics["strategy_reason"]
+
+
+def test_rank_says_auto_tunes_the_encoder_and_advise_draws_its_curve(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("headstart.classify.contrastive.PASSES", 2)  # advise's runs take the default budget: a short one
+    monkeypatch.setattr("headstart.classify.contrastive.MIN_STEPS_PER_EPOCH", 2)
+    small = write_reviews(tmp_path / "small.csv", n=7)
+    assert main(["rank", str(small)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("14 texts, 2 classes")
+    assert "these scores read its pretrained embeddings; fit --strategy auto tunes it" in out
+    report = headstart.advise(small, ["minilm_l6"], seeds=1, curve=[1, 2, 3], scratch=False,
+                              curve_contrastive=True)
+    assert report["recommended_strategy"] == "contrastive" and "contrastive" in report["curve_labels"]
+    rows = {r["per_class"]: r for r in report["learning_curve"]}
+    assert "runs" not in rows[1]["contrastive"] or rows[1]["contrastive"]["runs"] == []  # a pair needs two per class
+    assert len(rows[2]["contrastive"]["runs"]) == len(rows[3]["contrastive"]["runs"]) == 1
+    assert rows[3]["contrastive"]["mean"] >= 0.5

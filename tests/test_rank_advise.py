@@ -107,9 +107,9 @@ def test_advise_measures_the_gain_where_the_recommended_strategy_was_scored(shap
     real_fit = classify_fit.fit_classifier
     seen = {}
 
-    def measured(data, model, out, o, measure_only=False):  # auto's measurement as if finetune had won on fold 1
+    def measured(data, model, out, o, measure_only=False, curve=None):  # auto's measurement as if finetune had won on fold 1
         assert measure_only is True and o.train.strategy == "auto"
-        m = real_fit(data, model, out, o, measure_only=True)
+        m = real_fit(data, model, out, o, measure_only=True, curve=curve)
         rec = np.full(len(m.labels), -1)
         first = m.folds[0][1]
         rec[first] = m.labels[first]  # right on every example it was scored on

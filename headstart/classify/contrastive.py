@@ -46,6 +46,11 @@ def default_epochs(n_train: int, batch: int) -> int:
     return max(1, round(PASSES * math.ceil(n_train / batch) / steps_per_epoch(n_train, batch)))
 
 
+def steps(n_train: int, batch: int = BATCH) -> int:
+    """Steps of the pairs phase by default: what its time goes with (advise's estimate)."""
+    return default_epochs(n_train, batch) * steps_per_epoch(n_train, batch)
+
+
 def check_pairs(labels: np.ndarray, train_idx: np.ndarray, classes: tuple[str, ...]) -> str | None:
     """Why the training split cannot form a same-class pair of every class (None: it can)."""
     counts = np.bincount(labels[train_idx], minlength=len(classes))
@@ -69,8 +74,8 @@ def batch_shape(n_classes: int, batch: int) -> tuple[int, int]:
 # contrastive. Movie reviews, MiniLM, 5 seeds (benchmarks/bench_fewshot.py): 8 per class 0.617 against the
 # linear probe's 0.592 and lp-ft's 0.561; 16 per class 0.660 against 0.627 and 0.615; 64 per class 0.731 against
 # the probe's 0.674 (lp-ft 0.682 on the same splits, benchmarks/bench_text.py). Checked on convention speeches
-# (bench_fewshot.py --task political, 3 seeds): 16 per class 0.661 against the probe's 0.623, but 8 per class
-# 0.669 against 0.685. Above 64 contrastive was not measured, and auto measures as for images.
+# (bench_fewshot.py --task political, 5 seeds, never tuned on): 8 per class 0.669 against the probe's 0.652, 16
+# per class 0.666 against 0.664. Above 64 contrastive was not measured, and auto measures as for images.
 AUTO_PER_CLASS = 64
 AUTO_REASON = (f"auto: a transformer encoder and at most {AUTO_PER_CLASS} labelled texts per class: contrastive "
                "(above the linear probe and lp-ft at 8, 16 and 64 reviews per class, benchmarks/bench_fewshot.py)")

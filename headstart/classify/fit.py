@@ -50,7 +50,7 @@ TRANSFORMER_BODY_LR_MULT = 0.05
 
 
 def fit_classifier(data: str | Path, model: str | ModelCard | None, out: str | Path, o: FitOptions,
-                   measure_only: bool = False) -> Run:
+                   measure_only: bool = False, curve: dict[Any, tuple[np.ndarray, np.ndarray]] | None = None) -> Run:
     """headstart.fit for labelled images and texts (see its docstring): the strategy chosen or measured
     (auto), then a head on cached features or a run of the engine."""
     t, h, s = o.train, o.head, o.setup
@@ -150,7 +150,7 @@ def fit_classifier(data: str | Path, model: str | ModelCard | None, out: str | P
     if chosen is None:
         measured = None
         if measure_only and method not in ENGINE_METHODS and contrastive.by_default(card, samples):  # advise
-            measured = measure_contrastive(p, out_dir, spec, training, train_body)
+            measured = measure_contrastive(p, out_dir, spec, training, train_body, curve or {})
         measured = measured or measure_auto(p, out_dir, spec, training, budget_s, train_body, epochs or BODY_EPOCHS)
         if measure_only:
             return measured  # type: ignore[return-value]
@@ -188,6 +188,7 @@ class AutoMeasurement:
     labels: np.ndarray  # every labelled example's class, in DATA's order
     folds: list[tuple[np.ndarray, np.ndarray]] | None  # (train on, score on) indices into labels; None: no trials
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # out-of-fold, per strategy; -1: not decided
+    curve: dict[Any, np.ndarray] = field(default_factory=dict)  # advise's curve points: contrastive's predictions
 
 
 def measure_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining, budget: float,
@@ -291,10 +292,12 @@ def probe_folds(x: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.n
 
 
 def measure_contrastive(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining,
-                        train_body: Callable[..., Run]) -> AutoMeasurement | None:
+                        train_body: Callable[..., Run], curve: dict[Any, tuple[np.ndarray, np.ndarray]]
+                        ) -> AutoMeasurement | None:
     """What advise measures where fit's auto takes contrastive without measuring (classify.contrastive.by_default):
     its out-of-fold predictions, each fold scored by a run trained on the others, beside the probe's, on auto's
-    folds. None where a fold's training part has a class of one text (auto measures then)."""
+    folds; then a run for each of advise's `curve` points (train, test), its predictions of test in .curve. None
+    where a fold's training part has a class of one text (auto measures then)."""
     from .. import auto
 
     everything = np.sort(np.concatenate([p.train_idx, p.val_idx]))
@@ -303,27 +306,37 @@ def measure_contrastive(p: Prepared, out_dir: Path, spec: HeadSpec, training: He
     if any(contrastive.check_pairs(y, fit_on, p.samples.classes) for fit_on, _ in folds):
         return None
     ref, probe = probe_folds(p.features().array[everything], y, folds, spec, training, k)
-    oof, last = np.full(len(y), -1, dtype=np.int64), {}
+    folder = out_dir.with_name(f".{out_dir.name}.auto-trial")
 
-    def watch(epoch: int, pred: np.ndarray, trains_body: bool) -> bool:  # the fold run's last epoch is scored
-        last["pred"] = pred
-        return True
+    def predict(split: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """The second part's predictions by a run trained on the first (its last epoch's, whatever it scored)."""
+        last: dict[str, np.ndarray] = {}
 
-    t, folder = time.perf_counter(), out_dir.with_name(f".{out_dir.name}.auto-trial")
-    log(f"auto: contrastive on {auto.FOLDS} folds, each scored by a run trained on the others")
-    try:
-        for fit_on, score_on in folds:
-            train_body("contrastive", "measured on folds", folder, watch=watch,
-                       split=(everything[fit_on], everything[score_on]))
+        def watch(epoch: int, pred: np.ndarray, trains_body: bool) -> bool:
+            last["pred"] = pred
+            return True
+
+        try:
+            train_body("contrastive", "measured on folds", folder, watch=watch, split=split)
+        finally:
             shutil.rmtree(folder, ignore_errors=True)
-            oof[score_on] = last["pred"]
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        return last["pred"]
+
+    t = time.perf_counter()
+    log(f"auto: contrastive on {auto.FOLDS} folds, each scored by a run trained on the others")
+    oof = np.full(len(y), -1, dtype=np.int64)
+    for fit_on, score_on in folds:
+        oof[score_on] = predict((everything[fit_on], everything[score_on]))
     trial = {"strategy": "contrastive", "val_balanced_accuracy": round(balanced_accuracy(oof, y), 4),
              "seconds": round(time.perf_counter() - t, 2)}
     record = {"examples": int(len(y)), "folds": auto.FOLDS, "probe": probe, "trials": [trial], "chosen": "contrastive"}
-    return AutoMeasurement("contrastive", contrastive.AUTO_REASON, record, y, folds, {"linear-probe": ref,
-                                                                                    "contrastive": oof})
+    m = AutoMeasurement("contrastive", contrastive.AUTO_REASON, record, y, folds, {"linear-probe": ref, "contrastive": oof})
+    if curve:  # about as long as a fold's run for each of its steps (contrastive.steps)
+        per_step = trial["seconds"] / sum(contrastive.steps(len(fit_on)) for fit_on, _ in folds)
+        total = per_step * sum(contrastive.steps(len(tr)) for tr, _ in curve.values())
+        log(f"advise: contrastive at {len(curve)} curve points, about {total:.0f} s")
+        m.curve = {key: predict((everything[tr], everything[te])) for key, (tr, te) in curve.items()}
+    return m
 
 
 def fit_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTraining, m: AutoMeasurement,

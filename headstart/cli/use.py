@@ -132,7 +132,7 @@ def rank(data: str, models: str | None, metric: str, allow_download: bool, extra
         return
     shown = [m for m in ("logme", "leep", "nce", "hscore", "knn", "linear") if any(m in row for row in r["models"])]
     width = max(10, *(len(row["model"]) for row in r["models"]))
-    click.echo(f"{r['n']} images, {r['classes']} classes; sorted by {r['metric']} (higher is better)")
+    click.echo(f"{r['n']} {r['modality']}s, {r['classes']} classes; sorted by {r['metric']} (higher is better)")
     click.echo(f"{'rank':>4}  {'model':<{width}}" + "".join(f"{m:>9}" for m in shown) + "  extract s  score s")
     for row in r["models"]:
         vals = "".join(f"{row[m]:>9.3f}" if row.get(m) is not None else f"{'-':>9}" for m in shown)
@@ -166,13 +166,16 @@ def rank(data: str, models: str | None, metric: str, allow_download: bool, extra
 @click.option("--unlabelled", default=None, type=click.Path(),
               help="Unlabelled examples (as fit takes them): the domain gap, the head's confidence on them, and "
                    "the learning curve with them.")
+@click.option("--curve-contrastive", is_flag=True,
+              help="Texts, where fit --strategy auto takes contrastive: its learning curve too (a run of the "
+                   "encoder at each point from 2 per class; minutes).")
 @with_options(text_options)
 @with_options(cache_options)
 @json_option
 @quiet_option
 def advise(data: str, models: str | None, out: str, curve: str | None, seeds: int, test_fraction: float,
            no_scratch: bool, scratch_size: int, scratch_max_per_class: int, workers: int | None, budget: float | None,
-           unlabelled: str | None,
+           unlabelled: str | None, curve_contrastive: bool,
            text_column: str, label_column: str, max_length: int | None, skip_empty: bool, cache_dir: str | None,
            no_cache: bool, skip_bad_files: bool, device: str | None, as_json: bool,
            quiet: bool) -> None:
@@ -193,7 +196,7 @@ def advise(data: str, models: str | None, out: str, curve: str | None, seeds: in
                    scratch_size=scratch_size, scratch_max_per_class=scratch_max_per_class, out=out,
                    cache_dir=cache_dir, no_cache=no_cache, skip_bad_files=skip_bad_files, device=device,
                    num_workers=workers, text=text_options_of(text_column, label_column, max_length, skip_empty), budget=budget,
-                   unlabelled=unlabelled)
+                   unlabelled=unlabelled, curve_contrastive=curve_contrastive)
     if as_json:
         emit_json(r)
         return
@@ -213,7 +216,7 @@ def advise(data: str, models: str | None, out: str, curve: str | None, seeds: in
                    f"{un['confidence']['mean']:.2f}" + (f", domain classifier {gap['classifier_balanced_accuracy']:.2f}"
                                                         if gap else "") + f": {un['verdict']}")
     heads = {"transfer": "transfer", "scratch": "from scratch", "pixels": "pixels", "tfidf": "tf-idf",
-             "unlabelled": "with unlabelled"}
+             "unlabelled": "with unlabelled", "contrastive": "contrastive"}
     g = r["gain_measured"]
     click.echo(f"  measured  balanced accuracy at {g['per_class']} per class on {g['examples']} {r['modality']}s: "
                + ", ".join(f"{g['strategy'] if k == 'transfer' else heads[k]} {v:.3f}"
