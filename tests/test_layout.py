@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1] / "headstart"
 LAYERS = [
     ["errors", "console", "fileio", "runtime", "rundir", "onnxio", "launch", "schemas"],  # core
     ["zoo.card", "zoo.builtin", "data", "text.words", "text.vectors", "text.options", "cache", "options"],  # data
-    ["zoo.build", "zoo.weights", "surgery", "heads", "fuse", "text"],  # networks
+    ["zoo.build", "zoo.weights", "surgery", "heads", "fuse", "text", "darknet"],  # networks
     ["zoo"],  # finding cards, the user's zoo
     ["strategies", "probe", "features", "engine", "auto", "adapt"],  # the engine and what decides
     ["classify", "run", "detection"],  # tasks
