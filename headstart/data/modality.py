@@ -1,6 +1,7 @@
 """Which kind of DATA the user gave: images, text, or a detection dataset.
 
-  detection      a COCO JSON file, a folder holding one, or a Pascal VOC folder (read by headstart.detection.data)
+  detection      a COCO JSON file, a folder holding one, a Pascal VOC folder, or a YOLO label layout (a folder
+                 or its data.yaml; read by headstart.detection.data)
   a folder       images when its class subfolders hold image files, text when they hold .txt files
   a .jsonl file  text
   a .csv / .tsv  images when its header has a `path` column, text otherwise
@@ -20,6 +21,8 @@ from .images import PATH_COLUMN, is_image_file
 
 DEFAULT_MODEL = {"image": "efficientnet_lite0", "text": "minilm_l6"}
 COCO_FILE = "annotations.json"
+YOLO_YAML = ("data.yaml", "data.yml")  # Ultralytics: names, and train / val image folders
+YOLO_NAMES = ("classes.txt", "obj.names")  # Darknet: one class name a line
 TEXT_SUFFIXES = (".jsonl", ".ndjson")
 
 
@@ -64,8 +67,10 @@ def is_detection_data(data: object) -> bool:
     try:
         p = Path(data).expanduser()  # type: ignore[arg-type]
         if p.is_file():
+            if p.suffix.lower() in (".yaml", ".yml"):
+                return is_yolo_yaml(p)
             return p.suffix.lower() == ".json" and looks_like_coco(p)
-        return p.is_dir() and (find_coco_json(p, strict=False) is not None or is_voc(p))
+        return p.is_dir() and (find_coco_json(p, strict=False) is not None or is_voc(p) or is_yolo(p))
     except Exception:  # noqa: BLE001 - a guess about any input must not fail
         return False
 
@@ -73,6 +78,56 @@ def is_detection_data(data: object) -> bool:
 def is_voc(folder: Path) -> bool:
     ann = folder / "Annotations"
     return ann.is_dir() and any(voc_xmls(ann))
+
+
+def is_yolo(folder: Path, need_names: bool = True) -> bool:
+    """A YOLO label layout: a data.yaml with names; an images/ folder with a labels/ folder of .txt files beside
+    it (in `folder`, or one level down as in train/images + train/labels); or an image with its .txt label
+    beside it (Darknet), which counts only with a names file (classes.txt, obj.names) unless need_names is
+    False: without one it may be images with captions. Class subfolders of images or of .txt files are not it."""
+    if any(is_yolo_yaml(folder / y) for y in YOLO_YAML):
+        return True
+    subdirs = (p for p in islice(folder.iterdir(), 200) if p.is_dir() and not p.name.startswith("."))
+    for d in (folder, *subdirs):
+        if (d / "images").is_dir() and (d / "labels").is_dir() and _holds(d / "images", is_image_file) \
+                and _holds(d / "labels", lambda p: p.suffix.lower() == ".txt"):
+            return True
+    if need_names and yolo_names_file(folder) is None:
+        return False
+    images, texts = set(), set()
+    for p in islice(folder.rglob("*"), 2000):
+        if is_image_file(p):
+            images.add((p.parent, p.stem))
+        elif p.suffix.lower() == ".txt" and not p.name.startswith("."):
+            texts.add((p.parent, p.stem))
+    return bool(images & texts)
+
+
+def is_yolo_yaml(path: Path) -> bool:
+    """A YAML file (Ultralytics' data.yaml) with a top-level names: key."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return False
+    return re.search(rb"(?m)^names[ \t]*:", head) is not None
+
+
+def yolo_names_file(folder: Path) -> Path | None:
+    """Darknet's class names beside a YOLO layout: classes.txt, obj.names, the one *.names, or labels/classes.txt
+    (where LabelImg writes it)."""
+    for name in YOLO_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    names = sorted(p for p in folder.glob("*.names") if p.is_file() and not p.name.startswith("."))
+    if len(names) == 1:
+        return names[0]
+    return folder / "labels" / "classes.txt" if (folder / "labels" / "classes.txt").is_file() else None
+
+
+def _holds(folder: Path, want: Callable[[Path], bool]) -> bool:
+    """Whether one of the first files under folder is wanted (a bounded look: never a whole dataset)."""
+    return any(want(p) and p.is_file() for p in islice(folder.rglob("*"), 500))
 
 
 def voc_xmls(ann: Path) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Detection DATA: COCO JSON (boxes, optionally masks) or a Pascal VOC folder (boxes).
+"""Detection DATA: COCO JSON (boxes, optionally masks), a Pascal VOC folder or YOLO labels (boxes).
 
 Like image classification DATA (data/images.py), everything about the user's files is checked
 before any work starts, and each kind of problem is reported at once in one HeadstartError line
@@ -13,6 +13,7 @@ Accepted layouts (`is_detection_data` says whether DATA is one of them, and neve
     x.json                                   a COCO file: "images", "annotations", "categories"
     folder/annotations.json                  (or the one COCO *.json in folder/ or folder/annotations/)
     folder/Annotations/*.xml + JPEGImages/   Pascal VOC
+    folder/images/ + labels/*.txt, data.yaml YOLO (or each .txt beside its image, + classes.txt): yolo_format.py
 
 COCO `file_name`s are looked up next to the JSON, in its images/ folder, in the images/ folder
 beside it, and in the folder beside it named after the JSON (annotations/instances_train2017.json
@@ -31,7 +32,7 @@ import math
 import os
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,16 +41,16 @@ import numpy as np
 from PIL import Image
 
 from ..data.images import check_image
-from ..data.modality import COCO_FILE, find_coco_json, is_detection_data, voc_xmls  # noqa: F401
+from ..data.modality import COCO_FILE, find_coco_json, is_detection_data, is_yolo, voc_xmls  # noqa: F401
 from ..errors import HeadstartError, plural, shortlist
 from .dataset import DetectionData, DetectionImage, mask_of, split_images  # noqa: F401  (also read from here)
+from .yolo_format import SKIP_FLAG, scan_yolo, to_number
 
-SKIP_FLAG = "--skip-bad"
 COCO_KEYS = ("images", "annotations", "categories")
 LAYOUTS = ('a COCO JSON file (with "images", "annotations" and "categories"), a folder holding annotations.json '
-           "(or annotations/instances_*.json), or a Pascal VOC folder (Annotations/*.xml + JPEGImages/)")
+           "(or annotations/instances_*.json), a Pascal VOC folder (Annotations/*.xml + JPEGImages/), or YOLO labels "
+           "(images/ + labels/*.txt, or each .txt beside its image, with classes.txt or a data.yaml of names:)")
 BOX_TOLERANCE = 1.0  # pixels a box may stick out of its image before it counts as outside (it is clipped)
-SHOWN = 5  # problems listed in one message before "... and N more"
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -86,6 +87,8 @@ def read_detection_data(data: str | os.PathLike, skip_bad: bool = False, log: Ca
     if not root.exists():
         raise HeadstartError(f"DATA '{data}' does not exist; give {LAYOUTS}")
     if root.is_file():
+        if root.suffix.lower() in (".yaml", ".yml"):
+            return _read_yolo(root, str(data), skip_bad, log)
         if root.suffix.lower() != ".json":
             raise HeadstartError(f"DATA '{data}' is not a detection dataset; give {LAYOUTS}")
         return _read_coco(root, str(data), skip_bad, log)
@@ -94,8 +97,10 @@ def read_detection_data(data: str | os.PathLike, skip_bad: bool = False, log: Ca
         return _read_coco(coco, str(data), skip_bad, log)
     if (root / "Annotations").is_dir():
         return _read_voc(root, str(data), skip_bad, log)
+    if is_yolo(root, need_names=False):
+        return _read_yolo(root, str(data), skip_bad, log)
     raise HeadstartError(f"DATA folder '{data}' is not a detection dataset (no annotations.json, "
-                         f"annotations/*.json or Annotations/*.xml); give {LAYOUTS}")
+                         f"annotations/*.json, Annotations/*.xml or YOLO labels); give {LAYOUTS}")
 
 
 def _read_coco(path: Path, source: str, skip_bad: bool, log: Callable[[str], object]) -> DetectionData:
@@ -114,7 +119,8 @@ def _read_coco(path: Path, source: str, skip_bad: bool, log: Callable[[str], obj
                              '"annotations" and "categories" lists; give a COCO detection file')
     missing = [k for k in COCO_KEYS if not isinstance(doc.get(k), list)]
     if missing:
-        raise HeadstartError(f"{where} lacks the {_quoted(missing)} {'list' if len(missing) == 1 else 'lists'}; "
+        listed = " and ".join(f'"{k}"' for k in missing)
+        raise HeadstartError(f"{where} lacks the {listed} {'list' if len(missing) == 1 else 'lists'}; "
                              'a COCO detection file has "images", "annotations" and "categories" lists')
     classes, cat_ids = _coco_categories(where, doc["categories"])
     imgs = _coco_images(where, path, doc["images"])
@@ -251,7 +257,7 @@ def _coco_box(bbox: object) -> tuple[tuple[float, float, float, float] | None, s
     if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(_is_num(v) for v in bbox)):
         return None, repr(bbox), "not [x, y, w, h] (4 numbers)"
     x, y, w, h = (float(v) for v in bbox)
-    return (x, y, x + w, y + h), "[" + ", ".join(_num(v) for v in bbox) + "]", ""
+    return (x, y, x + w, y + h), "[" + ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in bbox) + "]", ""
 
 
 def _clean_segmentation(seg: object, width: int, height: int) -> object:
@@ -296,7 +302,7 @@ def _read_voc(root: Path, source: str, skip_bad: bool, log: Callable[[str], obje
             label = (ob.findtext("name") or "").strip()
             corners = [ob.findtext(f"bndbox/{c}") for c in ("xmin", "ymin", "xmax", "ymax")]
             shown = "[" + ", ".join(str(c).strip() if c is not None else "?" for c in corners) + "]"
-            vals = [_float(c) for c in corners]
+            vals = [to_number(c) for c in corners]
             bad = ""
             if not label:
                 bad = "the object has no <name>"
@@ -326,7 +332,22 @@ def _read_voc(root: Path, source: str, skip_bad: bool, log: Callable[[str], obje
                          format="voc", has_masks=False, annotations_sha256=h.hexdigest())
 
 
-# --------------------------------------------------------------------------------------------- checks shared by both
+def _read_yolo(data: Path, source: str, skip_bad: bool, log: Callable[[str], object]) -> DetectionData:
+    s = scan_yolo(data, skip_bad, log)
+    imgs = [_Img(name=name, candidates=[p], width=0, height=0, image_id=k + 1) for k, (name, p) in enumerate(s.images)]
+    objs = [_Obj(img=b.image, label=b.label, box=b.box, shown=b.shown, ref=b.ref, bad=b.bad) for b in s.boxes]
+    keep_imgs, objs = _check_files(s.where, imgs, objs, skip_bad, log, what="objects")
+    for o in objs:  # fractions of the image -> pixels, now that the sizes are read from the files
+        if o.box is not None:
+            w, h = imgs[o.img].width, imgs[o.img].height
+            o.box = (o.box[0] * w, o.box[1] * h, o.box[2] * w, o.box[3] * h)
+    objs = _check_boxes(s.where, imgs, objs, skip_bad, log)
+    images = _assemble(imgs, keep_imgs, objs, lambda o: int(o.label), None)  # type: ignore[call-overload]
+    return DetectionData(images=images, classes=s.classes, category_ids=tuple(range(1, len(s.classes) + 1)),
+                         source=source, format="yolo", has_masks=False, annotations_sha256=s.sha256)
+
+
+# --------------------------------------------------------------------------------------------- checks shared by all
 
 def _inspect(path: Path) -> tuple[str | None, tuple[int, int]]:
     """Why the file is not a readable image (or None), and its size as training sees it (EXIF-rotated)."""
@@ -448,10 +469,6 @@ def _assemble(imgs: list[_Img], keep: list[int], objs: list[_Obj], label_of: Cal
 
 # --------------------------------------------------------------------------------------------- small helpers
 
-def _quoted(keys: Sequence[str]) -> str:
-    return " and ".join(f'"{k}"' for k in keys)
-
-
 def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -464,20 +481,8 @@ def _hashable(v: object) -> object:
     return v if isinstance(v, (int, str)) and not isinstance(v, bool) else None
 
 
-def _num(v: float) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def _float(s: str | None) -> float | None:
-    try:
-        v = float(str(s).strip())
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def _voc_int(s: str | None) -> int:
-    v = _float(s)
+    v = to_number(s)
     return int(v) if v is not None and v > 0 else 0
 
 
