@@ -4,7 +4,6 @@ made by tests/fixtures/make_runs_0_2.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -49,7 +48,13 @@ def test_a_finished_run_of_0_2_loads_evaluates_predicts_and_exports_as_it_did(mo
 
 def test_a_run_of_0_2_stopped_between_phases_resumes_to_the_same_weights(moved):
     resumed = headstart.resume(moved / "stopped")
-    assert [h["train_loss"] for h in resumed.metrics["history"]] == EXPECTED["resumed_train_losses"]
+    # The same figures to float rounding, not to the last bit: CPUs with and without AVX-512 run different float
+    # kernels (an AVX2 machine ends 1.4e-7 away from the 0.2 machine's loss, and its weights hash differently).
+    losses, expected = [h["train_loss"] for h in resumed.metrics["history"]], EXPECTED["resumed_train_losses"]
+    assert [v is None for v in losses] == [v is None for v in expected]  # the first phase's, before the stop
+    assert [v for v in losses if v is not None] == pytest.approx([v for v in expected if v is not None], rel=1e-5)
     tensors = load_file(str(moved / "stopped" / "model.safetensors"))
-    digest = hashlib.sha256(b"".join(k.encode() + tensors[k].numpy().tobytes() for k in sorted(tensors)))
-    assert digest.hexdigest() == EXPECTED["resumed_weights_sha256"]
+    stats = {k: [float(t.double().norm()), float(t.double().sum())] for k, t in sorted(tensors.items())}
+    want = EXPECTED["resumed_weights_stats"]
+    assert stats.keys() == want.keys()
+    assert [v for k in want for v in stats[k]] == pytest.approx([v for k in want for v in want[k]], rel=1e-5, abs=1e-6)
