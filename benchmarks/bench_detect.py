@@ -12,7 +12,9 @@
    frozen prefix (the frozen body units' outputs cached): what caching buys.
 
     .venv/bin/python benchmarks/bench_detect.py [--strategies finetune,linear-probe,partial:2,lp-ft]
-                                                [--detector faster|mask] [--skip-accuracy] [--skip-throughput]
+                                                [--detector faster|mask|yolo] [--skip-accuracy] [--skip-throughput]
+(--detector yolo: the throughput part compares YOLO's engine loop with the same plain loop, `model(images,
+targets)` of the YoloDetector, with AdamW as YOLO trains.)
 """
 
 from __future__ import annotations
@@ -71,21 +73,22 @@ def accuracy(strategies: list[str], epochs: int | None, detector: str = "faster"
     return rows
 
 
-def throughput(rounds: int = 3, strategy_frozen: str = "partial:2") -> dict:
+def throughput(rounds: int = 3, strategy_frozen: str = "partial:2", detector: str = "faster") -> dict:
     from torchvision.models.detection import FasterRCNN  # noqa: F401  (the reference model class)
 
     train, _ = data()
     samples = read_detection_data(train, log=lambda m: None)
-    run = fit_detector(train, MODEL, ROOT / "runs" / "detect-throughput-init", strategy="finetune", epochs=1,
-                       detector="faster", val_split=0.0, overwrite=True)  # just a built, pretrained-body detector
+    run = fit_detector(train, MODEL, ROOT / "runs" / f"detect-throughput-init-{detector}", strategy="finetune",
+                       epochs=1, detector=detector, val_split=0.0, overwrite=True)  # a built, pretrained-body detector
     base = run.model
     idx = np.arange(len(samples))
-    cfg = detect_config(strategy="finetune", epochs=100, batch_size=4, lr=0.005, val_split=0.0)
+    cfg = detect_config(detector, strategy="finetune", epochs=100, batch_size=4, lr=0.005 if detector == "faster"
+                        else 0.002, val_split=0.0)
 
     def ours(strategy: str):
         """An engine on a copy of the detector, its last phase started: (engine, its phase's data and wrapped
         model, optimizer, scheduler)."""
-        c = detect_config(**{**cfg.to_dict(), "strategy": strategy})
+        c = detect_config(detector, **{**cfg.to_dict(), "strategy": strategy})
         task = DetectionTask(samples, idx, idx[:0], copy.deepcopy(base), run.spec, c)
         engine = Engine(ROOT / "runs" / "unused", task, c, make_accelerator(c, ROOT / "runs" / "unused", None, cpu=True),
                         checkpoints=False, verbose=False)
@@ -130,8 +133,9 @@ def throughput(rounds: int = 3, strategy_frozen: str = "partial:2") -> dict:
     for m in ref.modules():  # frozen BatchNorm statistics, as torchvision's pretrained backbones (FrozenBatchNorm2d)
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.eval()
-    ref_opt = torch.optim.SGD([p for p in ref.parameters() if p.requires_grad], lr=cfg.lr, momentum=0.9,
-                              weight_decay=1e-4)
+    params = [p for p in ref.parameters() if p.requires_grad]
+    ref_opt = (torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay) if cfg.optimizer == "adamw" else
+               torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=1e-4))
     frozen = ours(strategy_frozen)
     our_rates, ref_rates, frozen_rates = [], [], []
     for r in range(rounds + 1):  # round 0 warms up (and fills the frozen prefix cache)
@@ -155,7 +159,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--strategies", default="finetune,linear-probe,partial:2,lp-ft")
     ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--detector", default="faster", choices=["faster", "mask"])
+    ap.add_argument("--detector", default="faster", choices=["faster", "mask", "yolo"])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
@@ -163,9 +167,9 @@ def main() -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     ok = True
     if not a.skip_throughput:
-        t = throughput(a.rounds)
+        t = throughput(a.rounds, detector="yolo" if a.detector == "yolo" else "faster")
         print(json.dumps(t))
-        print(f"throughput: headstart {t['headstart_images_per_second']} vs torchvision reference loop "
+        print(f"throughput ({a.detector}): headstart {t['headstart_images_per_second']} vs plain reference loop "
               f"{t['reference_images_per_second']} images/s = {t['ratio']}x (target >= 0.9x)")
         ok &= t["ratio"] >= 0.9
     if not a.skip_accuracy:

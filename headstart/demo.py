@@ -129,6 +129,7 @@ def run_detect_demo(
     """`headstart demo --task detect`: synthetic candy scenes (headstart.detection.synthetic) ->
     a detector from an ImageNet body, scored on held-out scenes, a few drawn."""
     from .api import evaluate, fit, predict
+    from .detection.model import detector_name
     from .detection.synthetic import write_candy
     from .errors import HeadstartError
 
@@ -143,7 +144,7 @@ def run_detect_demo(
     if not test.is_dir():
         write_candy(test, test_images, seed=2 * seed + 2)
     t_data = time.perf_counter() - t0
-    log(f"headstart demo: a {'Mask' if detector == 'mask' else 'Faster'} R-CNN detector for 4 kinds of candy, from "
+    log(f"headstart demo: a {detector_name(detector)} detector for 4 kinds of candy, from "
         f"{model}'s ImageNet body")
     log(f"data: {train_images} training scenes in {train}/ (COCO JSON), {test_images} held-out in {test}/")
     run = fit(train, model=model, out=folder / "detect-run", task="detect", strategy=strategy, detector=detector,

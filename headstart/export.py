@@ -44,8 +44,8 @@ from .schemas import EXPORT, check
 from .run import METRICS_FILE, RUN_FILE, WEIGHTS_FILE, Run, check_top_k, load_classifier, run_info, top_k_results
 from .zoo.card import Preprocessing
 
-FORMATS = ("onnx", "torchscript")
-DEFAULT_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
+FORMATS = ("onnx", "torchscript", "darknet")
+DEFAULT_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt", "darknet": "model.cfg"}
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 TOLERANCE = 1e-4  # max abs difference of logits between the export and PyTorch (scaled up for large logits)
 
@@ -99,6 +99,9 @@ def _out_path(r: Run, fmt: str, out: str | Path | None) -> Path:
     if fmt == "onnx" and path.suffix.lower() != ".onnx":
         raise HeadstartError(f"--out '{path}' must end in .onnx for --format onnx (predict recognises exports by it); "
                              f"try {path.with_suffix('.onnx')}")
+    if fmt == "darknet" and path.suffix.lower() != ".cfg":
+        raise HeadstartError(f"--out '{path}' must end in .cfg for --format darknet (.weights and .names are written "
+                             f"beside it); try {path.with_suffix('.cfg')}")
     if fmt == "torchscript" and path.suffix.lower() == ".onnx":
         raise HeadstartError(f"--out '{path}' ends in .onnx but --format is torchscript; use a .pt name, "
                              f"e.g. {path.with_suffix('.pt')}")
@@ -203,6 +206,9 @@ def export_run(run: Run | str | Path, format: str = "onnx", out: str | Path | No
     if fmt not in FORMATS:
         raise HeadstartError(f"--format '{format}' is not one of {', '.join(FORMATS)}")
     r = _finished_run(run)
+    if fmt == "darknet" and r.modality != "detection":
+        raise HeadstartError(f"--format darknet writes a YOLO detector trained from --model darknet:CFG,...; run "
+                             f"'{r.dir}' is a classifier: use --format onnx")
     path = _out_path(r, fmt, out)
     if r.modality == "detection":
         from .detection.export import export_detection

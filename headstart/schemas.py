@@ -39,12 +39,24 @@ HEAD = {
                    "dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}},
 }
 
+_ANCHORS = {  # YOLO's: per level (finest first), the same number of (width, height) pairs in input pixels
+    "type": "array", "minItems": 1,
+    "items": {"type": "array", "minItems": 1,
+              "items": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number", "exclusiveMinimum": 0}}},
+}
+
 SPEC = {  # a detector's (headstart.detection.model.DetectorSpec)
     "type": "object",
     "required": ["base", "arch", "kind", "classes", "min_size", "max_size"],
-    "properties": {"base": {"enum": ["card", "torchvision"]}, "arch": {"type": "string"}, "kind": {"enum": ["faster", "mask"]},
+    "properties": {"base": {"enum": ["card", "torchvision", "darknet"]}, "arch": {"type": "string"},
+                   "kind": {"enum": ["faster", "mask", "yolo"]},
                    "classes": _NAMES, "min_size": {"type": "integer", "minimum": 64},
                    "max_size": {"type": "integer", "minimum": 64}},
+    "if": {"properties": {"kind": {"const": "yolo"}}, "required": ["kind"]},
+    "then": {"required": ["anchors"], "properties": {"base": {"enum": ["card", "darknet"]}, "anchors": _ANCHORS}},
+    "allOf": [{"if": {"properties": {"base": {"const": "darknet"}}, "required": ["base"]},
+               "then": {"required": ["darknet_cfg"], "properties": {"kind": {"const": "yolo"},
+                                                                    "darknet_cfg": {"type": "string"}}}}],
 }
 
 _NAMED = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}

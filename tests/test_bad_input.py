@@ -264,6 +264,26 @@ def _no_detector(c: Ctx) -> list[str]:
     return _coco(c, model=str(c.tmp / "ckpt.pth"))
 
 
+def _darknet(c: Ctx, cfg_text: str | None = None, extra: str = "", weights: str = "good", *flags: str) -> list[str]:
+    """_coco's scenes, trained from a small Darknet network written here (test_darknet's yolov3-tiny shape)."""
+    from test_darknet import TINY_V3, random_weights
+
+    cfg = c.tmp / "net.cfg"
+    cfg.write_text(cfg_text or TINY_V3)
+    if cfg_text is None:
+        random_weights(cfg, c.tmp / "net.weights")
+    if weights == "cut":
+        data = (c.tmp / "net.weights").read_bytes()
+        (c.tmp / "net.weights").write_bytes(data[: len(data) // 2])
+    files = str(cfg) + ("" if weights == "none" else f",{c.tmp / 'net.weights'}") + extra
+    return [*_coco(c, model=f"darknet:{files}"), *flags]
+
+
+def _darknet_names(c: Ctx) -> list[str]:
+    (c.tmp / "net.names").write_text("one\ntwo\nthree\n")
+    return _darknet(c, None, f",{c.tmp / 'net.names'}")
+
+
 AFTER_WORK = {"nan loss"}
 
 CASES: list[tuple[str, Callable[[Ctx], list[str]], tuple[str, ...]]] = [
@@ -417,6 +437,18 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], tuple[str, ...]]] = [
                          "contrastive", "--val-split", "0.5"), ("'meh' has 1 training text", "2 labelled", "--val-split 0")),
     ("advise --curve-contrastive on images", lambda c: ["advise", str(c.shapes), "--curve-contrastive"],
      ("--curve-contrastive", "images", "leave it out")),
+    # issue 23: Darknet
+    ("--model darknet: a .cfg that is not there", lambda c: _coco(c, model="darknet:nope.cfg"), ("nope.cfg", ".cfg")),
+    ("--model darknet: a network without [yolo]",
+     lambda c: _darknet(c, "[net]\nwidth=64\nheight=64\nchannels=3\n[convolutional]\nfilters=4\nsize=3\n"
+                           "stride=1\npad=1\nactivation=leaky\n", "", "none"), ("net.cfg", "no [yolo] layer")),
+    ("--model darknet: a truncated .weights", lambda c: _darknet(c, None, "", "cut"), ("net.weights", "ends at byte")),
+    ("--model darknet: a .names of another length", _darknet_names, ("net.names", "3 class names", "2 classes")),
+    ("--model darknet: with --detector faster", lambda c: _darknet(c, None, "", "good", "--detector", "faster"),
+     ("darknet:", "--detector faster")),
+    ("export --format darknet of a classifier",
+     lambda c: ["export", str(c.run), "--format", "darknet", "--out", str(c.tmp / "m.cfg")],
+     ("--format darknet", "classifier")),
     # values: one range each, zero never the default
     *[(f"{cmd} {flag} {value}", (lambda cmd, flag, value: lambda c: [
         cmd, *({"predict": [str(c.run), str(c.shapes)]}.get(cmd, [str(c.shapes)])),

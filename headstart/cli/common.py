@@ -40,8 +40,9 @@ cache_options = [
 detect_options = [
     click.option("--task", default="auto", show_default=True, type=click.Choice(["auto", "classify", "detect"]),
                  help="auto: detect when DATA is a COCO JSON file (or a folder holding one) or a Pascal VOC folder."),
-    click.option("--detector", default="auto", show_default=True, type=click.Choice(["auto", "faster", "mask"]),
-                 help="Detection: Faster R-CNN, or Mask R-CNN (auto: when DATA has masks)."),
+    click.option("--detector", default="auto", show_default=True, type=click.Choice(["auto", "faster", "mask", "yolo"]),
+                 help="Detection: faster (Faster R-CNN), mask (Mask R-CNN; auto: when DATA has masks), or yolo (a "
+                      "one-stage YOLO, several times faster to train and to run; from a zoo card)."),
     click.option("--input-size", default=None, type=int,
                  help="Detection: shorter image side in pixels (default DATA's median, within 256..800)."),
     click.option("--max-size", default=None, type=int, help="Detection: longest image side (default 5/3 x input size)."),

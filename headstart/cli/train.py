@@ -192,12 +192,14 @@ def _print_run(run, as_json: bool) -> None:
 
 def _print_detect_run(run) -> None:
     m = run.metrics
-    kind = "Mask R-CNN" if m["detector"] == "mask" else "Faster R-CNN"
+    from ..detection.model import detector_name
+
+    kind = detector_name(m["detector"])
     click.echo(f"{kind} from {m['model']}, {m['strategy']}: {m['n_train']} train / {m['n_val']} val images, "
                f"{m['n_classes']} classes, {m['input_size']} px")
     click.echo(f"strategy  {m['strategy_reason']}")
     if m["start"].get("reused_classes"):
-        click.echo(f"reused    the checkpoint's rows for {', '.join(m['start']['reused_classes'])}")
+        click.echo(f"reused    the source's rows for {', '.join(m['start']['reused_classes'])}")
     for p in m["phases"]:
         cached = f", first {p['frozen_units_cached']} body units cached" if p.get("frozen_units_cached") else ""
         click.echo(f"phase     {p['name']}: heads + top {p['trainable_groups']} of {p['groups']} backbone groups"

@@ -331,9 +331,10 @@ def predict(run_dir: str, files: tuple[str, ...], top_k: int, skip_bad_files: bo
 
 @cli.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--format", "fmt", default="onnx", show_default=True, type=click.Choice(["onnx", "torchscript"]),
-              help="onnx (onnxruntime and other runtimes; `headstart predict` takes it) or torchscript "
-                   "(torch.jit.load).")
+@click.option("--format", "fmt", default="onnx", show_default=True,
+              type=click.Choice(["onnx", "torchscript", "darknet"]),
+              help="onnx (onnxruntime and other runtimes; `headstart predict` takes it), torchscript "
+                   "(torch.jit.load), or darknet (a run from --model darknet:...: .cfg, .weights and .names).")
 @click.option("--out", "-o", default=None, type=click.Path(),
               help="File to write (default RUN_DIR/model.onnx or RUN_DIR/model.torchscript.pt).")
 @json_option
@@ -351,6 +352,12 @@ def export(run_dir: str, fmt: str, out: str | None, as_json: bool, quiet: bool) 
         emit_json(r.to_dict())
         return
     m = r.metadata
+    if r.format == "darknet":
+        files = (r.check or {}).get("files", [])
+        click.echo(f"wrote {', '.join(files)} ({r.bytes / 1e6:.1f} MB): {len(m['classes'])} classes "
+                   f"({', '.join(m['classes'])}); Darknet resizes each image to [net] width x height")
+        click.echo(f"checked read back as Darknet reads them: raw [yolo] maps within {r.max_abs_diff:.1e} of PyTorch's")
+        return
     if m["task"] == "detect":
         _print_detect_export(r)
         return
@@ -368,7 +375,9 @@ def _print_detect_export(r) -> None:
     """What a detection export takes and gives (headstart.detection.export)."""
     m = r.metadata
     det, pre, start = m["detector"], m["preprocessing"], m.get("start") or {}
-    source = start.get("card") or os.path.basename(str(start.get("checkpoint", "?")))
+    from ..detection.model import origin
+
+    source = os.path.basename(origin(start)) if start else "?"
     click.echo(f"wrote {r.path} ({r.format}, {r.bytes / 1e6:.1f} MB): {det['name']} from {source}, "
                f"{len(m['classes'])} classes ({', '.join(m['classes'])})")
     image = m["inputs"][0]
@@ -401,10 +410,12 @@ def _print_detect_export(r) -> None:
 @click.option("--test-images", default=40, show_default=True, type=int, help="detect: held-out scenes.")
 @click.option("--epochs", default=None, type=int, help="detect: training epochs (default: about 600 steps).")
 @click.option("--input-size", default=None, type=int, help="detect: shorter image side in pixels.")
+@click.option("--detector", default="faster", show_default=True, type=click.Choice(["faster", "yolo"]),
+              help="detect: Faster R-CNN, or a one-stage YOLO (several times faster to train and to run).")
 @json_option
 @quiet_option
 def demo(folder: str, model: str, shots: int, test_per_class: int, seed: int, cache_dir: str | None, no_cache: bool,
-         task: str, train_images: int, test_images: int, epochs: int | None, input_size: int | None,
+         task: str, train_images: int, test_images: int, epochs: int | None, input_size: int | None, detector: str,
          as_json: bool, quiet: bool) -> None:
     """Few-shot transfer of an ImageNet model to MNIST digits, end to end (--task detect: a
     detector for synthetic candy)."""
@@ -416,12 +427,14 @@ def demo(folder: str, model: str, shots: int, test_per_class: int, seed: int, ca
     if task == "detect":
         chosen = click.get_current_context().get_parameter_source("model") == ParameterSource.COMMANDLINE
         d = run_detect_demo(folder=folder, model=model if chosen else "mobilenet_v2", train_images=train_images,
-                            test_images=test_images, epochs=epochs, input_size=input_size, seed=seed)
+                            test_images=test_images, epochs=epochs, input_size=input_size, seed=seed,
+                            detector=detector)
         if as_json:
             emit_json(d)
             return
-        kind = "Mask" if d["detector"] == "mask" else "Faster"
-        click.echo(f"{kind} R-CNN from {d['model']} (ImageNet) -> 4 kinds of candy, {d['n_train']} training "
+        from ..detection.model import detector_name
+
+        click.echo(f"{detector_name(d['detector'])} from {d['model']} (ImageNet) -> 4 kinds of candy, {d['n_train']} training "
                    f"scenes, {d['n_test']} held-out ({d['test_boxes']} boxes)")
         click.echo(f"  strategy    {d['strategy']}, {d['epochs']} epochs, {d['train_images_per_second']} images/s")
         click.echo(f"  held-out    mAP@.5 {fmt(d['map_50'])}   mAP@[.5:.95] {fmt(d['map'])}   mAP@.75 {fmt(d['map_75'])}")

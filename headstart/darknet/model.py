@@ -9,7 +9,7 @@ its input on unchanged; decode_yolo turns that raw map into boxes the way Darkne
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import torch
@@ -166,6 +166,16 @@ def decode_yolo(raw: Tensor, anchors: Sequence[tuple[float, float]], input_size:
     return torch.cat([boxes, scores], dim=-1).reshape(n, h * w * a, channels // a)
 
 
+def run_layer(spec: Layer, layer: nn.Module, x: Tensor, outputs: Sequence[Tensor] | Mapping[int, Tensor]) -> Tensor:
+    """One layer's output from the previous one (`x`) and, for a route or shortcut, the earlier outputs it
+    reads (`outputs`, by layer number)."""
+    if isinstance(spec, Route):
+        return layer([outputs[j] for j in spec.layers])
+    if isinstance(spec, Shortcut):
+        return layer(x, outputs[spec.source])
+    return layer(x)
+
+
 def build_layer(spec: Layer) -> nn.Module:
     """The module computing one checked layer."""
     if isinstance(spec, Conv):
@@ -240,12 +250,7 @@ class DarknetModel(nn.Module):
         heads = []
         empty = x.new_empty(0)
         for i, (spec, layer) in enumerate(zip(self.plan.layers, self.layers, strict=True)):
-            if isinstance(spec, Route):
-                x = layer([outputs[j] for j in spec.layers])
-            elif isinstance(spec, Shortcut):
-                x = layer(x, outputs[spec.source])
-            else:
-                x = layer(x)
+            x = run_layer(spec, layer, x, outputs)
             if isinstance(spec, Yolo):
                 heads.append(x)
             outputs.append(x if keep_all or i in self.kept or i == len(self.layers) - 1 else empty)

@@ -117,3 +117,10 @@ def split_images(data: DetectionData, val_split: float, seed: int) -> tuple[np.n
             val_set.add(int(i))
     train = np.array(sorted(i for i in range(n) if i not in val_set), dtype=np.int64)
     return train, np.array(sorted(val), dtype=np.int64)
+
+
+def coco_names() -> list[str]:
+    """torchvision's COCO category list (91 entries, index 0 = background, 'N/A' for unused ids)."""
+    from torchvision.models.detection.faster_rcnn import FasterRCNN_ResNet50_FPN_Weights
+
+    return list(FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])

@@ -1,4 +1,4 @@
-"""Exporting a finished detection run (Faster or Mask R-CNN) as one file, and serving an ONNX export.
+"""Exporting a finished detection run (Faster or Mask R-CNN, YOLO) as one file, and serving an ONNX export.
 
     headstart.export("runs/candy", format="onnx", out="candy.onnx")
     headstart.predict("candy.onnx", ["scene.jpg"], out_dir="drawn")   # onnxruntime, no PyTorch model
@@ -7,7 +7,7 @@ ONNX (torch.onnx.export, dynamo=False, opset 17): the whole torchvision detector
 normalization included, for one image per call.
   inputs   "image"            float32 [3, height, width], RGB scaled to [0, 1], any size
            "score_threshold"  float32 scalar, optional (an overridable initializer, default: the
-                              detector's own 0.05): detections scoring at most this are dropped
+                              detector's own: 0.05, YOLO 0.01): detections scoring at most this are dropped
                               before NMS, so a higher one also saves mask work
   outputs  "boxes"   float32 [n, 4]  x0, y0, x1, y1 in pixels of the input image
            "labels"  int64 [n]       1-based: label k is classes[k - 1] (0, the background, never comes out)
@@ -22,6 +22,7 @@ pixel off, with other detections.
 
 TorchScript (torch.jit.script, as torchvision supports): forward(images: list[Tensor]) returns
 (losses, detections), torchvision's scripted convention; module.roi_heads.score_thresh is settable.
+R-CNN runs only: a YOLO run exports to ONNX, with the same inputs and outputs (no masks) and the same checks.
 
 Both travel with the same JSON as classification exports (ONNX metadata_props["headstart"],
 TorchScript extra file "headstart.json"; task "detect"), and both are checked before anything is
@@ -56,6 +57,8 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from .. import __version__
 from ..errors import HeadstartError
+from .model import detector_name
+from .yolo import YoloDetector
 from ..onnxio import EXPORT_FORMAT, EXTRA_FILE, METADATA_KEY, OPSET, Exported, first_line, onnx_session
 from ..fileio import atomic_write_bytes
 from .run import SCORE_THRESHOLD, DetectionRun, check_score_threshold, detection_row, image_paths, write_predictions
@@ -68,6 +71,12 @@ CHECK_SIZES = ((240, 352), (560, 176))  # checked on: a tall scene, one wide eno
 BOX_TOLERANCE = 1e-2  # px: max abs difference of a box coordinate between the export and PyTorch
 SCORE_TOLERANCE = 1e-4
 MASK_TOLERANCE = 1e-3  # share of the masks' pixels whose 0.5 cut may differ (edge pixels of a box rounded apart)
+
+
+def postprocessing(model: nn.Module) -> nn.Module:
+    """Where a detector keeps its score threshold, NMS IoU and detections per image (score_thresh, nms_thresh,
+    detections_per_img): an R-CNN's ROI heads, a YOLO detector itself."""
+    return model if isinstance(model, YoloDetector) else model.roi_heads
 
 
 def output_names(kind: str) -> tuple[str, ...]:
@@ -104,10 +113,11 @@ def metadata(r: DetectionRun, fmt: str, min_score: float) -> dict[str, Any]:
         "headstart_version": __version__,
         "exported": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "task": "detect",
-        "detector": {"kind": spec.kind, "name": "Mask R-CNN" if spec.kind == "mask" else "Faster R-CNN",
+        "detector": {"kind": spec.kind, "name": detector_name(spec.kind),
                      "base": spec.base, "architecture": spec.arch, "min_score": min_score,
-                     "nms_iou": float(r.model.roi_heads.nms_thresh),
-                     "detections_per_image": int(r.model.roi_heads.detections_per_img)},
+                     "nms_iou": float(postprocessing(r.model).nms_thresh),
+                     "detections_per_image": int(postprocessing(r.model).detections_per_img)}
+        | ({"anchors": [[list(a) for a in level] for level in spec.anchors]} if spec.anchors else {}),
         "card": {k: card.get(k) for k in ("name", "architecture", "source_dataset", "license")} if card else None,
         "start": r.info.get("start"),
         "classes": list(r.classes),
@@ -195,7 +205,7 @@ class _Traceable(nn.Module):
         self.model, self.names = model, names
 
     def forward(self, image: Tensor, score_threshold: Tensor) -> tuple[Tensor, ...]:
-        self.model.roi_heads.score_thresh = score_threshold
+        postprocessing(self.model).score_thresh = score_threshold
         d = self.model([image])[0]
         return tuple(d[k] for k in self.names)
 
@@ -217,6 +227,9 @@ def _onnx_bytes(model: nn.Module, kind: str, min_score: float, meta: dict[str, A
     names = output_names(kind)
     buf = io.BytesIO()
     wrapper = _Traceable(model, names).eval()  # the exporter restores the mode it found, for the model too
+    if isinstance(model, YoloDetector):  # its eval-mode copy (BatchNorm folded) is made by an eager call: traced as is
+        with torch.no_grad():
+            model([_scene(*TRACE_SIZE, seed=0)])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice, tracer notes
@@ -228,7 +241,7 @@ def _onnx_bytes(model: nn.Module, kind: str, min_score: float, meta: dict[str, A
         raise HeadstartError(f"{name} could not be exported to ONNX ({first_line(e)}); try --format "
                              "torchscript") from None
     finally:
-        model.roi_heads.score_thresh = min_score
+        postprocessing(model).score_thresh = min_score
     proto = onnx.load_from_string(buf.getvalue())
     proto.graph.initializer.append(numpy_helper.from_array(np.array(min_score, dtype=np.float32), THRESHOLD_NAME))
     onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(meta)})
@@ -323,10 +336,37 @@ def _check(run_export, model: nn.Module, sizes: list[tuple[int, int]], fmt: str,
         {"mask_pixels_differing": worst["mask"]} if "masks" in ref else {})
 
 
+DARKNET_TOLERANCE = 1e-4  # max abs difference of a raw [yolo] map value between the Darknet files and PyTorch
+
+
+def export_darknet(r: DetectionRun, path: Path, t0: float) -> Exported:
+    """A run from `--model darknet:...` back as Darknet files: `path` (.cfg), and beside it .weights and .names,
+    checked (read back, the same raw maps) before any is written, each written atomically."""
+    from .darknet_yolo import DarknetDetector, darknet_files
+
+    if not isinstance(r.model, DarknetDetector):
+        raise HeadstartError(f"run '{r.dir}' is a {detector_name(r.spec.kind)} on {r.spec.arch}, not a Darknet network: "
+                             "only a run from --model darknet:CFG,... exports to Darknet files; use --format onnx")
+    meta = metadata(r, "darknet", float(r.model.score_thresh))
+    files, diff = darknet_files(copy.deepcopy(r.model).cpu().float().eval(), r.classes)
+    if diff > DARKNET_TOLERANCE:
+        raise HeadstartError(f"the Darknet files of run '{r.dir}' read back {diff:.2e} away from PyTorch's maps; "
+                             "nothing was written (please report this)")
+    for ext, data in files.items():
+        atomic_write_bytes(path.with_suffix(ext), data)
+    return Exported(path, "darknet", sum(len(b) for b in files.values()), diff, 1, time.perf_counter() - t0, meta,
+                    {"files": [str(path.with_suffix(ext)) for ext in files]})
+
+
 def export_detection(r: DetectionRun, fmt: str, path: Path, t0: float) -> Exported:
     """export_run() for a detection run: build, check, then write the file at `path` atomically."""
+    if fmt == "darknet":
+        return export_darknet(r, path, t0)
+    if fmt != "onnx" and r.spec.kind == "yolo":
+        raise HeadstartError(f"run '{r.dir}' is a YOLO detector: it exports to ONNX only (TorchScript export of YOLO "
+                             "is not supported yet); use --format onnx")
     model = exportable(r.model)
-    min_score = float(model.roi_heads.score_thresh)
+    min_score = float(postprocessing(model).score_thresh)
     meta = metadata(r, fmt, min_score)
     name = f"run '{r.dir}' ({meta['detector']['name']} on {r.spec.arch})"
     names = output_names(r.spec.kind)

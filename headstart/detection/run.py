@@ -149,7 +149,10 @@ def load_detection(d: Path, info: dict[str, Any], device: str | None = None) -> 
     card = ModelCard.from_dict(info["card"]) if info.get("card") else None
     model = build_detector(spec, card, pretrained=False)
     sd = read_run_weights(d, info)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+    except RuntimeError:  # a tensor of another shape than the network's
+        missing, unexpected = ["(a tensor's shape)"], []
     if [k for k in missing if not k.endswith("num_batches_tracked")] or unexpected:
         raise HeadstartError(f"run '{d}': {WEIGHTS_FILE} does not fit the detector its headstart.json describes; "
                              "run `headstart fit` again")
