@@ -112,6 +112,7 @@ def test_a_cfg_alone_trains_every_layer_from_random_weights(tmp_path, scenes):
                  "--val-split", "0", "--out", str(run)]) == 0
     info = json.loads((run / "headstart.json").read_text())
     assert info["strategy"] == "finetune" and "no weights" in info["strategy_reason"]
+    assert info["config"]["bn"] == "train"  # random weights have no BatchNorm statistics to keep
     assert info["start"]["weights"] is None and info["start"]["reused_classes"] == []
 
 

@@ -238,3 +238,12 @@ def test_yolo_body_ends_before_the_classifier_s_widening_layer():
     yolo = small_detector().backbone
     assert len(yolo.units) == len(faster.units) - 1 and yolo.levels[-1] == len(yolo.units) - 1
     assert yolo.fpn.inner_blocks[-1][0].in_channels == 320 and faster.fpn.inner_blocks[-1][0].in_channels == 1280
+
+
+def test_demo_trains_yolo_when_asked(tmp_path, capsys):
+    assert main(["demo", "--task", "detect", "--detector", "yolo", "--dir", str(tmp_path), "--train-images", "6",
+                 "--test-images", "2", "--epochs", "1", "--input-size", "128"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("YOLO from mobilenet_v2 (ImageNet) -> 4 kinds of candy, 6 training scenes")
+    info = json.loads((tmp_path / "detect-run" / "headstart.json").read_text())
+    assert info["spec"]["kind"] == "yolo"

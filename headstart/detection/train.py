@@ -341,6 +341,10 @@ def fit_detector(data: str | Path, model: str | None = None, out: str | Path = "
                             min_size=min_size, max_size=max_size, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
                             anchors=anchors_from_lists(net.anchors.tolist()), darknet_cfg=cfg_text)
         anchors_how = "the .cfg's own"
+        if not start["weights"] and options_["bn"] == "frozen":
+            options_["bn"] = "train"
+            log("a network from random weights has no BatchNorm statistics to keep: they learn from the batches "
+                "(--bn train)")
         if start["reused_classes"]:
             log(f"reused the network's rows for {', '.join(start['reused_classes'])} (same class names)")
     elif card is not None:
