@@ -42,7 +42,8 @@ detect_options = [
                  help="auto: detect when DATA is a COCO JSON file (or a folder holding one) or a Pascal VOC folder."),
     click.option("--detector", default="auto", show_default=True, type=click.Choice(["auto", "faster", "mask", "yolo"]),
                  help="Detection: faster (Faster R-CNN), mask (Mask R-CNN; auto: when DATA has masks), or yolo (a "
-                      "one-stage YOLO, several times faster to train and to run; from a zoo card)."),
+                      "one-stage YOLO, several times faster to train and to run; on a zoo card's body, or the network of "
+                      "--model darknet:CFG[,WEIGHTS[,NAMES]])."),
     click.option("--input-size", default=None, type=int,
                  help="Detection: shorter image side in pixels (default DATA's median, within 256..800)."),
     click.option("--max-size", default=None, type=int, help="Detection: longest image side (default 5/3 x input size)."),
@@ -108,7 +109,8 @@ def cli() -> None:
 training_options = [
     click.option("--model", "-m", default=None,
                  help="A card from `headstart models` (default efficientnet_lite0 for images, minilm_l6 for text), "
-                      "or file:PATH (with --arch; word vectors need none), timm:NAME, torchvision:NAME, hf:REPO."),
+                      "or file:PATH (with --arch; word vectors need none), timm:NAME, torchvision:NAME, hf:REPO; "
+                      "detection also a torchvision detector checkpoint file or darknet:CFG[,WEIGHTS[,NAMES]]."),
     click.option("--arch", default=None, help="Architecture of a file: model (timm or torchvision name)."),
     click.option("--allow-download", is_flag=True, help="Allow fetching weights from the network."),
     click.option("--head", "head", default="linear", show_default=True, type=click.Choice(["linear", "mlp"])),

@@ -343,7 +343,8 @@ def export(run_dir: str, fmt: str, out: str | None, as_json: bool, quiet: bool) 
     """Write a finished image run (body + head) as one ONNX or TorchScript file: float32 NCHW
     images prepared as the run's card says in, class logits out, any batch size; the classes and
     the preparation are inside the file as JSON. Checked against PyTorch before it is written.
-    A detection run: one RGB image in [0, 1] of any size in, boxes, labels, scores (masks) out."""
+    A detection run: one RGB image in [0, 1] of any size in, boxes, labels, scores (masks) out; a run
+    from --model darknet:... also back as Darknet files (--format darknet)."""
     set_quiet(quiet or as_json)
     from ..export import export_run
 

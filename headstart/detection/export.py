@@ -24,6 +24,9 @@ TorchScript (torch.jit.script, as torchvision supports): forward(images: list[Te
 (losses, detections), torchvision's scripted convention; module.roi_heads.score_thresh is settable.
 R-CNN runs only: a YOLO run exports to ONNX, with the same inputs and outputs (no masks) and the same checks.
 
+Darknet files (--format darknet; a run from --model darknet:CFG,...): OUT.cfg, OUT.weights and OUT.names, read
+back as Darknet reads them and checked to give the run's raw [yolo] maps (DARKNET_TOLERANCE) before any is written.
+
 Both travel with the same JSON as classification exports (ONNX metadata_props["headstart"],
 TorchScript extra file "headstart.json"; task "detect"), and both are checked before anything is
 written: the reloaded export runs on synthetic candy scenes of sizes other than the traced one
