@@ -85,6 +85,9 @@ def test_fit_evaluate_export_back_to_darknet(tmp_path, scenes):
     assert info["spec"]["base"] == "darknet" and info["spec"]["kind"] == "yolo"
     assert info["start"]["reused_classes"] == ["mint"] and info["strategy"] == "partial:3"
     assert main(["evaluate", str(run), str(scenes), "--json"]) == 0
+    drawn = tmp_path / "drawn"
+    assert main(["predict", str(run), str(scenes / "images"), "--out", str(drawn)]) == 0
+    assert len(list(drawn.glob("*.png"))) == 6 and (drawn / "detections.json").is_file()
     out = tmp_path / "back.cfg"
     assert main(["export", str(run), "--format", "darknet", "--out", str(out)]) == 0
     assert (tmp_path / "back.names").read_text().split() == list(CLASSES)

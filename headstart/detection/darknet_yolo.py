@@ -29,6 +29,7 @@ from ..darknet import DarknetModel, Section, format_cfg, load_darknet, parse_cfg
 from ..darknet.model import run_layer
 from ..darknet.spec import Conv, Route, Shortcut, Yolo
 from ..errors import HeadstartError
+from .dataset import class_key, coco_names
 from .yolo import PRIOR, YoloDetector, per_anchor
 
 WH_LOGIT_MAX = 8.0  # exp(tw) is clamped at e^8 (about 3000 times the anchor) so that no early step overflows
@@ -54,8 +55,6 @@ def read_names(path: Path | None, count: int) -> list[str] | None:
     if path is None:
         if count != 80:
             return None
-        from .dataset import coco_names
-
         return [n for n in coco_names()[1:] if n != "N/A"]
     try:
         names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -118,9 +117,8 @@ def for_classes(source: DarknetModel, classes: tuple[str, ...], names: list[str]
     outputs = {f"layers.{conv}." for conv, _ in heads}
     model.load_state_dict({n: t for n, t in source.state_dict().items() if not n.startswith(tuple(outputs))},
                           strict=False)
-    norm = lambda s: s.strip().lower().replace("_", " ").replace("-", " ")  # noqa: E731
-    index = {norm(s): i for i, s in enumerate(names or [])}
-    pairs = [(c, index[norm(n)]) for c, n in enumerate(classes) if norm(n) in index]
+    index = {class_key(s): i for i, s in enumerate(names or [])}
+    pairs = [(c, index[class_key(n)]) for c, n in enumerate(classes) if class_key(n) in index]
     with torch.no_grad():
         for conv, yolo in heads:
             old, new = source.layers[conv].conv, model.layers[conv].conv

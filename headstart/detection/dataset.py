@@ -124,3 +124,8 @@ def coco_names() -> list[str]:
     from torchvision.models.detection.faster_rcnn import FasterRCNN_ResNet50_FPN_Weights
 
     return list(FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
+
+
+def class_key(name: str) -> str:
+    """A class name as source and new classes are matched by: case, spaces, '_' and '-' aside."""
+    return name.strip().lower().replace("_", " ").replace("-", " ")

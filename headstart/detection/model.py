@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import HeadstartError
-from .dataset import coco_names
+from .dataset import class_key, coco_names
 from .yolo import Anchors, YoloDetector, anchors_from_lists
 
 DETECTOR_ARCHS = ("fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn",
@@ -377,10 +377,6 @@ def checkpoint_arch(path: Path, sd: dict[str, Tensor], arch: str | None) -> tupl
                          f"is {best[1]}: {'; '.join(best[2][:2])}")
 
 
-def _norm(name: str) -> str:
-    return name.strip().lower().replace("_", " ").replace("-", " ")
-
-
 def transfer_predictor(model: nn.Module, sd: dict[str, Tensor], source: list[str] | None,
                        classes: tuple[str, ...]) -> list[str]:
     """Copy the background row and the rows of source classes named like a new class from the
@@ -388,8 +384,8 @@ def transfer_predictor(model: nn.Module, sd: dict[str, Tensor], source: list[str
     reused: list[str] = []
     if not source:
         return reused
-    index = {_norm(s): i for i, s in enumerate(source) if s and s != "N/A"}
-    pairs = [(0, 0)] + [(c + 1, index[_norm(name)]) for c, name in enumerate(classes) if _norm(name) in index]
+    index = {class_key(s): i for i, s in enumerate(source) if s and s != "N/A"}
+    pairs = [(0, 0)] + [(c + 1, index[class_key(name)]) for c, name in enumerate(classes) if class_key(name) in index]
     reused = [classes[new - 1] for new, _ in pairs[1:]]
     box = model.roi_heads.box_predictor
     with torch.no_grad():
