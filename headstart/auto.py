@@ -175,6 +175,7 @@ class Trial:
     fold_epochs: list[int] = field(default_factory=list)
     body_epochs: int = 0
     stopped: str | None = None  # why a fold stopped before its end, or why the next did not run
+    diverged: str | None = None  # where a fold's loss became NaN or infinite: the trial is left out
     seconds: float = 0.0
 
     def __post_init__(self) -> None:
@@ -229,9 +230,15 @@ class Trial:
             return False
         return True
 
+    def diverge(self, where: str) -> None:
+        """A fold's loss became NaN or infinite (`where`): the trial decides nothing, and auto goes on without it."""
+        self.diverged = where
+        self.seconds = time.perf_counter() - self.t0
+
     def _scored(self) -> np.ndarray:
-        """The examples the decision is taken on: scored by a fold that ran to its end, and by `ref`."""
-        if not self.done:
+        """The examples the decision is taken on: scored by a fold that ran to its end, and by `ref` (none once a
+        fold diverged)."""
+        if not self.done or self.diverged:
             return np.array([], dtype=np.int64)
         idx = np.sort(np.concatenate(self.done))
         return idx[self.ref[idx] >= 0]
@@ -266,6 +273,9 @@ class Trial:
                                "budget": round(self.budget, 1)}
         if self.stopped:
             out["why"] = self.stopped
+        if self.diverged:
+            out.update(outcome="diverged", why=f"in fold {len(self.done) + 1}, {self.diverged}")
+            return out
         if not len(idx):
             out["outcome"] = "stopped"
             return out
@@ -284,6 +294,8 @@ def trial_line(t: dict[str, Any]) -> str:
     """One trial's figures and outcome, as fit prints them."""
     if t["outcome"] == "not run":
         return f"no trial of {t['strategy']}: {t['why']}"
+    if t["outcome"] == "diverged":
+        return f"{t['strategy']} diverged ({t['why']}; {t['seconds']:.0f} s): left out, lower --lr to measure it"
     if t["outcome"] == "stopped":
         return f"{t['strategy']} stopped ({t['why']}; {t['seconds']:.0f} s)"
     fig = (f"{t['strategy']} {t['val_balanced_accuracy']:.3f} on {t['scored']} ({t['difference']:+.3f} against "
@@ -300,7 +312,7 @@ def describe(probe: dict[str, Any], trials: list[dict[str, Any]], chosen: str, n
     if skipped:
         parts.append(skipped)
     text = "; ".join(parts)
-    if chosen == "linear-probe" and any(t["outcome"] != "not run" for t in trials):
+    if chosen == "linear-probe" and any(t["outcome"] not in ("not run", "diverged") for t in trials):
         text += ". The data cannot tell the body strategies apart from the cheaper probe: the probe is kept"
     elif chosen != "linear-probe" and len(trials) > 1:
         text += f". {chosen} is kept"

@@ -43,6 +43,18 @@ def check_writable(path: str | os.PathLike, flag: str = "--out", folder: bool = 
                              "choose a folder you can write to") from None
 
 
+def path_kind(path: str | os.PathLike) -> str | None:
+    """"dir", "file" or None for a name that is neither, or that cannot be a path at all: a command-line item
+    may be a text to predict, longer than a file name may be (pathlib's is_dir raises OSError for it)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):  # ENAMETOOLONG, ENOENT, ENOTDIR, a NUL byte...
+        return None
+    import stat
+
+    return "dir" if stat.S_ISDIR(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else None
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -271,6 +271,16 @@ def test_predict_literals_and_files(tmp_path):
     got = read_predict_texts(["a literal text", str(t), str(c), str(j), "notes.md are great"])
     assert got == ["a literal text", "whole\nfile\n", "first", "sec, ond", "j1", "j2", "notes.md are great"]
     assert read_predict_texts([str(c)], text_column="id") == ["1", "2"]
+    # a review longer than a file name may be (255 bytes) is a text, not an OSError; so is one that ends in ".txt"
+    review = "Sitting in the third row of the cinema, " * 12
+    assert read_predict_texts([review, review + "see notes.txt"]) == [review, review + "see notes.txt"]
+
+
+def test_predict_images_names_a_long_missing_name(tmp_path):
+    from headstart.data.images import expand_files
+
+    msg = error(expand_files, ["x" * 300 + ".png"])
+    assert "not found" in msg
 
 
 def test_predict_mistakes(tmp_path):

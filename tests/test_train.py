@@ -376,6 +376,32 @@ def test_auto_measures_the_probe_and_the_trials_on_folds_and_keeps_the_probe(dat
 
 
 @pytest.mark.auto_trials
+def test_a_trial_that_diverges_is_left_out_and_auto_keeps_the_probe(data, tiny, tmp_path, monkeypatch):
+    import headstart.auto as auto
+    from headstart.classify import task as train
+
+    monkeypatch.setattr(auto, "can_win", lambda ref, y: True)
+    monkeypatch.setattr(auto, "can_still_win", lambda *a: True)
+    calls = []
+
+    def nan_loss(self, model, batch):  # every body-training step: the loss is NaN
+        calls.append(1)
+        return torch.tensor(float("nan"), requires_grad=True), 1
+
+    monkeypatch.setattr(train.ClassificationTask, "loss", nan_loss)
+    run = headstart.fit(data, out=tmp_path / "auto", budget=300.0, epochs=2, batch_size=8, **tiny)
+    m = run.metrics
+    assert len(calls) == 2  # one step of each trial's first fold, then it is left out
+    assert m["strategy"] == "linear-probe" and m["auto"]["chosen"] == "linear-probe"
+    for t in m["auto"]["trials"]:
+        assert t["outcome"] == "diverged" and "in fold 1, the loss became nan" in t["why"] and t["scored"] == 0
+    assert "finetune diverged (in fold 1, the loss became nan" in m["strategy_reason"]
+    assert "left out, lower --lr to measure it" in m["strategy_reason"]
+    assert "cannot tell" not in m["strategy_reason"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["auto"]  # no trial left behind
+
+
+@pytest.mark.auto_trials
 def test_auto_trains_the_strategy_that_wins_in_full(data, tiny, tmp_path, monkeypatch):
     import headstart.auto as auto
 

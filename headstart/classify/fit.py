@@ -199,6 +199,7 @@ def measure_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTrain
     is removed whatever happens."""
     from .. import auto
     from ..auto import TRIALS, Trial, TrialStopped, describe, trial_line
+    from ..engine import Diverged
 
     samples = p.samples
     x = p.features().array  # extracted first where the cache has none: the budget starts once they are there
@@ -260,6 +261,9 @@ def measure_auto(p: Prepared, out_dir: Path, spec: HeadSpec, training: HeadTrain
                     train_body(name, f"auto trial of {name}", trial_dir, watch=trial, epochs=epochs,
                                split=(everything[fit_on], everything[score_on]))
                 except TrialStopped:
+                    break
+                except Diverged as e:  # the trial is left out; the probe (or an earlier winner) stands
+                    trial.diverge(e.where)
                     break
                 finally:
                     shutil.rmtree(trial_dir, ignore_errors=True)

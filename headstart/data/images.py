@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .splits import class_counts
 from ..errors import HeadstartError, plural
+from ..fileio import path_kind
 
 # A large image (over PIL's 89M-pixel guard) decodes slowly but is data like any other: PIL's warning lines
 # would otherwise land on stderr among headstart's own. Twice that size stays an error (a decompression bomb),
@@ -272,9 +273,10 @@ def expand_files(files: list[str | Path]) -> list[Path]:
     missing: list[str] = []
     for f in files:
         p = Path(f).expanduser()
-        if p.is_dir():
+        kind = path_kind(p)
+        if kind == "dir":
             paths += sorted(q for q in p.rglob("*") if q.is_file() and is_image_file(q))
-        elif p.is_file():
+        elif kind == "file":
             paths.append(p)
         else:
             missing.append(str(f))

@@ -24,6 +24,7 @@ import numpy as np
 
 from .splits import class_counts
 from ..errors import HeadstartError, plural
+from ..fileio import path_kind
 
 CSV_SUFFIXES = frozenset({".csv", ".tsv"})
 JSONL_SUFFIXES = frozenset({".jsonl", ".json-lines", ".jsonlines", ".ndjson"})
@@ -170,13 +171,14 @@ def read_predict_texts(items: Sequence[str], *, text_column: str = "text") -> li
         if not item.strip():
             raise HeadstartError("an empty text was given to predict; give text, or .txt/.csv/.tsv/.jsonl files")
         p = Path(item).expanduser()
-        suffix = p.suffix.lower()
+        suffix = p.suffix.lower() if len(p.name) < 256 else ""  # a long text is not a file name
         known = suffix == TEXT_SUFFIX or suffix in CSV_SUFFIXES or suffix in JSONL_SUFFIXES
-        if p.is_dir():
+        kind = path_kind(p)
+        if kind == "dir":
             raise HeadstartError(
                 f"'{item}' is a folder; give .txt, .csv, .tsv or .jsonl files, or the text itself in quotes"
             )
-        if p.is_file():
+        if kind == "file":
             if suffix == TEXT_SUFFIX:
                 texts.append(_decode(p))
                 continue

@@ -62,7 +62,11 @@ EXTRA = "_extra."  # a checkpoint's names for the task's extra modules' tensors 
 
 
 class Diverged(HeadstartError):
-    """The loss became infinite or NaN."""
+    """The loss became infinite or NaN; `where` says so in a few words (auto leaves a trial that diverged out)."""
+
+    def __init__(self, message: str, where: str = "") -> None:
+        super().__init__(message)
+        self.where = where or message
 
 
 @dataclass
@@ -372,10 +376,10 @@ class Engine:
 
     def _diverged(self, value: float, phase: Phase, epoch: int, step: int, optimizer) -> None:
         lr = max(g["lr"] for g in optimizer.param_groups)
-        raise Diverged(
-            f"the loss became {value} in phase '{phase.name}', epoch {epoch + 1}, step {step + 1} (learning rate "
-            f"{lr:.2g}); lower --lr (try --lr {self.cfg.lr / 10:.2g}); training stopped and {self._kept()}"
-        )
+        where = (f"the loss became {value} in phase '{phase.name}', epoch {epoch + 1}, step {step + 1} (learning rate "
+                 f"{lr:.2g})")
+        raise Diverged(f"{where}; lower --lr (try --lr {self.cfg.lr / 10:.2g}); training stopped and {self._kept()}",
+                       where)
 
     def _log_epoch(self, record: dict[str, Any], where: str) -> None:
         log(f"  {where}: train loss {record['train_loss']:.4f}" + self.task.describe(record))
