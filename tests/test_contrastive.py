@@ -130,15 +130,33 @@ def test_auto_does_not_take_contrastive_for_a_class_of_one_text(tmp_path, texts)
 
 
 def test_rank_says_auto_tunes_the_encoder_and_advise_draws_its_curve(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("headstart.classify.contrastive.PASSES", 2)  # advise's runs take the default budget: a short one
-    monkeypatch.setattr("headstart.classify.contrastive.MIN_STEPS_PER_EPOCH", 2)
+    # advise's runs take the default budget: a short one, whose epochs differ with the run's size (2 passes of each
+    # text in batches of 2, at least 4 steps an epoch: 2 epochs for 9 or 10 texts, 1 for 4)
+    monkeypatch.setattr("headstart.classify.contrastive.PASSES", 2)
+    monkeypatch.setattr("headstart.classify.contrastive.MIN_STEPS_PER_EPOCH", 4)
+    monkeypatch.setattr("headstart.classify.contrastive.BATCH", 2)
     small = write_reviews(tmp_path / "small.csv", n=7)
     assert main(["rank", str(small)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("14 texts, 2 classes")
     assert "these scores read its pretrained embeddings; fit --strategy auto tunes it" in out
+    import headstart.classify.fit as fit_module
+    from headstart.classify import contrastive
+
+    runs = []  # every measurement run: scored by its last epoch, validated there only, its schedule its own size's
+    real = fit_module.train_body_run
+
+    def recorded(folder, card, samples, tr, va, cfg, *a, **k):
+        runs.append((len(tr), cfg.epochs, cfg.eval_every, cfg.patience))
+        return real(folder, card, samples, tr, va, cfg, *a, **k)
+
+    monkeypatch.setattr(fit_module, "train_body_run", recorded)
     report = headstart.advise(small, ["minilm_l6"], seeds=1, curve=[1, 2, 3], scratch=False,
                               curve_contrastive=True)
+    assert len(runs) == 3 + 2  # auto's folds, then the curve's points of 2 and 3 per class
+    assert all(ep == contrastive.default_epochs(n, contrastive.BATCH) and every == ep and patience is None
+               for n, ep, every, patience in runs)
+    assert sorted({(n, ep) for n, ep, _, _ in runs}) in ([(4, 1), (6, 2), (9, 2), (10, 2)], [(4, 1), (6, 2), (10, 2)])
     assert report["recommended_strategy"] == "contrastive" and "contrastive" in report["curve_labels"]
     rows = {r["per_class"]: r for r in report["learning_curve"]}
     assert "runs" not in rows[1]["contrastive"] or rows[1]["contrastive"]["runs"] == []  # a pair needs two per class

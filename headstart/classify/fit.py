@@ -113,19 +113,23 @@ def fit_classifier(data: str | Path, model: str | ModelCard | None, out: str | P
                         patience=t.patience, dropout=h.dropout or None)
     training = HeadTraining(class_balance=h.class_balance, seed=t.seed, c=h.head_c)
 
-    def config(name: str, phase_epochs: int | None = None):
+    def config(name: str, phase_epochs: int | None = None, n_train: int | None = None, last_only: bool = False):
+        """The run's configuration; `last_only`: a measurement's run, which is scored by its last epoch only (it is
+        validated there alone, and never stops early on the examples it is scored on)."""
         from ..engine import TrainConfig
 
         batch = t.batch_size or (32 if words else default_batch_size(p.device))
         if name == "contrastive":  # its batch is the pairs it learns from, and its budget is in batches of each text
             batch = t.batch_size or contrastive.BATCH
-            phase_epochs = phase_epochs or epochs or contrastive.default_epochs(len(train_idx), batch)
+            phase_epochs = phase_epochs or epochs or contrastive.default_epochs(n_train or len(train_idx), batch)
+        n_epochs = phase_epochs or epochs or BODY_EPOCHS
         return TrainConfig(
-            strategy=name, head=spec.to_dict(), epochs=phase_epochs or epochs or BODY_EPOCHS, head_epochs=1,
+            strategy=name, head=spec.to_dict(), epochs=n_epochs, head_epochs=1, eval_every=n_epochs if last_only else 1,
             unfreeze_every=t.unfreeze_every or 1, lr=t.lr or BODY_PHASE_LR, body_lr_mult=body_lr_mult,
             layer_decay=layer_decay, l2sp=t.l2sp, weight_decay=WEIGHT_DECAY if t.weight_decay is None else t.weight_decay,
             batch_size=batch, accumulate=t.accumulate,
-            warmup=t.warmup, patience=t.patience or BODY_PATIENCE, augment=t.augment or "crop-flip", bn=t.bn,
+            warmup=t.warmup, patience=None if last_only else t.patience or BODY_PATIENCE, augment=t.augment or "crop-flip",
+            bn=t.bn,
             precision=precision, seed=t.seed, val_split=val_split, class_balance=h.class_balance, head_c=h.head_c,
             clip_grad=t.clip_grad or 0.0)
 
@@ -136,11 +140,12 @@ def fit_classifier(data: str | Path, model: str | ModelCard | None, out: str | P
         return copy.deepcopy(body_factory())
 
     def train_body(name: str, why: str, folder: Path, watch: Any = None, epochs: int | None = None,
-                   split: tuple[np.ndarray, np.ndarray] | None = None) -> Run:
+                   split: tuple[np.ndarray, np.ndarray] | None = None, last_only: bool = False) -> Run:
         """A run of strategy `name` in `folder`; auto's trials give their own `split` (train, score) and `watch`."""
         body = pretrained if chosen is None else body_factory  # auto trains several times
         tr, va = split if split is not None else (train_idx, val_idx)
-        return train_body_run(folder, card, samples, tr, va, config(name, epochs), why, features, p.device,
+        return train_body_run(folder, card, samples, tr, va, config(name, epochs, len(tr), last_only), why, features,
+                              p.device,
                               body, s.num_workers, s.tracker, fresh=True, t_start=t_start,
                               skip_bad_files=s.skip_bad_files, tokens=p.tokens, text_info=text_info,
                               num_features=p.num_features, watch=watch, unlabelled=engine_u)
@@ -321,7 +326,7 @@ def measure_contrastive(p: Prepared, out_dir: Path, spec: HeadSpec, training: He
             return True
 
         try:
-            train_body("contrastive", "measured on folds", folder, watch=watch, split=split)
+            train_body("contrastive", "measured on folds", folder, watch=watch, split=split, last_only=True)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return last["pred"]
