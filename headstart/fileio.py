@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,8 +51,6 @@ def path_kind(path: str | os.PathLike) -> str | None:
         st = os.stat(path)
     except (OSError, ValueError):  # ENAMETOOLONG, ENOENT, ENOTDIR, a NUL byte...
         return None
-    import stat
-
     return "dir" if stat.S_ISDIR(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else None
 
 
