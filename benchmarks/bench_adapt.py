@@ -47,7 +47,7 @@ MUST = {"same": 0.05, "shift": 0.10, "text": 0.03, "same-body": 0.05, "shift-bod
 METHODS = {"same": ("auto", "self-training"),
            "shift": ("auto", "self-training", "coral", "coral+self-training", "adabn", "adabn+self-training"),
            "text": ("auto", "self-training"), "text-contrastive": ("auto", "self-training"),
-           "same-body": ("fixmatch", "mcc"), "shift-body": ("mcc", "dann", "fixmatch")}
+           "same-body": ("auto", "fixmatch", "mcc"), "shift-body": ("auto", "mcc", "dann", "fixmatch")}
 
 
 def _write(folder: Path, images: np.ndarray, labels: np.ndarray | None) -> Path:

@@ -138,7 +138,8 @@ class Run:
             from .data.texts import read_predict_texts
             from .features import run_text_body
 
-            texts = read_predict_texts([str(t) for t in inputs])
+            column = ((self.info.get("text") or {}).get("options") or {}).get("text_column") or "text"
+            texts = read_predict_texts([str(t) for t in inputs], text_column=column)  # the column it was fitted on
             tokens = self.tokenizer()(texts)
             tokens.say_truncated()
             feats = np.empty((len(texts), self.head_inputs), dtype=np.float32)

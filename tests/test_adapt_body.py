@@ -128,3 +128,70 @@ def test_resume_refuses_unlabelled_images_that_changed(tiny_model, shapes_dir, u
     next(u.rglob("*.png")).unlink()
     with pytest.raises(headstart.HeadstartError, match="unlabelled images .* changed"):
         headstart.resume(tmp_path / "killed")
+
+
+def test_auto_trains_the_body_with_u_and_keeps_it_where_the_validation_split_agrees(tiny_model, shapes_dir,
+                                                                                    unlabelled_images, tmp_path,
+                                                                                    monkeypatch):
+    import headstart
+    from headstart.classify import unlabelled
+
+    monkeypatch.setattr(unlabelled, "HARM", 1.0)  # any score with U is kept
+    run = _fit(tmp_path / "auto", tiny_model, shapes_dir, unlabelled_images, adapt="auto", strategy="finetune")
+    a = run.metrics["adapt"]
+    assert a["requested"] == "auto" and a["method"] == "mcc" and a["unlabelled_seen"] > 0
+    auto = a["auto"]
+    assert 0.0 <= auto["domain"]["classifier_balanced_accuracy"] <= 1.0 and len(auto["confidence"]["histogram"]) == 10
+    assert auto["reference"]["val_score"] is not None and "with U against" in a["reason"]
+    assert run.info["adapt"]["method"] == "mcc" and not unlabelled.reference_dir(tmp_path / "auto").exists()
+    assert headstart.load(tmp_path / "auto").metrics["adapt"]["reason"] == a["reason"]
+
+
+def test_auto_falls_back_to_the_run_without_u_and_says_so(tiny_model, shapes_dir, unlabelled_images, tmp_path,
+                                                          monkeypatch):
+    import headstart
+    from headstart.classify import unlabelled
+
+    monkeypatch.setattr(unlabelled, "HARM", -1.0)  # every score with U is "behind"
+    run = _fit(tmp_path / "auto", tiny_model, shapes_dir, unlabelled_images, adapt="auto", strategy="finetune")
+    plain = _fit(tmp_path / "plain", tiny_model, shapes_dir, None, strategy="finetune")
+    loaded = headstart.load(tmp_path / "auto")
+    a = loaded.metrics["adapt"]
+    assert a["method"] == "none" and "U is not used" in a["reason"] and "adapt" not in loaded.info
+    w, p = loaded.model.state_dict(), plain.model.state_dict()
+    assert all(torch.equal(w[k], p[k]) for k in w)  # the run is the one trained without U
+    assert run.metrics["adapt"]["method"] == "none"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["auto", "plain"]  # nothing left beside --out
+
+
+def test_a_run_killed_while_auto_trains_with_u_resumes_and_is_settled(tiny_model, shapes_dir, unlabelled_images,
+                                                                        tmp_path):
+    import headstart
+
+    whole = _fit(tmp_path / "whole", tiny_model, shapes_dir, unlabelled_images, adapt="auto", strategy="finetune")
+    firsts = []
+
+    def second_run_first_epoch(state):  # the run without U comes first; the run with U is killed
+        firsts.extend([1] if state.global_epoch == 1 else [])
+        return len(firsts) == 2 and state.global_epoch == 1
+
+    with stopped_after_checkpoint(second_run_first_epoch):
+        _fit(tmp_path / "killed", tiny_model, shapes_dir, unlabelled_images, adapt="auto", strategy="finetune")
+    assert json.loads((tmp_path / "killed" / "headstart.json").read_text())["adapt"]["auto"]["reference"]
+    resumed = headstart.resume(tmp_path / "killed")
+    w, r = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(w[k], r[k]) for k in w)
+    assert resumed.metrics["adapt"]["reason"] == whole.metrics["adapt"]["reason"]
+    assert not (tmp_path / ".killed.adapt-reference").exists()
+
+
+def test_auto_with_a_body_strategy_on_texts_is_one_line(tmp_path):
+    import headstart
+
+    rows = "".join(f"{w} text number {i},{c}\n" for i in range(6) for c, w in (("a", "good"), ("b", "bad")))
+    (tmp_path / "t.csv").write_text("text,label\n" + rows)
+    (tmp_path / "u.txt").write_text("some text\nanother one\n")
+    with pytest.raises(headstart.HeadstartError, match="--adapt auto with --strategy lp-ft trains the body"):
+        headstart.fit(tmp_path / "t.csv", model="minilm_l6", out=tmp_path / "r", unlabelled=tmp_path / "u.txt",
+                      adapt="auto", strategy="lp-ft")
+    assert not (tmp_path / "r").exists()

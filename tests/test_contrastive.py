@@ -3,6 +3,8 @@ end on tiny reviews, and a killed run resumed to the same weights."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -100,8 +102,10 @@ def test_contrastive_with_unlabelled_texts_self_trains_the_last_head_and_resumes
     assert a["method"] == "self-training" and a["unlabelled"]["used"] > 0 and a["unlabelled"]["fingerprint"]
     assert headstart.load(tmp_path / "run").info["adapt"]["method"] == "self-training"
     assert headstart.evaluate(run, test)["balanced_accuracy"] >= 0.9
-    with stopped_after_checkpoint(lambda s: s.global_epoch == 1):
-        headstart.fit(train, out=tmp_path / "stopped", unlabelled=u, adapt="self-training", **FAST)
+    with stopped_after_checkpoint(lambda s: s.global_epoch == 1):  # auto: one run, its head learns from U (no reference)
+        headstart.fit(train, out=tmp_path / "stopped", unlabelled=u, adapt="auto", **FAST)
+    assert "auto" not in json.loads((tmp_path / "stopped" / "headstart.json").read_text())["adapt"]
+    assert not (tmp_path / ".stopped.adapt-reference").exists()
     u.write_text(u.read_text() + "one more unlabelled review,\n")
     with pytest.raises(headstart.HeadstartError, match="unlabelled texts in .* changed"):
         headstart.resume(tmp_path / "stopped")

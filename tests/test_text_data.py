@@ -294,7 +294,11 @@ def test_predict_mistakes(tmp_path):
     assert "bad.txt" in msg and "line 3" in msg
     c = write(tmp_path / "c.csv", "review\nx\n")
     msg = error(read_predict_texts, [str(c)])
-    assert "'review'" in msg and "--text-column" in msg
+    assert "'review'" in msg and "column 'text'" in msg and "--text-column" not in msg  # predict has no such option
+    assert read_predict_texts([str(c)], text_column="review") == ["x"]  # a run fitted on column 'review'
+    assert "is empty" in error(read_predict_texts, [str(write(tmp_path / "e.txt", "\n\n"))])
+    msg = error(read_predict_texts, [str(write(tmp_path / "e.csv", "text,id\na,1\n ,2\nb,3\n"))])
+    assert "e.csv:3" in msg and "empty" in msg  # never labelled as if it were a text
     assert "no rows" in error(read_predict_texts, [str(write(tmp_path / "h.csv", "text\n"))])
     j = write(tmp_path / "j.jsonl", '{"text": "a"}\nnot json\n')
     assert f"{j}:2" in error(read_predict_texts, [str(j)])
@@ -309,3 +313,12 @@ def test_collate_pads_to_the_longest_or_a_multiple():
     assert collate(0, 8)(batch)[0].shape == (2, 8)  # a GPU's batches: a multiple of 8 tokens
     long = [(list(range(1, 19)), 0)]
     assert collate(0, 8, cap=20)(long)[0].shape == (1, 20)  # not past the cap (the tokens' max length)
+
+
+def test_a_column_named_twice_or_a_repeated_header_is_refused(tmp_path):
+    rows = "".join(f"good {i},pos,junk {i}\nbad {i},neg,junk {i}\n" for i in range(3))
+    msg = error(read_text_data, write(tmp_path / "d.csv", "text,label,text\n" + rows))
+    assert "'text' (columns 1, 3)" in msg and "rename" in msg  # a row would keep the last 'text' only
+    joined = "text,label\ngood,pos\nbad,neg\ntext,label\nfine,pos\n"
+    msg = error(read_text_data, write(tmp_path / "j.csv", joined))
+    assert "j.csv:4" in msg and "repeats the header" in msg

@@ -42,11 +42,12 @@ def train_body_run(out_dir: Path, card: ModelCard, samples: ImageSamples, train_
                 body_factory: Callable[[], torch.nn.Module], num_workers: int | None, tracker: str | None,
                 fresh: bool, t_start: float, skip_bad_files: bool = False, tokens: Tokenized | None = None,
                 text_info: dict[str, Any] | None = None, num_features: int | None = None, watch: Any = None,
-                unlabelled: tuple[Unlabelled, str] | None = None) -> Run:
+                unlabelled: tuple[Unlabelled, str] | None = None, auto: dict[str, Any] | None = None) -> Run:
     """Strategies that train the body: the engine (headstart.engine) with classify.task, checkpointed in out_dir. `watch`:
     an auto trial (headstart.auto.Trial), which sees every epoch's held-out predictions and may stop
     the run (TrialStopped); a trial's run returns None. `unlabelled`: U's images and the method (fixmatch,
-    mcc) by which the body phases learn from them too (classify.adapt_task)."""
+    mcc) by which the body phases learn from them too (classify.adapt_task); `auto`: what --adapt auto measured before
+    it chose that method (classify.unlabelled.body_auto), the run then settled against the run without U."""
     from ..engine import Callback, Engine, make_accelerator, seed_everything
     from ..engine.accelerator import open_run
     from ..surgery import TransferModel
@@ -57,6 +58,8 @@ def train_body_run(out_dir: Path, card: ModelCard, samples: ImageSamples, train_
     if unlabelled is not None:
         u, method = unlabelled
         adapt = {"method": method, "unlabelled": u.record() | {"fingerprint": u.fingerprint()}}
+        if auto is not None:
+            adapt["auto"] = auto
     record = start_record(card, samples, cfg, reason, skip_bad_files, text_info) if fresh else None
     if record is not None and adapt is not None:
         record["adapt"] = adapt
@@ -157,6 +160,12 @@ def train_body_run(out_dir: Path, card: ModelCard, samples: ImageSamples, train_
     info.update(strategy=cfg.strategy, strategy_reason=reason, data=samples.source)
     if text_info:
         info["text"] = text_info
+    auto = (info.get("adapt") or {}).get("auto")  # as the run started (--resume: as headstart.json kept it)
+    if auto is not None and "adapt" in metrics:
+        from .unlabelled import settle
+
+        metrics["adapt"]["auto"] = auto
+        return settle(finish(engine, info, metrics))
     return finish(engine, info, metrics)
 
 
@@ -207,8 +216,8 @@ def refuse_other_inputs(d: Path, info: dict[str, Any], data: str | Path | None, 
     for key, value in (given or {}).items():
         saved = saved_head.get("kind" if key == "head" else key) if key in ("head", "hidden", "dropout") \
             else info["config"].get(key)
-        if saved is not None and value is not None and value != saved:
-            differences.append(f"--{key.replace('_', '-')} {value} (the run used {saved})")
+        if value is not None and value != saved:  # saved None: the run's default (--head-c: cross-validated)
+            differences.append(f"--{key.replace('_', '-')} {value} (the run used {'its default' if saved is None else saved})")
     if data is not None and Path(data).expanduser().resolve() != Path(info["data"]["source"]).resolve():
         differences.append(f"DATA {data} (the run used {info['data']['source']})")
     if differences:

@@ -77,7 +77,7 @@ def batch_shape(n_classes: int, batch: int) -> tuple[int, int]:
 # (bench_fewshot.py --task political, 5 seeds, never tuned on): 8 per class 0.669 against the probe's 0.652, 16
 # per class 0.666 against 0.664. Above 64 contrastive was not measured, and auto measures as for images.
 AUTO_PER_CLASS = 64
-AUTO_REASON = (f"auto: a transformer encoder and at most {AUTO_PER_CLASS} labelled texts per class: contrastive "
+AUTO_REASON = (f"auto: a transformer encoder and at most {AUTO_PER_CLASS} labelled texts in the smallest class: contrastive "
                "(above the linear probe and lp-ft at 8, 16 and 64 reviews per class, benchmarks/bench_fewshot.py)")
 
 

@@ -33,7 +33,7 @@ from ..zoo import ModelCard
 from . import contrastive
 from .body import text_metrics, train_body_run
 from .prepare import Prepared, prepare
-from .unlabelled import ENGINE_STRATEGY, adapted_head, auto_reason, check_adapt_options, read_for
+from .unlabelled import ENGINE_STRATEGY, adapted_head, auto_reason, body_auto, check_adapt_options, read_for
 
 if TYPE_CHECKING:
     import torch
@@ -71,7 +71,7 @@ def fit_classifier(data: str | Path, model: str | ModelCard | None, out: str | P
                 extract_batch_size=s.extract_batch_size, num_workers=s.num_workers, text=text,
                 check_card=contrastive.check_card if t.strategy.strip().lower() == "contrastive" else None)
     card, samples, train_idx, val_idx = p.card, p.samples, p.train_idx, p.val_idx
-    unlabelled = read_for(p, o.adapt, s.skip_bad_files, text.text_column, text.label_column)  # checked before work
+    unlabelled = read_for(p, o.adapt, s.skip_bad_files, text.text_column, text.label_column, t.strategy)  # checked first
     body_factory, features = p.body, p.features
     words = card.architecture == "word-vectors"
     if p.text:  # a word-vector network: the options as resolved for this data (encoder auto -> cnn or mean)
@@ -140,7 +140,8 @@ def fit_classifier(data: str | Path, model: str | ModelCard | None, out: str | P
         return copy.deepcopy(body_factory())
 
     def train_body(name: str, why: str, folder: Path, watch: Any = None, epochs: int | None = None,
-                   split: tuple[np.ndarray, np.ndarray] | None = None, last_only: bool = False) -> Run:
+                   split: tuple[np.ndarray, np.ndarray] | None = None, last_only: bool = False, u: Any = engine_u,
+                   adapt_auto: dict[str, Any] | None = None) -> Run:
         """A run of strategy `name` in `folder`; auto's trials give their own `split` (train, score) and `watch`."""
         body = pretrained if chosen is None else body_factory  # auto trains several times
         tr, va = split if split is not None else (train_idx, val_idx)
@@ -148,7 +149,7 @@ def fit_classifier(data: str | Path, model: str | ModelCard | None, out: str | P
                               p.device,
                               body, s.num_workers, s.tracker, fresh=True, t_start=t_start,
                               skip_bad_files=s.skip_bad_files, tokens=p.tokens, text_info=text_info,
-                              num_features=p.num_features, watch=watch, unlabelled=engine_u)
+                              num_features=p.num_features, watch=watch, unlabelled=u, auto=adapt_auto)
 
     if (chosen is None or not chosen.trains_body) and not is_main_rank() and not measure_only:
         return None  # type: ignore[return-value]  # --processes: a head on cached features is fitted once, by rank 0
@@ -176,6 +177,9 @@ def fit_classifier(data: str | Path, model: str | ModelCard | None, out: str | P
 
         chosen.check(len(depth_groups(body_factory())), card.name)
     log(f"strategy {chosen.name}: {reason}")
+    if chosen.trains_body and not pairs and unlabelled is not None and method == "auto":  # with U or without U
+        return body_auto(p, unlabelled, spec, training, out_dir,
+                         lambda folder, u, record: train_body(chosen.name, reason, folder, u=u, adapt_auto=record))
     if chosen.trains_body:
         return train_body(chosen.name, reason, out_dir)
     return fit_probe(p, out_dir, spec, training, chosen.name, reason, text_info, t_start, s.device,

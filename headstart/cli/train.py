@@ -5,11 +5,17 @@ from __future__ import annotations
 import click
 
 from ..auto import DEFAULT_BUDGET
+from ..errors import HeadstartError
 from ..options import VAL_SPLIT
 from ..pretrain import DEFAULT_ARCH as PRETRAIN_ARCH, DEFAULTS as PRETRAIN
 from .common import (STRATEGY_HELP, cache_options, cli, detect_options, emit_json, extract_options, fmt, json_option,
                      quiet_option, relaunch_for, set_quiet, text_options, text_options_of, training_options,
                      with_options, word_options)
+
+
+RESUME_KEEPS = ("unlabelled", "adapt", "budget", "arch", "allow_download", "text_column", "label_column", "max_length",
+                "skip_empty", "encoder", "embeddings", "min_count", "task", "detector", "input_size", "max_size",
+                "eval_every", "skip_bad_files", "overwrite")
 
 
 @cli.command()
@@ -103,6 +109,12 @@ def fit(ctx: click.Context, data: str | None, out: str | None, strategy: str, bu
 
         given = {n: ctx.params[n] for n in given_names
                  if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE}
+        # what shaped the run's data and its choices: --resume keeps the run's own, so giving one is refused
+        kept = [f"--{n.replace('_', '-')}" for n in RESUME_KEEPS if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
+        if kept:
+            raise HeadstartError(f"--resume '{resume_dir}' continues the run with the settings it started with (its own "
+                                 f"DATA, unlabelled examples, text and data options); {', '.join(kept)} cannot change "
+                                 "them: drop them, or start a new run with --out")
         if ctx.get_parameter_source("no_class_balance") == ParameterSource.COMMANDLINE:
             given["class_balance"] = not no_class_balance
         explicit_model = model if ctx.get_parameter_source("model") == ParameterSource.COMMANDLINE else None

@@ -181,6 +181,8 @@ def read_predict_texts(items: Sequence[str], *, text_column: str = "text") -> li
         if kind == "file":
             if suffix == TEXT_SUFFIX:
                 texts.append(_decode(p))
+                if not texts[-1].strip():
+                    raise HeadstartError(f"'{p}' is empty (or only whitespace); give a file with a text to predict")
                 continue
             if suffix in CSV_SUFFIXES or suffix in JSONL_SUFFIXES:
                 columns, records, problems = (_read_csv if suffix in CSV_SUFFIXES else _read_jsonl)(p)
@@ -188,14 +190,17 @@ def read_predict_texts(items: Sequence[str], *, text_column: str = "text") -> li
                     raise HeadstartError(f"'{p}': " + "; ".join(problems))
                 if text_column not in columns:
                     raise HeadstartError(
-                        f"'{p}' has no '{text_column}' column; found {_columns(columns)}: "
-                        "pick the text column with --text-column"
+                        f"'{p}' has no '{text_column}' column; found {_columns(columns)}: the run reads its texts "
+                        f"from column '{text_column}' (the one it was fitted on): rename that column"
                     )
                 if not records:
                     raise HeadstartError(f"'{p}' has no rows; add texts to predict")
-                for _, record in records:
-                    value, _ = _scalar(record.get(text_column))
-                    texts.append(value or "")
+                values = [(f"{p}:{line}", _scalar(record.get(text_column))[0] or "") for line, record in records]
+                empty = [where for where, v in values if not v.strip()]
+                if empty:
+                    raise HeadstartError(f"'{p}': {_n(empty, 'text is', 'texts are')} empty or only whitespace "
+                                         f"({_first(empty)}); remove {_them(empty)}")
+                texts.extend(v for _, v in values)
                 continue
             raise HeadstartError(
                 f"'{item}' is a {suffix or 'suffix-less'} file; give .txt, .csv, .tsv or .jsonl files, "
@@ -230,8 +235,8 @@ def read_unlabelled_texts(path: Path, *, text_column: str = "text",
         if problems:
             raise HeadstartError(f"{where}: " + "; ".join(problems))
         if text_column not in columns:
-            raise HeadstartError(f"{where} has no '{text_column}' column; found {_columns(columns)}: pick the text "
-                                 "column with --text-column")
+            raise HeadstartError(f"{where} has no '{text_column}' column; found {_columns(columns)}: U's texts are read "
+                                 f"from DATA's text column ('{text_column}'): rename U's column to it")
         found = [(v, f"{path}:{line}") for line, v in ((line, _scalar(r.get(text_column))[0]) for line, r in records)
                  if v and v.strip()]
         return [t for t, _ in found], [w for _, w in found], label_column in columns
@@ -288,6 +293,7 @@ def _read_csv(path: Path) -> tuple[list[str], _Records, list[str]]:
     columns: list[str] | None = None
     records: _Records = []
     too_many: list[str] = []
+    headers: list[str] = []  # rows that repeat the header (files joined with their headers): not examples
     end = 0
     try:
         for fields in reader:
@@ -297,12 +303,23 @@ def _read_csv(path: Path) -> tuple[list[str], _Records, list[str]]:
             if columns is None:
                 columns = [c.strip() for c in fields]
                 continue
+            if [f.strip() for f in fields] == columns:
+                headers.append(f"{path}:{start}")
+                continue
             if len(fields) > len(columns):
                 too_many.append(f"{path}:{start}")
             records.append((start, dict(zip(columns, fields))))
     except csv.Error as e:
         raise HeadstartError(f"'{path}' line {reader.line_num} is not valid CSV ({e}); fix the quoting") from None
     problems = []
+    twice = sorted({c for c in (columns or []) if c and (columns or []).count(c) > 1})
+    if twice:  # a row would keep only the last of them
+        where = "; ".join(f"'{c}' (columns {', '.join(str(i + 1) for i, x in enumerate(columns or []) if x == c)})"
+                          for c in twice)
+        problems.append(f"its header names a column more than once: {where}; rename all but one")
+    if headers:
+        problems.append(f"{_n(headers, 'row repeats', 'rows repeat')} the header ({_first(headers)}); remove "
+                        f"{_them(headers)}")
     if too_many:
         sep = "tabs" if tsv else "commas"
         problems.append(f"{_n(too_many, 'row has', 'rows have')} more cells than the header's {len(columns or [])} "
