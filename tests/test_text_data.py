@@ -322,3 +322,6 @@ def test_a_column_named_twice_or_a_repeated_header_is_refused(tmp_path):
     joined = "text,label\ngood,pos\nbad,neg\ntext,label\nfine,pos\n"
     msg = error(read_text_data, write(tmp_path / "j.csv", joined))
     assert "j.csv:4" in msg and "repeats the header" in msg
+    msg = error(read_text_data, write(tmp_path / "d.jsonl", '{"text": "a", "label": "x"}\n'
+                                      '{"text": "b", "label": "y", "text": "c"}\n'))
+    assert "d.jsonl:2" in msg and "'text' more than once" in msg

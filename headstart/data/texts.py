@@ -337,14 +337,25 @@ def _read_jsonl(path: Path) -> tuple[list[str], _Records, list[str]]:
     columns: dict[str, None] = {}
     records: _Records = []
     bad: list[str] = []
+
+    def once(pairs: list[tuple[str, object]]) -> dict[str, object]:  # json keeps the last of a repeated key
+        keys = [k for k, _ in pairs]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise ValueError(f"key {', '.join(repr(k) for k in twice)} more than once")
+        return dict(pairs)
+
     # split on \n only: JSON strings may hold U+2028 and other characters that str.splitlines breaks on
     for i, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, object_pairs_hook=once)
         except json.JSONDecodeError as e:
             bad.append(f"{path}:{i} ({e.msg})")
+            continue
+        except ValueError as e:
+            bad.append(f"{path}:{i} ({e})")
             continue
         if not isinstance(obj, dict):
             bad.append(f"{path}:{i} (a {type(obj).__name__}, not an object)")
