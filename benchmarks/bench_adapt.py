@@ -136,7 +136,7 @@ def main() -> int:
                     if method == "auto":
                         e.setdefault("auto chose", []).append(a["method"])
                         e.setdefault("auto checks", []).append(a.get("checks"))
-                        e.setdefault("domain", []).append(a.get("domain"))
+                        e.setdefault("domain", []).append(a.get("domain") or (a.get("auto") or {}).get("domain"))
                     print(f"{task} seed {seed} {method:<20} {score:.3f} (probe {scores['probe'][-1]:.3f}; "
                           f"{a['method']}, {a['seconds']:.1f} s after extraction)", flush=True)
     finally:
