@@ -63,7 +63,7 @@ def test_auto_tunes_a_transformer_on_few_texts_and_fits_the_head_on_it(tmp_path,
                  "--val-split", "0.25"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "minilm_l6, contrastive: 18 train / 6 val texts" in out and "at most 64 labelled texts per class" in out
+    assert "minilm_l6, contrastive: 18 train / 6 val texts" in out and "at most 64 labelled texts in the smallest class" in out
     assert "phase     pairs: the encoder's top 6 of 7 groups on the pairs of 2 x 8 class-balanced batches (28 pairs " \
         "each)" in out
     assert "phase     head: fitted on the tuned encoder's embeddings of the 18 training texts" in out
