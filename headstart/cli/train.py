@@ -29,7 +29,8 @@ RESUME_KEEPS = ("unlabelled", "adapt", "budget", "arch", "allow_download", "text
               help="Unlabelled examples the head learns from too: a folder of images (any depth), or texts in a "
                    "CSV/JSONL/.txt file or a folder of .txt files.")
 @click.option("--adapt", default="auto", show_default=True,
-              help="How the run learns from --unlabelled: auto (measured), none, self-training, coral, "
+              help="How the run learns from --unlabelled: auto (measured; where the strategy trains the body, the "
+                   "run with U by mcc checked against the run without it), none, self-training, coral, "
                    "coral+self-training, adabn, adabn+self-training (a head on cached features); fixmatch, mcc, dann "
                    "(the body trains with U: --strategy lp-ft, finetune or partial:N).")
 @with_options(training_options)
